@@ -1,0 +1,142 @@
+"""The `contact-sync` command (spec/INTERFACE.md): the outermost shell of the program.
+
+It is the one module of ``contactsync`` that may import ``flows`` (inside the commands that
+run them), and the one place where errors become messages and exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from contactsync.errors import ContactSyncError
+
+app = typer.Typer(
+    help="Two-way Infor CRM <-> Outlook contact synchronization (rules R1-R20).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+crm_app = typer.Typer(help="The CRM database.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The local Microsoft Graph emulator.", no_args_is_help=True)
+app.add_typer(crm_app, name="crm")
+app.add_typer(emulator_app, name="emulator")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Configuration file (default: $CONTACT_SYNC_CONFIG, else ./contact-sync.toml).",
+    ),
+]
+UserOpt = Annotated[
+    list[str] | None,
+    typer.Option("--user", help="CRM user id (USERINFO.USERID); repeatable."),
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every configured user (the default).")]
+
+
+def fail(exc: ContactSyncError) -> typer.Exit:
+    """Print an error the way users read it, and return the exit to raise."""
+    typer.echo(f"contact-sync: {exc.describe()}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+@app.command()
+def sync(
+    config: ConfigOpt = None,
+    user: UserOpt = None,
+    all_users: AllOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report; write nothing (R20).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Pass the mass-change guard (R16).")] = False,
+    policy: Annotated[str | None, typer.Option("--policy", help="Conflict policy: latest|crm|outlook (R9).")] = None,
+    direction: Annotated[
+        str | None, typer.Option("--direction", help="two-way|crm-to-outlook|outlook-to-crm (R10).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per user and line.")] = False,
+) -> None:
+    """Run one sync cycle per user, as the Prefect flow."""
+    from contactsync.runner import run_sync_command
+
+    raise typer.Exit(
+        run_sync_command(
+            config=config, users=user or [], dry_run=dry_run, force=force,
+            policy=policy, direction=direction, json_out=json_out,
+        )
+    )
+
+
+@app.command()
+def backfill(
+    config: ConfigOpt = None,
+    user: UserOpt = None,
+    all_users: AllOpt = False,
+    since: Annotated[str | None, typer.Option("--since", help="ISO date: re-read changes since.")] = None,
+    relink: Annotated[bool, typer.Option("--relink", help="Forget links and re-match (R7a, R7).")] = False,
+) -> None:
+    """Full re-read of both sides, re-match and repair; then a normal cycle."""
+    from contactsync.runner import run_backfill_command
+
+    raise typer.Exit(run_backfill_command(config=config, users=user or [], since=since, relink=relink))
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    user: UserOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the HTML and JSON report.")] = Path("report"),
+) -> None:
+    """Write the data-quality report of the last cycle(s): HTML and JSON."""
+    from contactsync.runner import run_report_command
+
+    raise typer.Exit(run_report_command(config=config, users=user or [], out=out))
+
+
+@crm_app.command("init")
+def crm_init(
+    url: Annotated[str, typer.Option("--url", help="SQLAlchemy URL of an empty database.")],
+    demo: Annotated[bool, typer.Option("--demo", help="Add demo users, accounts, contacts, groups.")] = False,
+    schema: Annotated[str, typer.Option("--schema", help="Schema name ('sysdba' on SQL Server).")] = "",
+) -> None:
+    """Create the Infor CRM tables of CRM_SCHEMA.md (and, with --demo, demo data)."""
+    from contactsync.crm.schema import init_database
+
+    try:
+        summary = init_database(url, schema=schema or None, demo=demo)
+    except ContactSyncError as exc:
+        raise fail(exc) from None
+    typer.echo(summary)
+
+
+@emulator_app.command("serve")
+def emulator_serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8765,
+    db: Annotated[Path | None, typer.Option("--db", help="SQLite file that keeps the mailboxes.")] = None,
+) -> None:
+    """Run the Microsoft Graph contacts emulator in the foreground until stopped."""
+    from contactsync.emulator.server import serve
+
+    serve(host=host, port=port, db_path=db)
+
+
+@app.command()
+def demo(
+    dir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's CRM, emulator and report.")] = Path("demo"),
+) -> None:
+    """The guided demo: two cycles with scripted edits on both sides, explained by rule."""
+    from contactsync.demo import run_demo
+
+    raise typer.Exit(run_demo(dir))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except ContactSyncError as exc:  # anything a command did not turn into an exit itself
+        typer.echo(f"contact-sync: {exc.describe()}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,220 @@
+"""The canonical contact model every frame of the pipeline shares (spec/FIELD_MAP.md).
+
+Both sides are extracted into frames with the same canonical field columns so that
+matching and planning never need to know which system a value came from. Values are kept
+as the side holds them (strings, missing = NA); comparisons always go through
+:func:`normalise`, never through raw values (STYLE.md: compare normalised values).
+
+Representation of the canonical values, the same on both sides:
+- every field is a string or NA;
+- ``birthday`` is an ISO date ``YYYY-MM-DD`` (date only);
+- ``street`` holds the street lines joined with ``"\\n"`` (Outlook's ``"\\r\\n"`` is
+  turned into ``"\\n"`` on extract; CRM ADDRESS1..ADDRESS4 are joined, trailing empty
+  lines dropped);
+- ``categories`` is Outlook's list joined with ``", "``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+# --- canonical fields, in FIELD_MAP.md order -------------------------------------------
+FIELDS: tuple[str, ...] = (
+    "first_name",
+    "middle_name",
+    "last_name",
+    "prefix",
+    "suffix",
+    "job_title",
+    "department",
+    "company",
+    "email1",
+    "email2",
+    "email3",
+    "work_phone",
+    "home_phone",
+    "mobile_phone",
+    "web_address",
+    "assistant",
+    "spouse",
+    "birthday",
+    "street",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "categories",
+)
+EMAIL_FIELDS: tuple[str, ...] = ("email1", "email2", "email3")
+NAME_FIELDS: tuple[str, ...] = ("first_name", "last_name")
+ADDRESS_FIELDS: tuple[str, ...] = ("street", "city", "state", "postal_code", "country")
+#: Fields that flow CRM -> Outlook only once a pair is linked (R6).
+CRM_TO_OUTLOOK_ONLY: tuple[str, ...] = ("company",)
+
+#: Maximum length of each canonical field in its CRM column (spec/CRM_SCHEMA.md).
+#: ``street`` is limited per line (ADDRESS1..4, 64 each) and to 4 lines: see
+#: STREET_LINE_LENGTH / STREET_MAX_LINES. ``birthday`` is a datetime column.
+CRM_LENGTHS: dict[str, int] = {
+    "first_name": 32,
+    "middle_name": 32,
+    "last_name": 32,
+    "prefix": 16,
+    "suffix": 16,
+    "job_title": 64,
+    "department": 32,
+    "company": 128,
+    "email1": 128,
+    "email2": 128,
+    "email3": 128,
+    "work_phone": 32,
+    "home_phone": 32,
+    "mobile_phone": 32,
+    "web_address": 128,
+    "assistant": 64,
+    "spouse": 64,
+    "city": 32,
+    "state": 32,
+    "postal_code": 24,
+    "country": 32,
+    "categories": 255,
+}
+STREET_LINE_LENGTH = 64
+STREET_MAX_LINES = 4
+
+#: Graph property paths of each canonical field (spec/FIELD_MAP.md), for messages/docs.
+GRAPH_PATHS: dict[str, str] = {
+    "first_name": "givenName",
+    "middle_name": "middleName",
+    "last_name": "surname",
+    "prefix": "title",
+    "suffix": "generation",
+    "job_title": "jobTitle",
+    "department": "department",
+    "company": "companyName",
+    "email1": "emailAddresses[0].address",
+    "email2": "emailAddresses[1].address",
+    "email3": "emailAddresses[2].address",
+    "work_phone": "businessPhones[0]",
+    "home_phone": "homePhones[0]",
+    "mobile_phone": "mobilePhone",
+    "web_address": "businessHomePage",
+    "assistant": "assistantName",
+    "spouse": "spouseName",
+    "birthday": "birthday",
+    "street": "businessAddress.street",
+    "city": "businessAddress.city",
+    "state": "businessAddress.state",
+    "postal_code": "businessAddress.postalCode",
+    "country": "businessAddress.countryOrRegion",
+    "categories": "categories",
+}
+
+# --- id and metadata columns of the side frames ----------------------------------------
+CRM_ID = "crm_id"  # CONTACT.CONTACTID
+OUTLOOK_ID = "outlook_id"  # Graph contact id
+#: CRM frame (crm.extract): one row per visible contact.
+#: crm_modified = newest MODIFYDATE of CONTACT, its ADDRESS and its ACCOUNT (R9);
+#: read_only = the user's SECRIGHTS.RECORDACCESS is 'R' (R1); in_group = member of the
+#: user's contact sync group (R2).
+CRM_META: tuple[str, ...] = (
+    CRM_ID,
+    "account_id",
+    "address_id",
+    "crm_created",
+    "crm_modified",
+    "read_only",
+    "in_group",
+)
+CRM_COLUMNS: tuple[str, ...] = CRM_META + FIELDS
+#: Outlook frame (outlook.extract): one row per contact of the sync folder.
+#: crm_tag = the CrmContactId extended property (R7a); business_phones_rest = JSON list
+#: of businessPhones[1:], kept so an update of work_phone leaves the others as they are.
+OUTLOOK_META: tuple[str, ...] = (
+    OUTLOOK_ID,
+    "change_key",
+    "outlook_created",
+    "outlook_modified",
+    "crm_tag",
+    "business_phones_rest",
+)
+OUTLOOK_COLUMNS: tuple[str, ...] = OUTLOOK_META + FIELDS
+#: Accounts lookup (crm.lookup_accounts): visible accounts by exact name (R5b).
+ACCOUNT_COLUMNS: tuple[str, ...] = ("account_id", "account_name", "account_created")
+
+DATETIME_COLUMNS = frozenset({"crm_created", "crm_modified", "outlook_created", "outlook_modified", "account_created"})
+BOOL_COLUMNS = frozenset({"read_only", "in_group"})
+
+USERID_LENGTH = 12
+
+
+def empty_frame(columns: Sequence[str]) -> pd.DataFrame:
+    """An empty frame with the right dtypes, so concatenation never degrades dtypes."""
+    return conform(pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), columns)
+
+
+def conform(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Return ``frame`` with exactly ``columns`` (missing ones added as NA) and their dtypes.
+
+    Every producer of a side frame ends with this, so consumers can rely on the columns
+    being present and typed: strings as object with None for missing, datetimes as UTC,
+    flags as bool.
+    """
+    out = frame.reindex(columns=list(columns))
+    for col in columns:
+        if col in DATETIME_COLUMNS:
+            out[col] = pd.to_datetime(out[col], utc=True, errors="coerce")
+        elif col in BOOL_COLUMNS:
+            out[col] = out[col].fillna(False).astype(bool)
+        else:
+            s = out[col].astype(object)
+            out[col] = s.where(s.notna(), None)
+    return out.reset_index(drop=True)
+
+
+def normalise(frame: pd.DataFrame, fields: Iterable[str] = FIELDS) -> pd.DataFrame:
+    """Comparison values of ``fields``: trimmed, empty == missing (NA), emails lower-case.
+
+    Vectorised; returns a new frame of object columns with None for missing, same index.
+    """
+    out = pd.DataFrame(index=frame.index)
+    for field in fields:
+        out[field] = normalise_series(frame[field], email=field in EMAIL_FIELDS)
+    return out
+
+
+def normalise_series(values: pd.Series, *, email: bool = False) -> pd.Series:
+    """One column's comparison values (see :func:`normalise`)."""
+    s = values.astype(object)
+    s = s.where(s.notna(), "").astype(str).str.replace("\r\n", "\n", regex=False).str.strip()
+    if email:
+        s = s.str.lower()
+    s = s.astype(object)
+    return s.where(s != "", None)
+
+
+def email_key(values: pd.Series) -> pd.Series:
+    """Match key of an email column (R7: trimmed, case-insensitive; empty -> None)."""
+    return normalise_series(values, email=True)
+
+
+def equal_normalised(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Element-wise equality of two normalised columns where None == None."""
+    both_missing = a.isna().to_numpy() & b.isna().to_numpy()
+    same = (a.to_numpy(dtype=object) == b.to_numpy(dtype=object))
+    return pd.Series(np.asarray(same, dtype=bool) | both_missing, index=a.index)
+
+
+def pad_user(user_id: str) -> str:
+    """USERINFO.USERID as the CRM stores it: padded with spaces to 12 characters."""
+    uid = user_id.strip()
+    if not uid or len(uid) > USERID_LENGTH:
+        raise ValueError(f"CRM user id {user_id!r} must be 1 to 12 characters")
+    return uid.ljust(USERID_LENGTH)
+
+
+def unpad_user(user_id: str) -> str:
+    """A USERID as users write it (no padding), for reports and --json output."""
+    return user_id.strip()

@@ -1,0 +1,160 @@
+"""The contract of the planning engine: what goes in, what comes out.
+
+Planning is pure (DESIGN.md): frames in, frames out, no I/O. The loaders execute the
+action frame, the state store keeps the snapshot frame, the reports count the actions and
+list the conflicts. Everything here is data so that a dry run can show it (R20), the
+journal can store it (R18) and the report can count it.
+
+Inputs (all frames conform to ``contactsync.model`` columns):
+
+- ``crm``: the user's sync-group members (``model.CRM_COLUMNS``, ``in_group`` True),
+  visible only (R1).
+- ``crm_candidates``: visible CRM contacts *outside* the group whose email matches an
+  unlinked Outlook contact (R7: a match outside the group is linked and added to the
+  group); same columns, ``in_group`` False. Built by the CRM side from
+  :func:`contactsync.plan.lookups.candidate_emails`.
+- ``outlook``: the sync folder's contacts (``model.OUTLOOK_COLUMNS``).
+- ``links``: the link table with the per-field snapshot of the last synced values
+  (``LINK_COLUMNS``): ``status`` is ``active`` or ``stopped`` (R12 keep-copy).
+- ``crm_gone``: for linked CRM ids absent from ``crm``: ``crm_id`` and ``exists`` (False
+  = the CONTACT row was deleted, R13; True = left the group or no longer visible, R12).
+  Existence is all that is read of such a row (R1).
+- ``accounts``: visible accounts whose name equals a company name of a new Outlook
+  contact (``model.ACCOUNT_COLUMNS``), for R5b.
+
+Output: :class:`PlanResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+from contactsync.model import FIELDS
+
+# --- links / snapshots -----------------------------------------------------------------
+LINK_STATUS_ACTIVE = "active"
+LINK_STATUS_STOPPED = "stopped"
+#: The link table as planning sees it: one row per pair, the snapshot in FIELDS columns.
+LINK_COLUMNS: tuple[str, ...] = ("crm_id", "outlook_id", "status") + FIELDS
+
+# --- the action frame ------------------------------------------------------------------
+SIDES = ("crm", "outlook")
+#: Operations per side. ``link``/``unlink`` are state operations counted on the CRM side
+#: (spec/INTERFACE.md --json counts: crm unlink). ``skip`` writes nothing and says why.
+OPERATIONS: dict[str, tuple[str, ...]] = {
+    "outlook": ("create", "update", "delete", "skip"),
+    "crm": (
+        "create_account",
+        "create",
+        "update",
+        "link",
+        "unlink",
+        "group_add",
+        "group_remove",
+        "skip",
+    ),
+}
+#: Columns of the action frame, one row per action:
+#: - action_id: deterministic from (side, op, ids/keys) so the journal can recognise a
+#:   re-planned action after a crash (R18);
+#: - side, op, rule ("R5c", "R8", ...), reason (human sentence naming the record and rule);
+#: - crm_id / outlook_id: the existing records the action touches (None when not yet made);
+#: - new_key: for a CRM create, ``"new:" + outlook_id``; the loader allocates the CONTACTID
+#:   and every later row of the same pair refers to it through new_key;
+#: - account_id: existing account of a CRM create (R5b); account_key: ``"acct:" + name`` of
+#:   a ``create_account`` row that CRM creates refer to (R5a/R5c); account_name: its name;
+#: - fields: the canonical names this action writes, comma-separated ("" = none);
+#: - one column per canonical field: the value to write (meaningful only for ``fields``).
+ACTION_META: tuple[str, ...] = (
+    "action_id",
+    "side",
+    "op",
+    "rule",
+    "reason",
+    "crm_id",
+    "outlook_id",
+    "new_key",
+    "account_id",
+    "account_key",
+    "account_name",
+    "fields",
+)
+ACTION_COLUMNS: tuple[str, ...] = ACTION_META + FIELDS
+
+#: Conflicts (R9): every field changed on both sides to different values.
+CONFLICT_COLUMNS: tuple[str, ...] = (
+    "crm_id",
+    "outlook_id",
+    "field",
+    "snapshot_value",
+    "crm_value",
+    "outlook_value",
+    "winner",  # "crm" | "outlook"
+    "policy",  # latest | crm | outlook (or the field's one-way direction)
+    "rule",  # "R9"
+)
+
+#: The snapshot to store once a pair's actions are applied: the merged values
+#: (what both sides hold after the cycle). new_key identifies pairs whose CRM id is made
+#: by this cycle; outlook_id is None for pairs whose Outlook contact this cycle creates.
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("crm_id", "outlook_id", "new_key") + FIELDS
+
+Policy = Literal["latest", "crm", "outlook"]
+Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The rule switches planning needs (a projection of config.SyncSettings)."""
+
+    conflict_policy: Policy = "latest"  # R9
+    direction: Direction = "two-way"  # R10
+    field_direction: dict[str, Direction] = field(default_factory=dict)  # R10 per field
+    create_in_crm: bool = True  # R10a
+    keep_outlook_copy: bool = False  # R12
+    mass_change_share: float = 0.2  # R16
+    mass_change_min: int = 10  # R16
+    fields: tuple[str, ...] = FIELDS  # the synced fields (the map is configuration)
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    crm: pd.DataFrame
+    outlook: pd.DataFrame
+    links: pd.DataFrame
+    crm_candidates: pd.DataFrame | None = None
+    crm_gone: pd.DataFrame | None = None
+    accounts: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """R16: the share of the synced set each side would lose, and whether that stops us."""
+
+    stopped: bool
+    synced: int  # active links before the cycle
+    outlook_removals: int  # Outlook deletes
+    crm_removals: int  # CRM unlinks (group removals included in the same pairs)
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    actions: pd.DataFrame  # ACTION_COLUMNS
+    conflicts: pd.DataFrame  # CONFLICT_COLUMNS
+    snapshots: pd.DataFrame  # SNAPSHOT_COLUMNS
+    guard: GuardVerdict
+
+    def summary(self) -> pd.DataFrame:
+        """Counts per side, operation and rule (for the report and --json)."""
+        if self.actions.empty:
+            return pd.DataFrame({"side": [], "op": [], "rule": [], "count": []})
+        return (
+            self.actions.groupby(["side", "op", "rule"], dropna=False)
+            .size()
+            .rename("count")
+            .reset_index()
+        )

@@ -1,0 +1,72 @@
+"""The canonical model and configuration that every other part relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from contactsync import model
+from contactsync.config import load_settings
+from contactsync.errors import ConfigError
+
+
+def test_normalise_trims_blanks_to_missing_and_lowercases_emails_only() -> None:
+    frame = pd.DataFrame(
+        {f: [None, None] for f in model.FIELDS}
+        | {"first_name": ["  Ann ", "   "], "email1": [" Ann@Example.COM ", ""], "street": ["1 Main\r\nRear", None]}
+    )
+    norm = model.normalise(frame)
+    assert norm["first_name"].tolist() == ["Ann", None]
+    assert norm["email1"].tolist() == ["ann@example.com", None]
+    assert norm["street"].tolist() == ["1 Main\nRear", None]
+
+
+def test_equal_normalised_treats_missing_as_equal() -> None:
+    a = pd.Series(["x", None, "y"], dtype=object)
+    b = pd.Series(["x", None, None], dtype=object)
+    assert model.equal_normalised(a, b).tolist() == [True, True, False]
+
+
+def test_conform_adds_missing_columns_with_dtypes() -> None:
+    out = model.conform(pd.DataFrame({"crm_id": ["C1"], "crm_modified": ["2024-01-01T00:00:00Z"]}), model.CRM_COLUMNS)
+    assert list(out.columns) == list(model.CRM_COLUMNS)
+    assert str(out["crm_modified"].dtype).startswith("datetime64") and out["read_only"].dtype == bool
+    assert out["first_name"].iloc[0] is None
+
+
+def test_pad_user_pads_to_twelve() -> None:
+    assert model.pad_user("ADMIN") == "ADMIN       "
+    with pytest.raises(ValueError):
+        model.pad_user("X" * 13)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "contact-sync.toml"
+    p.write_text(text)
+    return p
+
+
+def test_config_env_overrides_file_and_secret_is_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _write(tmp_path, '[outlook]\nclient_secret = "from-file"\n[[users]]\ncrm_user = "U1"\nmailbox = "a@b.c"\n')
+    monkeypatch.setenv("CONTACT_SYNC_OUTLOOK__CLIENT_SECRET", "from-env")
+    s = load_settings(cfg)
+    assert s.outlook.client_secret.get_secret_value() == "from-env"
+    assert "from-env" not in repr(s) and "from-env" not in str(s.model_dump())
+    assert s.users[0].crm_user == "U1".ljust(12)
+    assert s.crm_url() == f"sqlite:///{tmp_path.resolve() / 'crm.db'}"
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    cfg = _write(tmp_path, '[sync]\nconflict_policy = "newest"\n[sync.field_direction]\nfax = "two-way"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert err.value.exit_code == 2
+    assert "sync.conflict_policy" in err.value.message and "fax" in err.value.message
+
+
+def test_missing_config_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path / "nope.toml")
+    assert "--config" in (err.value.hint or "")
