@@ -1,0 +1,207 @@
+"""Graph contact JSON <-> canonical values (spec/FIELD_MAP.md). Pure: no I/O.
+
+Graph replaces a collection or complex property as a whole on PATCH (``emailAddresses``,
+``businessPhones``, ``homePhones``, ``businessAddress``), so a payload that writes one
+canonical field of such a property is built from the contact's current value: the
+entries the sync does not map (a second business phone, an email's display name, the
+other address parts) survive the update.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
+
+#: The project's fixed property-set GUID of the CRM contact id tag (R7a). Never change it:
+#: contacts tagged by earlier versions would no longer be recognised.
+CRM_TAG_GUID = "4f6b1a52-8d3e-4c1b-9a7e-2c5d0e6f7a18"
+CRM_TAG_PROPERTY_ID = f"String {{{CRM_TAG_GUID}}} Name CrmContactId"
+#: ``$expand`` value that reads the tag back with a contact.
+CRM_TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{CRM_TAG_PROPERTY_ID}')"
+
+#: Canonical field -> plain (scalar) Graph property.
+SCALAR_PROPS: dict[str, str] = {
+    "first_name": "givenName",
+    "middle_name": "middleName",
+    "last_name": "surname",
+    "prefix": "title",
+    "suffix": "generation",
+    "job_title": "jobTitle",
+    "department": "department",
+    "company": "companyName",
+    "mobile_phone": "mobilePhone",
+    "web_address": "businessHomePage",
+    "assistant": "assistantName",
+    "spouse": "spouseName",
+}
+ADDRESS_PROPS: dict[str, str] = {
+    "street": "street",
+    "city": "city",
+    "state": "state",
+    "postal_code": "postalCode",
+    "country": "countryOrRegion",
+}
+EMAIL_INDEX: dict[str, int] = {"email1": 0, "email2": 1, "email3": 2}
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _text(value: Any) -> str | None:
+    """A canonical string value: missing and empty are the same (None)."""
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    text = str(value)
+    return text if text != "" else None
+
+
+def crm_tag_of(contact: Mapping[str, Any]) -> str | None:
+    """The CrmContactId tag of a Graph contact, if it carries one (R7a)."""
+    for prop in contact.get("singleValueExtendedProperties") or []:
+        if str(prop.get("id", "")).lower() == CRM_TAG_PROPERTY_ID.lower():
+            return _text(prop.get("value"))
+    return None
+
+
+def contact_to_row(contact: Mapping[str, Any]) -> dict[str, Any]:
+    """One Graph contact as canonical values plus the Outlook meta columns."""
+    row: dict[str, Any] = {
+        "outlook_id": contact.get("id"),
+        "change_key": contact.get("changeKey"),
+        "outlook_created": contact.get("createdDateTime"),
+        "outlook_modified": contact.get("lastModifiedDateTime"),
+        "crm_tag": crm_tag_of(contact),
+    }
+    for field, prop in SCALAR_PROPS.items():
+        row[field] = _text(contact.get(prop))
+    emails = contact.get("emailAddresses") or []
+    for field, i in EMAIL_INDEX.items():
+        row[field] = _text(emails[i].get("address")) if i < len(emails) and emails[i] else None
+    phones = [p for p in (contact.get("businessPhones") or [])]
+    row["work_phone"] = _text(phones[0]) if phones else None
+    row["business_phones_rest"] = json.dumps(phones[1:]) if len(phones) > 1 else None
+    homes = contact.get("homePhones") or []
+    row["home_phone"] = _text(homes[0]) if homes else None
+    birthday = _text(contact.get("birthday"))
+    row["birthday"] = birthday[:10] if birthday and _DATE_RE.match(birthday) else None
+    address = contact.get("businessAddress") or {}
+    for field, prop in ADDRESS_PROPS.items():
+        row[field] = _text(address.get(prop))
+    if row["street"]:
+        row["street"] = row["street"].replace("\r\n", "\n")
+    categories = [c for c in (contact.get("categories") or []) if c]
+    row["categories"] = ", ".join(categories) if categories else None
+    return row
+
+
+def contacts_to_frame(contacts: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Graph contacts as a conformed Outlook frame (``model.OUTLOOK_COLUMNS``)."""
+    rows = [contact_to_row(c) for c in contacts]
+    return conform(pd.DataFrame(rows, columns=list(OUTLOOK_COLUMNS)), OUTLOOK_COLUMNS)
+
+
+def _current_list(current: Mapping[str, Any] | None, prop: str) -> list | None:
+    """A raw Graph collection from ``current`` when it is (or carries) Graph JSON."""
+    if current is None:
+        return None
+    value = current.get(prop)
+    return list(value) if isinstance(value, list) else None
+
+
+def _emails_payload(values: Mapping[str, Any], fields: set[str], current: Mapping[str, Any] | None) -> list[dict]:
+    raw = _current_list(current, "emailAddresses")
+    if raw is None:  # a canonical row: addresses only, no display names known
+        raw = [
+            {"address": _text(current.get(f)) if current else None}
+            for f in EMAIL_INDEX
+        ]
+    entries = [dict(e) if isinstance(e, dict) else {} for e in raw] + [{} for _ in range(3)]
+    out: list[dict] = []
+    for field, i in EMAIL_INDEX.items():
+        entry = entries[i]
+        if field in fields:
+            address = _text(values.get(field))
+            if address != _text(entry.get("address")):
+                entry = {"address": address, "name": address} if address else {}
+        out.append(entry)
+    out.extend(e for e in entries[3:] if e.get("address"))  # unmapped 4th+ entries kept
+    return [
+        {"address": e["address"], "name": _text(e.get("name")) or e["address"]}
+        for e in out
+        if _text(e.get("address"))
+    ]
+
+
+def _first_of_list(
+    value: Any, rest: list, field_in: bool, current_first: Any
+) -> list[str]:
+    first = _text(value) if field_in else _text(current_first)
+    return ([first] if first else []) + [r for r in rest if r]
+
+
+def row_to_payload(
+    values: Mapping[str, Any],
+    fields: Sequence[str],
+    current: Mapping[str, Any] | None,
+    crm_id: str | None,
+) -> dict[str, Any]:
+    """The POST/PATCH body that writes ``fields`` of ``values`` (and nothing else).
+
+    ``current`` is the contact as it is now (a canonical Outlook row, or Graph JSON, or
+    both merged): it supplies the untouched parts of the collections and of the address.
+    ``crm_id`` adds the CrmContactId tag (R7a), which every create carries so that a
+    retried create can find a write that was committed without an answer (R18).
+    """
+    wanted = set(fields)
+    unknown = wanted - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown canonical field(s) {sorted(unknown)}")
+    body: dict[str, Any] = {}
+    for field, prop in SCALAR_PROPS.items():
+        if field in wanted:
+            body[prop] = _text(values.get(field))
+    if wanted & set(EMAIL_INDEX):
+        body["emailAddresses"] = _emails_payload(values, wanted, current)
+    if "work_phone" in wanted:
+        raw = _current_list(current, "businessPhones")
+        if raw is not None:
+            rest = raw[1:]
+        else:
+            rest_json = _text(current.get("business_phones_rest")) if current else None
+            rest = json.loads(rest_json) if rest_json else []
+        body["businessPhones"] = _first_of_list(values.get("work_phone"), rest, True, None)
+    if "home_phone" in wanted:
+        raw = _current_list(current, "homePhones") or []
+        body["homePhones"] = _first_of_list(values.get("home_phone"), raw[1:], True, None)
+    if "birthday" in wanted:
+        birthday = _text(values.get("birthday"))
+        body["birthday"] = f"{birthday[:10]}T00:00:00Z" if birthday else None
+    if wanted & set(ADDRESS_PROPS):
+        raw_address = current.get("businessAddress") if current else None
+        address: dict[str, Any] = {}
+        for field, prop in ADDRESS_PROPS.items():
+            if field in wanted:
+                address[prop] = _text(values.get(field))
+            elif isinstance(raw_address, dict):
+                address[prop] = _text(raw_address.get(prop))
+            else:
+                address[prop] = _text(current.get(field)) if current else None
+        body["businessAddress"] = address
+    if "categories" in wanted:
+        text = _text(values.get("categories"))
+        body["categories"] = [c.strip() for c in text.split(", ") if c.strip()] if text else []
+    if crm_id is not None:
+        body["singleValueExtendedProperties"] = [
+            {"id": CRM_TAG_PROPERTY_ID, "value": str(crm_id)}
+        ]
+    return body
