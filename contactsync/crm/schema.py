@@ -1,0 +1,262 @@
+"""The Infor CRM (SalesLogix) tables the sync reads and writes (spec/CRM_SCHEMA.md).
+
+Only the columns the sync uses are declared: a real Infor CRM database has many more, and
+because every statement names its columns, those are never touched. The same ``Table``
+objects serve the embedded SQLite database, the PostgreSQL tests and a real SQL Server
+database (schema ``sysdba``); only the schema name differs, so it is a parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import sqlalchemy as sa
+from sqlalchemy import CHAR, Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
+
+from contactsync.errors import ConfigError
+
+ID = CHAR(12)  # "STANDARDID": every key and foreign key
+FLAG = CHAR(1)  # 'T' / 'F'
+
+
+def _audit() -> list[Column]:
+    """CREATEDATE/CREATEUSER/MODIFYDATE/MODIFYUSER: every table has them (UTC, padded USERID)."""
+    return [
+        Column("CREATEDATE", DateTime),
+        Column("CREATEUSER", ID),
+        Column("MODIFYDATE", DateTime),
+        Column("MODIFYUSER", ID),
+    ]
+
+
+@dataclass(frozen=True)
+class CrmTables:
+    """The CRM tables of one schema, bound to one ``MetaData``."""
+
+    metadata: MetaData
+    contact: Table
+    account: Table
+    address: Table
+    seccode: Table
+    secrights: Table
+    usersecurity: Table
+    userinfo: Table
+    plugin: Table
+    adhocgroup: Table
+
+    @property
+    def all(self) -> tuple[Table, ...]:
+        return (
+            self.contact, self.account, self.address, self.seccode, self.secrights,
+            self.usersecurity, self.userinfo, self.plugin, self.adhocgroup,
+        )
+
+
+@cache
+def crm_tables(schema: str | None = None) -> CrmTables:
+    """The CRM tables in ``schema`` (``"sysdba"`` on SQL Server; None on SQLite/PostgreSQL).
+
+    Cached so every reader and writer of one schema shares the same ``Table`` objects.
+    """
+    md = MetaData(schema=schema or None)
+    contact = Table(
+        "CONTACT", md,
+        Column("CONTACTID", ID, primary_key=True),
+        Column("ACCOUNTID", ID),
+        Column("ACCOUNT", String(128)),
+        Column("LASTNAME", String(32)),
+        Column("FIRSTNAME", String(32)),
+        Column("MIDDLENAME", String(32)),
+        Column("LASTNAME_UC", String(32)),
+        Column("PREFIX", String(16)),
+        Column("SUFFIX", String(16)),
+        Column("TITLE", String(64)),
+        Column("DEPARTMENT", String(32)),
+        Column("EMAIL", String(128)),
+        Column("SECONDARYEMAIL", String(128)),
+        Column("EMAIL3", String(128)),
+        Column("WORKPHONE", String(32)),
+        Column("HOMEPHONE", String(32)),
+        Column("MOBILE", String(32)),
+        Column("FAX", String(32)),
+        Column("OTHERPHONE", String(32)),
+        Column("WEBADDRESS", String(128)),
+        Column("ASSISTANT", String(64)),
+        Column("SPOUSE", String(64)),
+        Column("BIRTHDAY", DateTime),
+        Column("ADDRESSID", ID),
+        Column("SHIPPINGID", ID),
+        Column("TYPE", String(64)),
+        Column("STATUS", String(64)),
+        Column("ISPRIMARY", FLAG),
+        Column("DESCRIPTION", String(128)),
+        Column("CATEGORIES", String(255)),
+        Column("SECCODEID", ID),
+        Column("ACCOUNTMANAGERID", ID),
+        *_audit(),
+        Index("CONTACT_ACCOUNTID", "ACCOUNTID"),
+        Index("CONTACT_SECCODEID", "SECCODEID"),
+    )
+    account = Table(
+        "ACCOUNT", md,
+        Column("ACCOUNTID", ID, primary_key=True),
+        Column("ACCOUNT", String(128)),
+        Column("ACCOUNT_UC", String(128)),
+        Column("TYPE", String(64)),
+        Column("STATUS", String(64)),
+        Column("SUBTYPE", String(64)),
+        Column("ADDRESSID", ID),
+        Column("SHIPPINGID", ID),
+        Column("MAINPHONE", String(32)),
+        Column("FAX", String(32)),
+        Column("EMAIL", String(128)),
+        Column("WEBADDRESS", String(128)),
+        Column("SECCODEID", ID),
+        Column("ACCOUNTMANAGERID", ID),
+        *_audit(),
+        Index("ACCOUNT_ACCOUNT", "ACCOUNT"),
+    )
+    address = Table(
+        "ADDRESS", md,
+        Column("ADDRESSID", ID, primary_key=True),
+        Column("ENTITYID", ID),
+        Column("TYPE", String(64)),
+        Column("DESCRIPTION", String(64)),
+        Column("ADDRESS1", String(64)),
+        Column("ADDRESS2", String(64)),
+        Column("ADDRESS3", String(64)),
+        Column("ADDRESS4", String(64)),
+        Column("CITY", String(32)),
+        Column("STATE", String(32)),
+        Column("POSTALCODE", String(24)),
+        Column("COUNTY", String(32)),
+        Column("COUNTRY", String(32)),
+        Column("ISPRIMARY", FLAG),
+        Column("ISMAILING", FLAG),
+        *_audit(),
+        Index("ADDRESS_ENTITYID", "ENTITYID"),
+    )
+    seccode = Table(
+        "SECCODE", md,
+        Column("SECCODEID", ID, primary_key=True),
+        Column("SECCODEDESC", String(64)),
+        Column("SECCODETYPE", CHAR(1)),
+        *_audit(),
+    )
+    secrights = Table(
+        "SECRIGHTS", md,
+        Column("SECRIGHTSID", ID, primary_key=True),
+        Column("SECCODEID", ID),
+        Column("ACCESSID", ID),
+        Column("PROFILEID", ID),
+        Column("RECORDACCESS", CHAR(1)),
+        *_audit(),
+        Index("SECRIGHTS_ACCESS", "ACCESSID", "SECCODEID"),
+    )
+    usersecurity = Table(
+        "USERSECURITY", md,
+        Column("USERID", ID, primary_key=True),
+        Column("USERCODE", String(30)),
+        Column("TYPE", CHAR(1)),
+        Column("DEFAULTSECCODEID", ID),
+        Column("ENABLED", FLAG),
+        *_audit(),
+    )
+    userinfo = Table(
+        "USERINFO", md,
+        Column("USERID", ID, primary_key=True),
+        Column("USERNAME", String(64)),
+        Column("FIRSTNAME", String(32)),
+        Column("LASTNAME", String(32)),
+        Column("EMAIL", String(128)),
+        *_audit(),
+    )
+    plugin = Table(
+        "PLUGIN", md,
+        Column("PLUGINID", ID, primary_key=True),
+        Column("NAME", String(64)),
+        Column("FAMILY", String(32)),
+        Column("TYPE", Integer),
+        Column("USERID", ID),
+        Column("ISPUBLIC", FLAG),
+        Column("BASEDON", String(64)),
+        Column("DATA", LargeBinary),
+        *_audit(),
+        Index("PLUGIN_USER", "USERID", "TYPE", "FAMILY"),
+    )
+    adhocgroup = Table(
+        "ADHOCGROUP", md,
+        Column("GROUPID", ID, primary_key=True),
+        Column("ENTITYID", ID, primary_key=True),
+        *_audit(),
+        Index("ADHOCGROUP_ENTITYID", "ENTITYID"),
+    )
+    return CrmTables(
+        md, contact, account, address, seccode, secrights, usersecurity, userinfo, plugin, adhocgroup
+    )
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for the CRM (or the state store) that copes with concurrent writers.
+
+    SQLite: WAL so readers never block the writer, and a busy timeout so a second writer
+    waits instead of failing at once. Server databases: pre-ping, so a connection dropped
+    by the server (idle timeout, failover) is replaced instead of failing a cycle.
+    """
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            if ":memory:" not in url and url.rstrip("/") != "sqlite:":
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
+
+
+def init_database(url: str, *, schema: str | None = None, demo: bool = False) -> str:
+    """Create the CRM tables in an empty database (and the demo data); return a summary.
+
+    Refuses a database that already has a CONTACT table: creating tables there would mix
+    the sync's idea of the schema into a real (or an earlier demo) CRM.
+    """
+    engine = make_engine(url)
+    try:
+        tables = crm_tables(schema)
+        try:
+            with engine.connect() as conn:
+                if schema and conn.dialect.name == "postgresql":
+                    conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+                    conn.commit()
+                existing = sa.inspect(conn).get_table_names(schema=schema)
+        except sa.exc.SQLAlchemyError as exc:
+            raise ConfigError(
+                f"cannot open the CRM database {engine.url.render_as_string(hide_password=True)}: {exc}",
+                hint="check --url (a SQLAlchemy URL such as sqlite:///crm.db)",
+            ) from exc
+        if any(name.upper() == "CONTACT" for name in existing):
+            raise ConfigError(
+                f"the database {engine.url.render_as_string(hide_password=True)} already has a "
+                "CONTACT table; crm init only creates the tables in an empty database",
+                hint="use a new database (or a new SQLite file), or drop the CRM tables first",
+            )
+        tables.metadata.create_all(engine)
+        where = f"schema {schema}" if schema else "the default schema"
+        summary = (
+            f"Created the CRM tables ({', '.join(t.name for t in tables.all)}) in {where} of "
+            f"{engine.url.render_as_string(hide_password=True)}."
+        )
+        if demo:
+            from contactsync.crm.demo import seed_demo
+
+            counts = seed_demo(engine, schema)
+            summary += "\nDemo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."
+        return summary
+    finally:
+        engine.dispose()
