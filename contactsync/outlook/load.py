@@ -1,0 +1,264 @@
+"""Outlook load: the plan's Outlook actions as ``$batch`` requests, one result per record.
+
+Creates, updates (only the planned fields) and deletes go out 20 to a ``$batch``, up to
+4 batches in flight (Graph's per-mailbox concurrency); each inner request is retried on
+its own after its ``Retry-After``. No retry can make a duplicate (R18): every create
+carries the CrmContactId tag (R7a), and a create whose earlier attempt got no clear
+answer (5xx, dropped: it may have been committed) is first looked up by that tag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pandas as pd
+
+from contactsync.model import FIELDS
+from contactsync.outlook.client import BATCH_LIMIT, MAX_CONCURRENT, GraphClient
+from contactsync.outlook.mapping import CRM_TAG_EXPAND, CRM_TAG_PROPERTY_ID, row_to_payload
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS: tuple[str, ...] = ("action_id", "status", "outlook_id", "change_key", "error")
+#: Fields whose Graph property is a collection: an update of one of them reads the
+#: contact's current collection first, so unmapped entries (names, other phones) stay.
+_COLLECTION_FIELDS = frozenset({"email1", "email2", "email3", "work_phone", "home_phone"})
+_RAW_SELECT = "emailAddresses,businessPhones,homePhones"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    text = str(value).strip()
+    return text or None
+
+
+def _fields_of(row: dict) -> list[str]:
+    listed = [f.strip() for f in (_text(row.get("fields")) or "").split(",") if f.strip()]
+    return [f for f in listed if f in FIELDS]
+
+
+def _graph_error(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return f"{err.get('code', '')}: {err.get('message', '')}".strip(": ")
+    return ""
+
+
+def tag_filter(crm_id: str) -> str:
+    """OData filter of the contacts carrying the CrmContactId tag ``crm_id`` (R7a)."""
+    value = crm_id.replace("'", "''")
+    return (
+        f"singleValueExtendedProperties/Any(ep: ep/id eq '{CRM_TAG_PROPERTY_ID}' "
+        f"and ep/value eq '{value}')"
+    )
+
+
+class OutlookWriter:
+    """Executes the ``side == "outlook"`` rows of a plan in one mailbox folder."""
+
+    def __init__(
+        self,
+        client: GraphClient,
+        folder_id: str,
+        *,
+        batch_size: int = BATCH_LIMIT,
+        max_in_flight: int = MAX_CONCURRENT,
+    ) -> None:
+        self.client = client
+        self.folder_id = folder_id
+        self.batch_size = min(batch_size, BATCH_LIMIT)
+        self.max_in_flight = max_in_flight
+        self._folder_path = client.path(f"contactFolders/{quote(folder_id, safe='')}/contacts")
+
+    # -- public ---------------------------------------------------------------------------
+    def apply(
+        self,
+        actions: pd.DataFrame,
+        current: pd.DataFrame,
+        *,
+        on_result: Callable[[dict], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> pd.DataFrame:
+        """Apply ``actions``; return one row per action (``RESULT_COLUMNS``).
+
+        ``current`` is the Outlook frame (by ``outlook_id``, as index or column): the
+        untouched parts of an updated address come from it. ``on_result`` gets each
+        record's result as soon as it is known (for the journal); ``progress(done,
+        total)`` is called after each batch. A record that fails is reported and the
+        rest goes on; only an unreachable Graph (SideUnreachable) stops the load.
+        """
+        rows = actions.to_dict("records") if not actions.empty else []
+        total = len(rows)
+        results: list[dict] = []
+        done = 0
+
+        def finish(result: dict) -> None:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+        work: list[dict] = []
+        for row in rows:
+            op = row.get("op")
+            if op == "skip":
+                finish(self._result(row, "noop", outlook_id=_text(row.get("outlook_id"))))
+            elif op in ("create", "update", "delete"):
+                work.append(row)
+            else:
+                finish(self._result(row, "failed", error=f"action {row.get('action_id')}: unknown Outlook operation {op!r}; fix the plan"))
+        done = len(results)
+        if progress is not None and done:
+            progress(done, total)
+        current_by_id = self._index(current)
+        chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
+        with ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="graph-batch") as pool:
+            queue = list(reversed(chunks))
+            running: set[Future] = set()
+            try:
+                while queue or running:
+                    while queue and len(running) < self.max_in_flight:
+                        running.add(pool.submit(self._run_chunk, queue.pop(), current_by_id))
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        for result in fut.result():
+                            finish(result)
+                        done = len(results)
+                        if progress is not None:
+                            progress(done, total)
+            except BaseException:
+                queue.clear()
+                for fut in running:
+                    fut.cancel()
+                raise
+        frame = pd.DataFrame(results, columns=list(RESULT_COLUMNS))
+        return frame.astype(object).where(frame.notna(), None)
+
+    # -- one batch ----------------------------------------------------------------------
+    def _run_chunk(self, chunk: Sequence[dict], current_by_id: dict[str, dict]) -> list[dict]:
+        raw = self._fetch_collections(chunk)
+        requests: list[dict] = []
+        by_req: dict[str, dict] = {}
+        tags: dict[str, str] = {}
+        for n, row in enumerate(chunk):
+            rid = str(n + 1)
+            by_req[rid] = row
+            op = row["op"]
+            oid = _text(row.get("outlook_id"))
+            if op == "create":
+                crm_id = _text(row.get("crm_id"))
+                fields = _fields_of(row) or [f for f in FIELDS if _text(row.get(f)) is not None]
+                body = row_to_payload(row, fields, None, crm_id)
+                if crm_id:
+                    tags[rid] = crm_id
+                requests.append({"id": rid, "method": "POST", "url": self._folder_path, "body": body})
+            elif op == "update":
+                cur = dict(current_by_id.get(oid or "", {}))
+                cur.update(raw.get(oid or "", {}))
+                body = row_to_payload(row, _fields_of(row), cur, None)
+                requests.append({"id": rid, "method": "PATCH", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}"), "body": body})
+            else:
+                requests.append({"id": rid, "method": "DELETE", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}")})
+
+        def resolve(unclear: list[dict]) -> dict[str, dict]:
+            return self._find_committed_creates(unclear, tags)
+
+        answers = self.client.batch(requests, resolve_ambiguous=resolve)
+        return [self._interpret(by_req[a["id"]], a) for a in answers]
+
+    def _fetch_collections(self, chunk: Sequence[dict]) -> dict[str, dict]:
+        """The current email/phone collections of the updates that write one of them."""
+        ids = [
+            oid
+            for row in chunk
+            if row["op"] == "update"
+            and (oid := _text(row.get("outlook_id")))
+            and _COLLECTION_FIELDS & set(_fields_of(row))
+        ]
+        if not ids:
+            return {}
+        gets = [
+            {"id": str(n + 1), "method": "GET", "url": self.client.path(f"contacts/{quote(oid, safe='')}?$select={_RAW_SELECT}")}
+            for n, oid in enumerate(ids)
+        ]
+        out: dict[str, dict] = {}
+        for oid, answer in zip(ids, self.client.batch(gets), strict=True):
+            if 200 <= int(answer.get("status", 0)) < 300 and isinstance(answer.get("body"), dict):
+                body = answer["body"]
+                out[oid] = {k: body[k] for k in ("emailAddresses", "businessPhones", "homePhones") if k in body}
+        return out
+
+    def _find_committed_creates(self, unclear: list[dict], tags: dict[str, str]) -> dict[str, dict]:
+        """Creates whose unclear attempt was committed after all: found by their tag (R18)."""
+        found: dict[str, dict] = {}
+        for r in unclear:  # no tag to look for: never re-send, report it instead
+            if r["method"] == "POST" and r["id"] not in tags:
+                found[r["id"]] = {"status": 503, "headers": {}, "body": {"error": {
+                    "code": "OutcomeUnknown",
+                    "message": "the create got no clear answer and carries no CRM tag, so it "
+                    "is not re-sent (it may exist); the next cycle matches it by email (R7)"}}}
+        creates = [r for r in unclear if r["method"] == "POST" and r["id"] in tags]
+        if not creates:
+            return found
+        gets = []
+        for r in creates:
+            query = urlencode({"$filter": tag_filter(tags[r["id"]]), "$expand": CRM_TAG_EXPAND}, quote_via=quote)
+            gets.append({"id": r["id"], "method": "GET", "url": f"{self._folder_path}?{query}"})
+        for answer in self.client.batch(gets):
+            status = int(answer.get("status", 0))
+            body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
+            if 200 <= status < 300 and body.get("value"):
+                found[answer["id"]] = {"status": 201, "headers": {}, "body": body["value"][0]}
+                log.info("create for CRM %s was committed without an answer: found it by its tag", tags[answer["id"]])
+            elif not 200 <= status < 300:
+                log.warning("could not look up CRM %s by its tag (%s): re-sending the create", tags[answer["id"]], status)
+        return found
+
+    # -- results ------------------------------------------------------------------------
+    @staticmethod
+    def _index(current: pd.DataFrame | None) -> dict[str, dict]:
+        if current is None or current.empty:
+            return {}
+        frame = current if "outlook_id" in current.columns else current.reset_index(names="outlook_id")
+        return {str(r["outlook_id"]): r for r in frame.to_dict("records") if r.get("outlook_id") is not None}
+
+    @staticmethod
+    def _result(row: dict, status: str, *, outlook_id: str | None = None, change_key: str | None = None, error: str | None = None) -> dict:
+        return {
+            "action_id": row.get("action_id"),
+            "status": status,
+            "outlook_id": outlook_id,
+            "change_key": change_key,
+            "error": error,
+        }
+
+    def _interpret(self, row: dict, answer: dict) -> dict:
+        op = row["op"]
+        status = int(answer.get("status", 0))
+        body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
+        oid = _text(row.get("outlook_id"))
+        who = f"Outlook contact {oid}" if oid else f"new Outlook contact for CRM {_text(row.get('crm_id')) or '?'}"
+        if 200 <= status < 300:
+            if op == "create":
+                return self._result(row, "applied", outlook_id=body.get("id"), change_key=body.get("changeKey"))
+            return self._result(row, "applied", outlook_id=oid, change_key=body.get("changeKey"))
+        if op == "delete" and status == 404:
+            return self._result(row, "applied", outlook_id=oid)  # already gone: the aim is met
+        detail = _graph_error(answer.get("body")) or f"HTTP {status}"
+        if status == 429 or status >= 500:
+            hint = "Graph kept refusing it within the retry budget; the next cycle retries it"
+        elif status == 404:
+            hint = "it no longer exists in Outlook; the next cycle sees it as removed (R11)"
+        else:
+            hint = "fix the record's values (see the Graph message) and run the cycle again"
+        error = f"{op} of {who} (action {row.get('action_id')}, rule {row.get('rule')}) failed: {detail}; {hint}"
+        return self._result(row, "failed", outlook_id=oid, error=error)
