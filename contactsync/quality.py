@@ -257,7 +257,7 @@ def _present(values: pd.Series, rows: np.ndarray | None) -> tuple[np.ndarray, np
     """Positions and values that are set (not NA) and selected by ``rows``."""
     mask = values.notna().to_numpy()
     if rows is not None:
-        mask &= rows
+        mask = mask & rows
     pos = np.flatnonzero(mask)
     vals = values.to_numpy(dtype=object)[pos]
     if len(vals) and infer_dtype(vals, skipna=False) != "string":
