@@ -19,7 +19,12 @@ import pandas as pd
 
 from contactsync.model import FIELDS
 from contactsync.outlook.client import BATCH_LIMIT, MAX_CONCURRENT, GraphClient
-from contactsync.outlook.mapping import CRM_TAG_EXPAND, CRM_TAG_PROPERTY_ID, row_to_payload
+from contactsync.outlook.mapping import (
+    CRM_TAG_EXPAND,
+    CRM_TAG_PROPERTY_ID,
+    crm_tag_of,
+    row_to_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ class OutlookWriter:
         self.batch_size = min(batch_size, BATCH_LIMIT)
         self.max_in_flight = max_in_flight
         self._folder_path = client.path(f"contactFolders/{quote(folder_id, safe='')}/contacts")
+        #: Whether the server filters contacts by the tag (Graph does; None = not tried yet).
+        self._tag_filter_ok: bool | None = None
 
     # -- public ---------------------------------------------------------------------------
     def apply(
@@ -209,16 +216,40 @@ class OutlookWriter:
         creates = [r for r in unclear if r["method"] == "POST" and r["id"] in tags]
         if not creates:
             return found
+        if self._tag_filter_ok is not False:
+            answers = self._lookup_by_filter(creates, tags)
+            if answers is not None:
+                self._tag_filter_ok = True
+                found.update(answers)
+                return found
+            self._tag_filter_ok = False  # this server cannot filter by the tag: list instead
+        wanted = {tags[r["id"]]: r["id"] for r in creates}
+        for page in self.client.iter_pages(
+            self.client.base_url + self._folder_path, params={"$top": "999", "$expand": CRM_TAG_EXPAND}
+        ):
+            for contact in page.get("value", []):
+                rid = wanted.get(crm_tag_of(contact) or "")
+                if rid is not None and rid not in found:
+                    found[rid] = {"status": 201, "headers": {}, "body": contact}
+        for rid in found:
+            if rid in tags:
+                log.info("create for CRM %s was committed without an answer: found it by its tag", tags[rid])
+        return found
+
+    def _lookup_by_filter(self, creates: list[dict], tags: dict[str, str]) -> dict[str, dict] | None:
+        """Look the tags up with ``$filter`` (Graph); None if the server refuses the filter."""
         gets = []
         for r in creates:
             query = urlencode({"$filter": tag_filter(tags[r["id"]]), "$expand": CRM_TAG_EXPAND}, quote_via=quote)
             gets.append({"id": r["id"], "method": "GET", "url": f"{self._folder_path}?{query}"})
+        found: dict[str, dict] = {}
         for answer in self.client.batch(gets):
             status = int(answer.get("status", 0))
             body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
+            if status == 400:
+                return None
             if 200 <= status < 300 and body.get("value"):
                 found[answer["id"]] = {"status": 201, "headers": {}, "body": body["value"][0]}
-                log.info("create for CRM %s was committed without an answer: found it by its tag", tags[answer["id"]])
             elif not 200 <= status < 300:
                 log.warning("could not look up CRM %s by its tag (%s): re-sending the create", tags[answer["id"]], status)
         return found
