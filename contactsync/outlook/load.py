@@ -10,7 +10,7 @@ answer (5xx, dropped: it may have been committed) is first looked up by that tag
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -95,14 +95,17 @@ class OutlookWriter:
         *,
         on_result: Callable[[dict], None] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        crm_ids: Mapping[str, str] | None = None,
     ) -> pd.DataFrame:
         """Apply ``actions``; return one row per action (``RESULT_COLUMNS``).
 
         ``current`` is the Outlook frame (by ``outlook_id``, as index or column): the
         untouched parts of an updated address come from it. ``on_result`` gets each
         record's result as soon as it is known (for the journal); ``progress(done,
-        total)`` is called after each batch. A record that fails is reported and the
-        rest goes on; only an unreachable Graph (SideUnreachable) stops the load.
+        total)`` is called after each batch. ``crm_ids`` maps a ``new_key`` to the
+        CONTACTID the CRM loader allocated (pairs whose CRM side this cycle made). Creates
+        and updates write the CrmContactId tag (R7a); an update with no fields writes
+        only the tag. A record that fails is reported and the rest goes on; only an unreachable Graph (SideUnreachable) stops the load.
         """
         rows = actions.to_dict("records") if not actions.empty else []
         total = len(rows)
@@ -134,7 +137,7 @@ class OutlookWriter:
             try:
                 while queue or running:
                     while queue and len(running) < self.max_in_flight:
-                        running.add(pool.submit(self._run_chunk, queue.pop(), current_by_id))
+                        running.add(pool.submit(self._run_chunk, queue.pop(), current_by_id, dict(crm_ids or {})))
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         for result in fut.result():
@@ -151,7 +154,9 @@ class OutlookWriter:
         return frame.astype(object).where(frame.notna(), None)
 
     # -- one batch ----------------------------------------------------------------------
-    def _run_chunk(self, chunk: Sequence[dict], current_by_id: dict[str, dict]) -> list[dict]:
+    def _run_chunk(
+        self, chunk: Sequence[dict], current_by_id: dict[str, dict], crm_ids: dict[str, str]
+    ) -> list[dict]:
         raw = self._fetch_collections(chunk)
         requests: list[dict] = []
         by_req: dict[str, dict] = {}
@@ -161,8 +166,8 @@ class OutlookWriter:
             by_req[rid] = row
             op = row["op"]
             oid = _text(row.get("outlook_id"))
+            crm_id = _text(row.get("crm_id")) or crm_ids.get(_text(row.get("new_key")) or "")
             if op == "create":
-                crm_id = _text(row.get("crm_id"))
                 fields = _fields_of(row) or [f for f in FIELDS if _text(row.get(f)) is not None]
                 body = row_to_payload(row, fields, None, crm_id)
                 if crm_id:
@@ -171,7 +176,7 @@ class OutlookWriter:
             elif op == "update":
                 cur = dict(current_by_id.get(oid or "", {}))
                 cur.update(raw.get(oid or "", {}))
-                body = row_to_payload(row, _fields_of(row), cur, None)
+                body = row_to_payload(row, _fields_of(row), cur, crm_id)
                 requests.append({"id": rid, "method": "PATCH", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}"), "body": body})
             else:
                 requests.append({"id": rid, "method": "DELETE", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}")})
