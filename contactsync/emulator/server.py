@@ -1,0 +1,444 @@
+"""The Graph emulator over real HTTP: a Starlette app on uvicorn, state in SQLite.
+
+``/v1.0/...`` is Graph (``graph.py``); ``/_emulator/...`` are the control endpoints of
+spec/INTERFACE.md. Around every Graph call (and every request inside a ``$batch``) this
+module applies what a real tenant does to a client: the Bearer check, Outlook's
+throttling, injected faults and network latency.
+
+Faults apply to single requests and to each request inside a ``$batch`` (by its method),
+never to the ``$batch`` envelope itself; an inner ``"drop"`` drops the whole batch's
+connection after the inner requests before it were applied, as a lost answer would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from contactsync.emulator.controls import Controls, Fault, retry_after_header
+from contactsync.emulator.graph import (
+    GraphApi,
+    GraphRequest,
+    GraphResponse,
+    View,
+    error_response,
+    immutable_ids,
+    render_contact,
+)
+from contactsync.emulator.store import Store
+
+MAX_BATCH = 20
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+_CYCLE_KEY = "contactsync.emulator.cycle"
+
+
+class _Dropped(Exception):
+    """The connection was closed on purpose (fault "drop"): nothing may be sent."""
+
+
+def _mailbox_key(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    return parts[1].lower() if len(parts) >= 2 and parts[0].lower() == "users" else ""
+
+
+def _json_response(resp: GraphResponse) -> Response:
+    if resp.body is None:
+        return Response(status_code=resp.status, headers=resp.headers)
+    return Response(
+        json.dumps(resp.body, separators=(",", ":")),
+        status_code=resp.status,
+        headers=resp.headers,
+        media_type="application/json",
+    )
+
+
+def throttled(retry_after: float, why: str) -> GraphResponse:
+    return error_response(429, "TooManyRequests", f"Application is over its {why} limit.",
+                          {"Retry-After": retry_after_header(retry_after)})
+
+
+def fault_response(fault: Fault) -> GraphResponse:
+    headers = {"Retry-After": retry_after_header(fault.retry_after)} if fault.retry_after is not None else {}
+    if fault.status == 429:
+        headers.setdefault("Retry-After", "1")
+        return error_response(429, "TooManyRequests", "Injected throttling (emulator fault).", headers)
+    if fault.status == 500:
+        return error_response(500, "InternalServerError", "Injected server error (emulator fault).", headers)
+    return error_response(503, "ServiceUnavailable", "Injected unavailability (emulator fault).", headers)
+
+
+class _KeepCycle:
+    """Keeps uvicorn's request cycle at hand: the "drop" fault closes its transport."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_CYCLE_KEY] = getattr(receive, "__self__", None)
+        await self.app(scope, receive, send)
+
+
+class Emulator:
+    """One emulator: its store, its controls, and the ASGI app that serves them."""
+
+    def __init__(self, db_path: str | Path | None = None) -> None:
+        self.store = Store(db_path)
+        self.api = GraphApi(self.store)
+        self.controls = Controls()
+        self.app = Starlette(routes=[
+            Route("/_emulator/health", self.health, methods=["GET"]),
+            Route("/_emulator/stats", self.get_stats, methods=["GET"]),
+            Route("/_emulator/stats/reset", self.reset_stats, methods=["POST"]),
+            Route("/_emulator/faults", self.faults, methods=["POST", "DELETE"]),
+            Route("/_emulator/limits", self.set_limits, methods=["POST"]),
+            Route("/_emulator/latency", self.set_latency, methods=["POST"]),
+            Route("/_emulator/reset", self.reset, methods=["POST"]),
+            Route("/_emulator/users/{upn}/contacts/{cid}/move", self.move, methods=["POST"]),
+            Route("/_emulator/users/{upn}/deleted", self.deleted, methods=["GET"]),
+            Route("/v1.0/{rest:path}", self.graph, methods=ALL_METHODS),
+        ], middleware=[Middleware(_KeepCycle)])
+        self.app.state.emulator = self
+
+
+    # -- Graph -----------------------------------------------------------------------------
+
+    async def graph(self, request: Request) -> Response:
+        path = "/" + request.path_params["rest"]
+        method = request.method
+        is_batch = path.rstrip("/") == "/$batch"
+        self.controls.count_request(method, batch=is_batch and method == "POST")
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            return _json_response(error_response(
+                401, "InvalidAuthenticationToken", "Access token is empty."))
+        try:
+            body = await self._body(request)
+        except ValueError as exc:
+            return _json_response(error_response(400, "BadRequest", f"Invalid JSON body: {exc}"))
+        base = str(request.base_url).rstrip("/") + "/v1.0"
+        try:
+            if is_batch:
+                if method != "POST":
+                    return _json_response(error_response(405, "BadRequest", "$batch takes POST."))
+                return _json_response(await self._batch(request, body, base))
+            req = GraphRequest(method, path, dict(request.query_params),
+                               {k.lower(): v for k, v in request.headers.items()}, body, base)
+            return _json_response(await self._single(request, req))
+        except _Dropped:
+            return Response(status_code=204)  # never sent: the transport is closed
+
+    @staticmethod
+    async def _body(request: Request) -> Any:
+        raw = await request.body()
+        return json.loads(raw) if raw.strip() else None
+
+    async def _latency(self) -> None:
+        if self.controls.latency_ms > 0:
+            await asyncio.sleep(self.controls.latency_ms / 1000.0)
+
+    async def _single(self, request: Request, req: GraphRequest) -> GraphResponse:
+        mailbox = _mailbox_key(req.path)
+        if not self.controls.acquire_slot(mailbox):
+            self.controls.count_throttled()
+            return throttled(1, "MailboxConcurrency")
+        try:
+            await self._latency()
+            return self._execute(request, req, mailbox)
+        finally:
+            self.controls.release_slot(mailbox)
+
+    def _execute(self, request: Request, req: GraphRequest, mailbox: str) -> GraphResponse:
+        """Window, fault, then the call itself: the same for single and inner requests."""
+        wait = self.controls.take_window(mailbox)
+        if wait is not None:
+            self.controls.count_throttled()
+            return throttled(wait, "ApplicationRequests")
+        fault = self.controls.pick_fault(req.method)
+        if fault is not None:
+            if fault.status == "drop":
+                self._drop(request)
+            if fault.status != "commit-then-fail":
+                if fault.status == 429:
+                    self.controls.count_throttled()
+                return fault_response(fault)
+        resp = self.api.handle(req)
+        if fault is not None:  # commit-then-fail: the write happened, the answer is lost
+            return error_response(503, "ServiceUnavailable",
+                                  "The request was applied but its answer was lost (emulator fault).",
+                                  {"Retry-After": retry_after_header(fault.retry_after or 1)})
+        return resp
+
+    @staticmethod
+    def _drop(request: Request) -> None:
+        cycle = request.scope.get(_CYCLE_KEY)
+        transport = getattr(cycle, "transport", None)
+        if transport is not None:
+            # Mark the answer as sent so uvicorn does not try to write a 500 afterwards.
+            for attr in ("response_started", "response_complete"):
+                if hasattr(cycle, attr):
+                    setattr(cycle, attr, True)
+            transport.abort()
+        raise _Dropped()
+
+    async def _batch(self, request: Request, body: Any, base: str) -> GraphResponse:
+        items = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return error_response(400, "BadRequest", "A $batch body needs a non-empty 'requests' list.")
+        if len(items) > MAX_BATCH:
+            return error_response(400, "BadRequest",
+                                  f"A $batch holds at most {MAX_BATCH} requests; got {len(items)}.")
+        parsed: dict[str, dict[str, Any]] = {}
+        for item in items:
+            problem = _check_item(item, parsed)
+            if problem:
+                return error_response(400, "BadRequest", problem)
+            parsed[str(item["id"])] = item
+        order = _dependency_order(parsed)
+        if order is None:
+            return error_response(400, "BadRequest", "dependsOn names an unknown request or forms a cycle.")
+        mailboxes = {_mailbox_key(_split_url(i["url"])[0]) for i in parsed.values()}
+        held = {m for m in mailboxes if self.controls.acquire_slot(m)}
+        results: dict[str, GraphResponse] = {}
+        try:
+            await self._latency()
+            for rid in order:
+                item = parsed[rid]
+                self.controls.count_inner()
+                deps = [str(d) for d in item.get("dependsOn") or []]
+                if any(results[d].status >= 400 for d in deps):
+                    results[rid] = error_response(424, "FailedDependency",
+                                                  "A request this one depends on failed.")
+                    continue
+                path, query = _split_url(item["url"])
+                mailbox = _mailbox_key(path)
+                if mailbox not in held:
+                    self.controls.count_throttled()
+                    results[rid] = throttled(1, "MailboxConcurrency")
+                    continue
+                headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
+                req = GraphRequest(str(item["method"]).upper(), path, query, headers, item.get("body"), base)
+                results[rid] = self._execute(request, req, mailbox)
+        finally:
+            for m in held:
+                self.controls.release_slot(m)
+        responses = []
+        for rid in reversed(order):  # any order, as Graph: clients must match by id
+            r = results[rid]
+            entry: dict[str, Any] = {"id": rid, "status": r.status,
+                                     "headers": dict(r.headers)}
+            if r.body is not None:
+                entry["headers"].setdefault("Content-Type", "application/json")
+                entry["body"] = r.body
+            responses.append(entry)
+        return GraphResponse(200, {"responses": responses})
+
+    # -- control endpoints ------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def get_stats(self, request: Request) -> Response:
+        return JSONResponse(self.controls.stats())
+
+    async def reset_stats(self, request: Request) -> Response:
+        self.controls.reset_stats()
+        return JSONResponse(self.controls.stats())
+
+    async def faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.controls.set_fault(None)
+            return Response(status_code=204)
+        try:
+            fault = Fault.parse(await self._body(request))
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": {"code": "BadRequest", "message": str(exc)}}, status_code=400)
+        self.controls.set_fault(fault)
+        return JSONResponse(fault.describe())
+
+    async def set_limits(self, request: Request) -> Response:
+        try:
+            limits = self.controls.set_limits(await self._body(request) or {})
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": {"code": "BadRequest", "message": str(exc)}}, status_code=400)
+        return JSONResponse(limits.__dict__)
+
+    async def set_latency(self, request: Request) -> Response:
+        try:
+            ms = float((await self._body(request) or {}).get("ms", 0))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return JSONResponse({"error": {"code": "BadRequest", "message": str(exc)}}, status_code=400)
+        self.controls.latency_ms = max(0.0, ms)
+        return JSONResponse({"ms": self.controls.latency_ms})
+
+    async def reset(self, request: Request) -> Response:
+        """Not in the contract: forget all mailboxes, stats, faults, limits and latency."""
+        self.store.wipe()
+        self.controls.__init__()
+        return Response(status_code=204)
+
+    async def move(self, request: Request) -> Response:
+        upn, cid = request.path_params["upn"], request.path_params["cid"]
+        body = await self._body(request)
+        dest = body.get("destinationId") if isinstance(body, dict) else None
+        mbx = self.store.mailbox(upn)
+        contact = self.store.contact(mbx, cid)
+        folder = self.store.folder(mbx, dest) if isinstance(dest, str) else None
+        if contact is None or folder is None:
+            return _json_response(error_response(404, "ErrorItemNotFound",
+                                                 "The contact or the destination folder was not found."))
+        moved = self.store.move_contact(contact, folder.id)
+        view = View(immutable=immutable_ids(GraphRequest("POST", "", headers={
+            k.lower(): v for k, v in request.headers.items()})))
+        return JSONResponse(render_contact(moved, view), status_code=201)
+
+    async def deleted(self, request: Request) -> Response:
+        mbx = self.store.mailbox(request.path_params["upn"])
+        view = View(immutable=immutable_ids(GraphRequest("GET", "", headers={
+            k.lower(): v for k, v in request.headers.items()})))
+        return JSONResponse({"value": [render_contact(c, view) for c in self.store.folder_contacts(mbx.deleted_id)]})
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """A batch item's relative url -> (decoded path, decoded query)."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if path.startswith("/v1.0/"):
+        path = path[5:]
+    if not path.startswith("/"):
+        path = "/" + path
+    return path, dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def _check_item(item: Any, seen: dict[str, Any]) -> str | None:
+    if not isinstance(item, dict):
+        return "Each $batch request must be an object."
+    for key in ("id", "method", "url"):
+        if not item.get(key):
+            return f"A $batch request lacks '{key}'."
+    rid = str(item["id"])
+    if rid in seen:
+        return f"Duplicate $batch request id '{rid}'."
+    url = str(item["url"])
+    if urlsplit(url).scheme:
+        return f"$batch request '{rid}': the url must be relative, not '{url}'."
+    headers = item.get("headers") or {}
+    if not isinstance(headers, dict):
+        return f"$batch request '{rid}': headers must be an object."
+    if item.get("body") is not None and not any(str(k).lower() == "content-type" for k in headers):
+        return f"$batch request '{rid}' has a body but no Content-Type header."
+    deps = item.get("dependsOn") or []
+    if not isinstance(deps, list):
+        return f"$batch request '{rid}': dependsOn must be a list."
+    return None
+
+
+def _dependency_order(items: dict[str, dict[str, Any]]) -> list[str] | None:
+    """Request ids in an order where each comes after what it depends on; None if impossible."""
+    order: list[str] = []
+    done: set[str] = set()
+    pending = list(items)
+    while pending:
+        ready = [r for r in pending if all(str(d) in done for d in items[r].get("dependsOn") or [])]
+        if not ready:
+            return None
+        for rid in ready:
+            order.append(rid)
+            done.add(rid)
+        pending = [r for r in pending if r not in done]
+    return order
+
+
+def create_app(db_path: str | Path | None = None) -> Starlette:
+    """The ASGI app of a fresh emulator; ``app.state.emulator`` holds its store and controls.
+
+    ``db_path`` None keeps the mailboxes in memory; a path keeps them across restarts.
+    """
+    return Emulator(db_path).app
+
+
+def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                          lifespan="off", loop="asyncio", http="h11", timeout_graceful_shutdown=2)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, db_path: Path | None = None) -> None:
+    """Run in the foreground until Ctrl-C or SIGTERM (uvicorn shuts down cleanly on both)."""
+    emulator = Emulator(db_path)
+    server = uvicorn.Server(_config(emulator.app, host, port))
+    print(f"Graph emulator: http://{host}:{port}/v1.0 (db: {db_path or 'in memory'})", flush=True)
+    try:
+        server.run()
+    finally:
+        emulator.store.close()
+
+
+class EmulatorHandle:
+    """A running emulator in a background thread; a context manager that stops it."""
+
+    def __init__(self, emulator: Emulator, server: uvicorn.Server, thread: threading.Thread,
+                 host: str, port: int) -> None:
+        self.emulator, self._server, self._thread = emulator, server, thread
+        self.host, self.port = host, port
+        self.url = f"http://{host}:{port}"
+        self.graph_url = self.url + "/v1.0"
+
+    @property
+    def store(self) -> Store:
+        return self.emulator.store
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self.emulator.store.close()
+
+    def __enter__(self) -> EmulatorHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(host: str = "127.0.0.1", port: int = 0, db_path: str | Path | None = None) -> EmulatorHandle:
+    """Start an emulator on ``host:port`` (0: a free port) in a daemon thread; returns when it listens."""
+    emulator = Emulator(db_path)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    server = uvicorn.Server(_config(emulator.app, host, sock.getsockname()[1]))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                              name="graph-emulator")
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the Graph emulator failed to start")
+        thread.join(0.01)
+    return EmulatorHandle(emulator, server, thread, host, sock.getsockname()[1])
+
+
+@contextmanager
+def running(db_path: str | Path | None = None) -> Iterator[EmulatorHandle]:
+    """``with running() as emu:`` a throw-away emulator on a free port."""
+    handle = start_in_thread(db_path=db_path)
+    try:
+        yield handle
+    finally:
+        handle.stop()
