@@ -161,6 +161,7 @@ class OutlookWriter:
         requests: list[dict] = []
         by_req: dict[str, dict] = {}
         tags: dict[str, str] = {}
+        immediate: list[dict] = []
         for n, row in enumerate(chunk):
             rid = str(n + 1)
             by_req[rid] = row
@@ -177,6 +178,9 @@ class OutlookWriter:
                 cur = dict(current_by_id.get(oid or "", {}))
                 cur.update(raw.get(oid or "", {}))
                 body = row_to_payload(row, _fields_of(row), cur, crm_id)
+                if not body:  # nothing to write (no fields, no tag): no request
+                    immediate.append(self._result(row, "noop", outlook_id=oid))
+                    continue
                 requests.append({"id": rid, "method": "PATCH", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}"), "body": body})
             else:
                 requests.append({"id": rid, "method": "DELETE", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}")})
@@ -184,8 +188,10 @@ class OutlookWriter:
         def resolve(unclear: list[dict]) -> dict[str, dict]:
             return self._find_committed_creates(unclear, tags)
 
+        if not requests:
+            return immediate
         answers = self.client.batch(requests, resolve_ambiguous=resolve)
-        return [self._interpret(by_req[a["id"]], a) for a in answers]
+        return immediate + [self._interpret(by_req[a["id"]], a) for a in answers]
 
     def _fetch_collections(self, chunk: Sequence[dict]) -> dict[str, dict]:
         """The current email/phone collections of the updates that write one of them."""
