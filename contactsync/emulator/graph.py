@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -91,6 +92,13 @@ _PREFER_PAGE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.I)
 _PREFER_IMMUTABLE = re.compile(r"IdType\s*=\s*\"?ImmutableId\"?", re.I)
 _EXPAND = re.compile(r"^\s*singleValueExtendedProperties\s*(?:\(\s*\$filter\s*=\s*(.*)\)\s*)?$", re.I | re.S)
 _EXT_ID = re.compile(r"id\s+eq\s+'((?:[^']|'')*)'", re.I)
+_QUOTED = r"'((?:[^']|'')*)'"
+_EXT_FILTER = re.compile(
+    r"^\s*singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+" + _QUOTED
+    + r"\s+and\s+\1/value\s+eq\s+" + _QUOTED + r"\s*\)\s*$", re.I)
+_EMAIL_FILTER = re.compile(
+    r"^\s*emailAddresses/any\(\s*(\w+)\s*:\s*\1/address\s+eq\s+" + _QUOTED + r"\s*\)\s*$", re.I)
+_PROP_FILTER = re.compile(r"^\s*(\w+)\s+eq\s+" + _QUOTED + r"\s*$")
 _FOLDER_FILTER = re.compile(r"^\s*displayName\s+eq\s+'((?:[^']|'')*)'\s*$", re.I)
 
 
@@ -178,6 +186,21 @@ def _int_option(req: GraphRequest, name: str, default: int) -> int:
 def link(req: GraphRequest, path: str, params: dict[str, str]) -> str:
     """An absolute paging link, with ``$`` left readable as Graph writes it."""
     return f"{req.base_url}{quote(path, safe='/@')}?{urlencode(params, safe='$@(),= ', quote_via=quote)}"
+
+
+def contact_filter(text: str) -> Callable[[Contact], bool]:
+    """The ``$filter`` forms clients use on contacts: by extended property, email, or a string property."""
+    if match := _EXT_FILTER.match(text):
+        pid, value = (g.replace("''", "'") for g in match.group(2, 3))
+        return lambda c: any(k.lower() == pid.lower() and v == value for k, v in c.ext.items())
+    if match := _EMAIL_FILTER.match(text):
+        address = match.group(2).replace("''", "'").lower()
+        return lambda c: any((e.get("address") or "").lower() == address for e in c.props.get("emailAddresses", []))
+    match = _PROP_FILTER.match(text)
+    if match and P.WRITABLE.get(match.group(1)) == P.STRING:
+        name, value = match.group(1), match.group(2).replace("''", "'").lower()
+        return lambda c: (c.props.get(name) or "").lower() == value
+    raise bad_request(f"Unsupported $filter on contacts: {text}", "ErrorInvalidUrlQueryFilter")
 
 
 # -- delta tokens -----------------------------------------------------------------------
@@ -379,14 +402,18 @@ class GraphApi:
         return GraphResponse(200, render_contact(updated, View(immutable=immutable_ids(req))))
 
     def _list(self, req: GraphRequest, folder: Folder, path: str) -> GraphResponse:
-        if "$filter" in req.query:
-            raise bad_request("$filter is not supported on contacts by this emulator.", "ErrorInvalidUrlQueryFilter")
         view = view_of(req)
         skip, top = _int_option(req, "$skip", 0), min(_int_option(req, "$top", DEFAULT_TOP), MAX_TOP)
-        contacts, more = self.store.list_contacts(folder.id, skip, top)
+        flt = req.query.get("$filter")
+        if flt:
+            keep = contact_filter(flt)
+            matching = [c for c in self.store.folder_contacts(folder.id) if keep(c)]
+            contacts, more = matching[skip: skip + top], len(matching) > skip + top
+        else:
+            contacts, more = self.store.list_contacts(folder.id, skip, top)
         body: dict[str, Any] = {"value": [render_contact(c, view) for c in contacts]}
         if more:
-            params = {k: v for k, v in req.query.items() if k in ("$top", "$select", "$expand")}
+            params = {k: v for k, v in req.query.items() if k in ("$top", "$select", "$expand", "$filter")}
             params["$skip"] = str(skip + top)
             body["@odata.nextLink"] = link(req, req.path, params)
         return GraphResponse(200, body)

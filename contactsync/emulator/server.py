@@ -418,7 +418,9 @@ class EmulatorHandle:
 def start_in_thread(host: str = "127.0.0.1", port: int = 0, db_path: str | Path | None = None) -> EmulatorHandle:
     """Start an emulator on ``host:port`` (0: a free port) in a daemon thread; returns when it listens."""
     emulator = Emulator(db_path)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it, and
+    # without it every answer waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
