@@ -1,0 +1,211 @@
+"""Load the plan into both sides, journaled, and advance the state only for what committed.
+
+Order (R18): ids for new CRM rows are allocated and journaled before anything is written;
+CRM writes go first (so new CRM contacts have ids for the Outlook tag), Outlook writes
+second; then, per pair, the link and snapshot advance only when every action of that pair
+committed. A cycle cut anywhere leaves either the journal (CRM creates: the allocated id
+tells whether the row exists) or the CrmContactId tag (Outlook creates, R7a) to re-link,
+and the three-way merge (R8) re-plans everything else without duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanResult
+
+if TYPE_CHECKING:
+    from contactsync.cycle.sides import Sides
+
+Progress = Callable[[int, int], None]
+OK_STATUSES = frozenset({"applied", "noop"})
+
+
+@dataclass
+class LoadOutcome:
+    results: pd.DataFrame  # action_id, status, crm_id, outlook_id, error
+    applied: pd.DataFrame  # the action rows that committed (for counts)
+    failed: pd.DataFrame  # the action rows that did not, with their error
+    errors: list[str] = field(default_factory=list)
+
+
+def allocate_ids(sides: Sides, actions: pd.DataFrame) -> pd.DataFrame:
+    """Give every CRM create its CONTACTID and every new account its ACCOUNTID up front."""
+    acts = actions.copy()
+    creates = (acts["side"] == "crm") & (acts["op"] == "create") & acts["crm_id"].isna()
+    if creates.any():
+        ids = sides.writer.allocator.allocate("C", int(creates.sum()))
+        acts.loc[creates, "crm_id"] = ids
+        mapping = dict(zip(acts.loc[creates, "new_key"], ids, strict=True))
+        # Every other row of the same pair (e.g. the tag update in Outlook) learns the id.
+        other = acts["crm_id"].isna() & acts["new_key"].isin(mapping)
+        acts.loc[other, "crm_id"] = acts.loc[other, "new_key"].map(mapping)
+    accounts = (acts["op"] == "create_account") & acts["account_id"].isna()
+    if accounts.any():
+        ids = sides.writer.allocator.allocate("A", int(accounts.sum()))
+        acts.loc[accounts, "account_id"] = ids
+    return acts
+
+
+def load(
+    sides: Sides,
+    plan: PlanResult,
+    *,
+    run_id: str,
+    group_id: str,
+    folder_id: str | None,
+    outlook_frame: pd.DataFrame,
+    progress: Progress | None = None,
+) -> LoadOutcome:
+    """Execute the plan (both sides), journaling each write, then advance the state."""
+    store, user = sides.store, sides.user_id
+    acts = allocate_ids(sides, plan.actions)
+    store.journal_add(user, run_id, acts)
+
+    def journal(result: dict) -> None:
+        status = result.get("status")
+        if status in ("applied", "failed"):
+            store.journal_mark(
+                user, result["action_id"], status,
+                crm_id=result.get("crm_id"), outlook_id=result.get("outlook_id"),
+                error=result.get("error"),
+            )
+
+    crm_rows = acts[acts["side"] == "crm"]
+    crm_results = sides.writer.apply(crm_rows, group_id=group_id, on_result=journal)
+    failed_crm_ids = set(
+        crm_rows.loc[crm_rows["action_id"].isin(_failed_ids(crm_results)), "crm_id"].dropna()
+    )
+
+    out_rows = acts[acts["side"] == "outlook"]
+    # An Outlook write for a pair whose CRM create failed would tag a contact with an id
+    # that does not exist: hold it back; the next cycle plans it again.
+    held = out_rows["crm_id"].isin(failed_crm_ids) & out_rows["new_key"].notna()
+    out_results = pd.DataFrame(columns=["action_id", "status", "outlook_id", "error"])
+    if folder_id is not None and (~held).any():
+        from contactsync.outlook.load import OutlookWriter
+
+        writer = OutlookWriter(sides.graph, folder_id)
+        out_results = writer.apply(
+            out_rows[~held], outlook_frame, on_result=journal, progress=progress
+        )
+    held_results = pd.DataFrame(
+        {
+            "action_id": out_rows.loc[held, "action_id"],
+            "status": "failed",
+            "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
+        }
+    )
+    results = pd.concat(
+        [_norm_results(crm_results), _norm_results(out_results), _norm_results(held_results)],
+        ignore_index=True,
+    )
+    commit_state(sides, acts, plan, results)
+    ok = results.loc[results["status"].isin(OK_STATUSES), "action_id"]
+    applied = acts[acts["action_id"].isin(ok)]
+    failed = acts.merge(
+        results.loc[~results["status"].isin(OK_STATUSES), ["action_id", "error"]], on="action_id"
+    )
+    errors = [
+        f"{r.side} {r.op} of {r.crm_id or r.outlook_id} ({r.rule}): {r.error}"
+        for r in failed.itertuples()
+    ]
+    return LoadOutcome(results=results, applied=applied, failed=failed, errors=errors)
+
+
+def _failed_ids(results: pd.DataFrame) -> set[str]:
+    if results is None or results.empty:
+        return set()
+    return set(results.loc[~results["status"].isin(OK_STATUSES), "action_id"])
+
+
+def _norm_results(results: pd.DataFrame | None) -> pd.DataFrame:
+    cols = ["action_id", "status", "crm_id", "outlook_id", "account_id", "error"]
+    if results is None or results.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    return results.reindex(columns=cols).astype(object)
+
+
+def commit_state(sides: Sides, acts: pd.DataFrame, plan: PlanResult, results: pd.DataFrame) -> None:
+    """Advance links and snapshots for the pairs whose every action committed.
+
+    A pair is identified by its CRM id (allocated ones included). Its new Outlook id comes
+    from the result of its Outlook create. Pairs with an ``unlink`` are forgotten, or kept
+    as ``stopped`` when the plan says so (R12 keep-copy); the rest get their snapshot.
+    """
+    store, user = sides.store, sides.user_id
+    res = results.set_index("action_id")
+    status = acts["action_id"].map(res["status"]).fillna("failed")
+    acts = acts.assign(_ok=status.isin(OK_STATUSES).to_numpy())
+    pair = acts["crm_id"].fillna(acts["outlook_id"])
+    acts = acts.assign(_pair=pair)
+    pair_ok = acts.groupby("_pair", dropna=True)["_ok"].all()
+    good_pairs = set(pair_ok[pair_ok].index)
+
+    # New Outlook ids from creates.
+    created = acts[(acts["side"] == "outlook") & (acts["op"] == "create") & acts["_ok"]]
+    new_out = created.set_index("crm_id")["action_id"].map(res["outlook_id"]) if not created.empty else pd.Series(dtype=object)
+
+    snaps = plan.snapshots.copy()
+    if not snaps.empty:
+        # Pairs created in CRM this cycle: their crm_id is the allocated one.
+        key_to_id = acts.dropna(subset=["new_key", "crm_id"]).drop_duplicates("new_key").set_index("new_key")["crm_id"]
+        need = snaps["crm_id"].isna() & snaps["new_key"].notna()
+        snaps.loc[need, "crm_id"] = snaps.loc[need, "new_key"].map(key_to_id)
+        need_out = snaps["outlook_id"].isna() & snaps["crm_id"].isin(new_out.index)
+        snaps.loc[need_out, "outlook_id"] = snaps.loc[need_out, "crm_id"].map(new_out)
+        touched = set(acts["_pair"].dropna())
+        keep = snaps["crm_id"].notna() & snaps["outlook_id"].notna()
+        # A pair with actions is stored only when all of them committed; a pair with no
+        # action at all (both sides changed to the same value) is stored as it is.
+        keep &= snaps["crm_id"].isin(good_pairs) | ~snaps["crm_id"].isin(touched)
+        snaps = snaps[keep]
+        if "status" not in snaps:
+            snaps = snaps.assign(status=LINK_STATUS_ACTIVE)
+        stopped = snaps[snaps["status"] == "stopped"]
+        active = snaps[snaps["status"] != "stopped"]
+    else:
+        stopped = active = snaps
+
+    unlinks = acts[(acts["op"] == "unlink") & acts["_pair"].isin(good_pairs)]
+    gone = set(unlinks["crm_id"].dropna()) - set(stopped["crm_id"]) if not unlinks.empty else set()
+    if gone:
+        store.remove_links(user, sorted(gone))
+    if not stopped.empty:
+        store.save_pairs(user, stopped)
+    if not active.empty:
+        store.save_pairs(user, active)
+    # Journal entries of committed pairs are done; failed ones stay for the next cycle.
+    store.journal_clear(user, run_id=None, action_ids=acts.loc[acts["_pair"].isin(good_pairs) | acts["_pair"].isna(), "action_id"].tolist())
+
+
+def resume(sides: Sides) -> int:
+    """R18: finish what a cut cycle left in the journal before planning anew.
+
+    A CRM create whose id was journaled and whose row now exists did happen: link it to
+    its Outlook contact, so a contact without email (no R7 match possible) is never
+    created twice. Outlook creates need nothing: their CrmContactId tag re-links them (R7a).
+    Returns the number of pairs re-linked.
+    """
+    store, user = sides.store, sides.user_id
+    pending = store.journal_pending(user)
+    if pending.empty:
+        return 0
+    creates = pending[(pending["side"] == "crm") & (pending["op"] == "create") & pending["crm_id"].notna() & pending["outlook_id"].notna()]
+    relinked = 0
+    if not creates.empty:
+        status = sides.reader.gone_status(creates["crm_id"].tolist())
+        exists = set(status.loc[status["exists"], "crm_id"])
+        done = creates[creates["crm_id"].isin(exists)]
+        linked = store.load_links(user)
+        done = done[~done["crm_id"].isin(linked["crm_id"]) & ~done["outlook_id"].isin(linked["outlook_id"])]
+        if not done.empty:
+            snaps = pd.DataFrame({"crm_id": done["crm_id"], "outlook_id": done["outlook_id"], "new_key": None, "status": LINK_STATUS_ACTIVE})
+            store.save_pairs(user, snaps)
+            relinked = len(done)
+    store.journal_clear(user)
+    return relinked

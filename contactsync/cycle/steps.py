@@ -1,0 +1,191 @@
+"""The steps of one sync cycle (DESIGN.md "One cycle, as data"), each a plain function.
+
+Prefect tasks wrap these one to one (``tasks/``); the flow composes them. Keeping them
+here, free of Prefect, means the whole cycle can be driven and tested without an
+orchestrator, and that the tasks stay thin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from contactsync import model
+from contactsync.plan import candidate_company_names, candidate_emails
+from contactsync.plan.schema import PlanInputs, PlanResult
+
+if TYPE_CHECKING:
+    from contactsync.cycle.sides import Sides
+    from contactsync.outlook.extract import OutlookExtract
+
+
+@dataclass
+class CrmSide:
+    group_id: str | None
+    frame: pd.DataFrame
+
+
+@dataclass
+class OutlookSide:
+    folder_id: str | None
+    extract: OutlookExtract | None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self.extract is None:
+            return model.empty_frame(model.OUTLOOK_COLUMNS)
+        return self.extract.frame
+
+
+def extract_crm(sides: Sides, *, create_group: bool) -> CrmSide:
+    """R1/R2: the user's visible sync-group members; the group is made when missing."""
+    name = sides.settings.sync.group_name
+    group_id = sides.reader.group_id(name)
+    if group_id is None and create_group:
+        group_id = sides.writer.ensure_group(name)
+    if group_id is None:
+        return CrmSide(None, model.empty_frame(model.CRM_COLUMNS))
+    return CrmSide(group_id, sides.reader.extract_group(name))
+
+
+def extract_outlook(sides: Sides, *, create_folder: bool, full: bool = False) -> OutlookSide:
+    """R3: the sync folder's contacts, as the stored mirror with the folder's delta applied.
+
+    The mirror and delta token are saved at once (unless this is a dry run): they are a
+    cache of what Outlook holds, not of what was synced, so saving them before the writes
+    loses nothing if the cycle is cut (the link snapshots still say what was last synced).
+    """
+    from contactsync.outlook.extract import ensure_folder, extract, find_folder
+
+    name = sides.settings.sync.folder_name
+    folder_id = ensure_folder(sides.graph, name) if create_folder else find_folder(sides.graph, name)
+    if folder_id is None:
+        return OutlookSide(None, None)
+    user = sides.user_id
+    delta_link, snapshot = (None, None) if full else sides.store.load_outlook(user, folder_id)
+    result = extract(sides.graph, folder_id, snapshot=snapshot, delta_link=delta_link)
+    if create_folder:  # i.e. not a dry run
+        sides.store.save_outlook(
+            user, folder_id, result.delta_link,
+            frame=result.frame if result.full else None,
+            changed=None if result.full else result.changed,
+            removed_ids=result.removed_ids, full=result.full,
+        )
+    return OutlookSide(folder_id, result)
+
+
+def gather_inputs(sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: bool = False) -> PlanInputs:
+    """Read the links and the lookups that matching (R5b, R7) and stopping (R12/R13) need."""
+    links = sides.store.load_links(sides.user_id)
+    if relink:
+        links = links.iloc[0:0]
+    out = outlook.frame
+    emails = candidate_emails(out, links)
+    candidates = sides.reader.candidates_by_email(emails) if emails else model.empty_frame(model.CRM_COLUMNS)
+    candidates = candidates[~candidates["crm_id"].isin(crm.frame["crm_id"])].reset_index(drop=True)
+    missing = links.loc[~links["crm_id"].isin(crm.frame["crm_id"]), "crm_id"].dropna().tolist()
+    gone = (
+        sides.reader.gone_status(missing)
+        if missing
+        else pd.DataFrame({"crm_id": pd.Series(dtype=object), "exists": pd.Series(dtype=bool)})
+    )
+    names = candidate_company_names(out, links, crm.frame, candidates)
+    accounts = sides.reader.accounts_by_name(names) if names else model.empty_frame(model.ACCOUNT_COLUMNS)
+    return PlanInputs(
+        crm=crm.frame, outlook=out, links=links,
+        crm_candidates=candidates, crm_gone=gone, accounts=accounts,
+    )
+
+
+#: Operations that write record values; a quarantined record gets none of them (R19).
+#: Deletes, unlinks and group removals still go ahead: they write no bad value.
+VALUE_OPS = frozenset({"create", "update", "link", "group_add", "create_account"})
+
+
+def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.DataFrame]:
+    """R19: drop every value-writing action of a record that fails validation.
+
+    A record is checked on the side it comes from (lengths of the CRM columns, emails, a
+    name or an email, dates, control characters) and in the values the plan would write.
+    Its partner in a pair is held back too, so a half-written pair never happens. The rest
+    of the plan goes on unchanged.
+    """
+    from contactsync.quality import plan_problems, record_problems
+
+    acts = plan.actions
+    if acts.empty:
+        return plan, _empty_problems()
+    out_ids = set(acts["outlook_id"].dropna())
+    crm_ids = set(acts["crm_id"].dropna())
+    out_rows = inputs.outlook[inputs.outlook["outlook_id"].isin(out_ids)]
+    crm_all = pd.concat([inputs.crm, inputs.crm_candidates], ignore_index=True) if inputs.crm_candidates is not None else inputs.crm
+    crm_rows = crm_all[crm_all["crm_id"].isin(crm_ids)]
+    problems = pd.concat(
+        [
+            record_problems(out_rows, side="outlook", id_column="outlook_id"),
+            record_problems(crm_rows, side="crm", id_column="crm_id"),
+            plan_problems(acts),
+        ],
+        ignore_index=True,
+    )
+    if problems.empty:
+        return plan, problems
+    problems = problems.drop_duplicates(subset=["side", "record_id", "field", "reason"]).reset_index(drop=True)
+    bad = set(problems["record_id"].dropna())
+    value_op = acts["op"].isin(VALUE_OPS)
+    hit = (
+        acts["outlook_id"].isin(bad)
+        | acts["crm_id"].isin(bad)
+        | acts["action_id"].isin(bad)
+        | acts["new_key"].isin({"new:" + str(b) for b in bad})
+    )
+    # Widen to the whole pair: any value-writing action of the same CRM or Outlook record.
+    pair_crm = set(acts.loc[hit, "crm_id"].dropna())
+    pair_out = set(acts.loc[hit, "outlook_id"].dropna())
+    pair_new = set(acts.loc[hit, "new_key"].dropna())
+    hit |= acts["crm_id"].isin(pair_crm) | acts["outlook_id"].isin(pair_out) | acts["new_key"].isin(pair_new)
+    drop = hit & value_op
+    kept = acts[~drop]
+    # An account is made only for contacts that are still created (R5a/R5c).
+    used_keys = set(kept.loc[kept["op"] == "create", "account_key"].dropna())
+    orphan = (kept["op"] == "create_account") & ~kept["account_key"].isin(used_keys)
+    kept = kept[~orphan].reset_index(drop=True)
+    snaps = plan.snapshots
+    snap_drop = snaps["crm_id"].isin(pair_crm) | snaps["outlook_id"].isin(pair_out) | snaps["new_key"].isin(pair_new)
+    snaps = snaps[~snap_drop].reset_index(drop=True)
+    conflicts = plan.conflicts[
+        ~(plan.conflicts["crm_id"].isin(pair_crm) | plan.conflicts["outlook_id"].isin(pair_out))
+    ].reset_index(drop=True)
+    filtered = PlanResult(actions=kept, conflicts=conflicts, snapshots=snaps, guard=plan.guard)
+    return filtered, problems
+
+
+def _empty_problems() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in ("side", "record_id", "field", "rule", "reason", "value")})
+
+
+def counts(actions: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """The --json counts of spec/INTERFACE.md from a frame of (applied or planned) actions."""
+    out: dict[str, dict[str, int]] = {
+        "outlook": {"create": 0, "update": 0, "delete": 0},
+        "crm": {"create": 0, "update": 0, "unlink": 0, "group_add": 0, "group_remove": 0},
+    }
+    if actions.empty:
+        return out
+    real = actions
+    if "fields" in actions:
+        # A tag-only Outlook update (fields "") is bookkeeping of a new link, not an edit.
+        real = actions[~((actions["side"] == "outlook") & (actions["op"] == "update") & (actions["fields"].fillna("") == ""))]
+    grouped = real.groupby(["side", "op"]).size()
+    for (side, op), n in grouped.items():
+        if side in out and op in out[side]:
+            out[side][op] = int(n)
+    return out
+
+
+def describe_actions(actions: pd.DataFrame, limit: int = 50) -> list[dict[str, Any]]:
+    """A short, readable list of actions (side, op, rule, reason) for reports and the demo."""
+    cols = ["side", "op", "rule", "reason", "crm_id", "outlook_id", "fields"]
+    return actions[cols].head(limit).astype(object).where(actions[cols].head(limit).notna(), None).to_dict("records")

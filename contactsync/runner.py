@@ -1,0 +1,176 @@
+"""What the `sync`, `backfill` and `report` commands do: configuration in, flows run, exit code out.
+
+Kept apart from ``cli.py`` (argument parsing) so the commands can be driven from tests and
+from the demo without a subprocess. Prefect is imported only here, inside the functions,
+after the environment is prepared: a persistent Prefect home (so only the very first run
+pays for the database migrations) and no analytics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+from contactsync.config import Settings, load_settings
+from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
+from contactsync.errors import ConfigError, ContactSyncError
+
+POLICIES = ("latest", "crm", "outlook")
+DIRECTIONS = ("two-way", "crm-to-outlook", "outlook-to-crm")
+
+
+def prepare_prefect_env() -> None:
+    """Quiet, persistent Prefect settings unless the user configured their own."""
+    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".contact-sync" / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+
+def _settings(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:
+    if not settings.users:
+        raise ConfigError(
+            "no users are configured",
+            hint="add a [[users]] entry (crm_user, mailbox) to the configuration file",
+        )
+    return [settings.user(u).crm_user for u in users] if users else [u.crm_user for u in settings.users]
+
+
+def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
+    if value is not None and value not in choices:
+        raise ConfigError(f"--{name} must be one of {', '.join(choices)} (got {value!r})")
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[None]:
+    """A rich progress bar on long loads, when a person is watching (stderr is a terminal)."""
+    from contactsync import progress
+
+    if not enabled or not sys.stderr.isatty():
+        with progress.installed(None):
+            yield
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def hook(user: str, done: int, total: int) -> None:
+            if user not in tasks:
+                tasks[user] = bar.add_task(f"Outlook writes for {user}", total=total)
+            bar.update(tasks[user], completed=done, total=total)
+
+        with progress.installed(hook):
+            yield
+
+
+def print_outcome(outcome: CycleOutcome, *, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(outcome.json_line()))
+        return
+    c = outcome.counts
+    head = f"{outcome.user.strip()}: {outcome.status}"
+    typer.echo(
+        f"{head} | Outlook +{c['outlook']['create']} ~{c['outlook']['update']} -{c['outlook']['delete']}"
+        f" | CRM +{c['crm']['create']} ~{c['crm']['update']} unlink {c['crm']['unlink']}"
+        f" group +{c['crm']['group_add']} -{c['crm']['group_remove']}"
+        f" | conflicts {outcome.conflicts} | quarantined {outcome.quarantined} | run {outcome.run_id}"
+    )
+    if outcome.message:
+        typer.echo(f"  {outcome.message}")
+    for err in outcome.errors[:20]:
+        typer.echo(f"  error: {err}", err=True)
+    for prob in outcome.problems[:20]:
+        typer.echo(f"  quarantined {prob.get('side')} {prob.get('record_id')}: {prob.get('reason')}", err=True)
+
+
+def run_sync_command(
+    *, config: Path | None, users: Sequence[str], dry_run: bool, force: bool,
+    policy: str | None, direction: str | None, json_out: bool,
+) -> int:
+    """`contact-sync sync`: one flow run per user; exit code = the worst of theirs."""
+    try:
+        _check_choice("policy", policy, POLICIES)
+        _check_choice("direction", direction, DIRECTIONS)
+        settings = _settings(config)
+        selected = _selected_users(settings, users)
+    except ContactSyncError as exc:
+        typer.echo(f"contact-sync: {exc.describe()}", err=True)
+        return exc.exit_code
+    prepare_prefect_env()
+    from flows.sync_contacts import sync_contacts
+
+    config_path = str(Path(config).resolve()) if config else None
+    outcomes: list[CycleOutcome] = []
+    with progress_bar(not json_out):
+        for uid in selected:
+            result = sync_contacts(
+                user=uid, dry_run=dry_run, force=force, policy=policy,
+                direction=direction, config_path=config_path,
+            )
+            outcome = CycleOutcome.from_dict(result)
+            outcomes.append(outcome)
+            print_outcome(outcome, json_out=json_out)
+    return worst_exit_code(outcomes)
+
+
+def run_backfill_command(
+    *, config: Path | None, users: Sequence[str], since: str | None, relink: bool
+) -> int:
+    """`contact-sync backfill`: full re-read and repair, then a normal cycle, per user."""
+    try:
+        settings = _settings(config)
+        selected = _selected_users(settings, users)
+        if since:
+            from datetime import date
+
+            date.fromisoformat(since[:10])
+    except ValueError:
+        typer.echo(f"contact-sync: --since must be an ISO date (YYYY-MM-DD), got {since!r}", err=True)
+        return 2
+    except ContactSyncError as exc:
+        typer.echo(f"contact-sync: {exc.describe()}", err=True)
+        return exc.exit_code
+    prepare_prefect_env()
+    from flows.backfill import backfill
+
+    config_path = str(Path(config).resolve()) if config else None
+    with progress_bar(True):
+        results = backfill(users=selected, since=since, relink=relink, config_path=config_path)
+    outcomes = [CycleOutcome.from_dict(r) for r in results]
+    for o in outcomes:
+        print_outcome(o, json_out=False)
+    return worst_exit_code(outcomes)
+
+
+def run_report_command(*, config: Path | None, users: Sequence[str], out: Path) -> int:
+    """`contact-sync report`: the data-quality report of the last cycle(s)."""
+    try:
+        settings = _settings(config)
+        selected = _selected_users(settings, users)
+    except ContactSyncError as exc:
+        typer.echo(f"contact-sync: {exc.describe()}", err=True)
+        return exc.exit_code
+    prepare_prefect_env()
+    from flows.quality_report import quality_report
+
+    config_path = str(Path(config).resolve()) if config else None
+    paths = quality_report(out_dir=str(out), users=selected, config_path=config_path)
+    for kind, path in paths.items():
+        typer.echo(f"{kind}: {path}")
+    return 0

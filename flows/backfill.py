@@ -1,0 +1,37 @@
+"""Backfill: a full re-read of both sides, re-matching and repair, then a normal cycle.
+
+The full re-read ignores the Outlook delta token and mirror (so anything the mirror missed
+is seen again); with ``relink`` the link table is set aside for the planning so every
+pair is found again by tag (R7a) and email (R7), repairing a damaged state store. The
+normal cycle afterwards checks that the repaired state is quiet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from contactsync.config import load_settings
+from flows.sync_contacts import run_cycle
+
+
+@flow(name="backfill")
+def backfill(
+    users: list[str] | None = None,
+    since: str | None = None,
+    relink: bool = False,
+    config_path: str | None = None,
+) -> list[dict[str, Any]]:
+    """Full re-read + repair for each user, then a normal cycle; returns both outcomes."""
+    settings = load_settings(config_path)
+    ids = users or [u.crm_user for u in settings.users]
+    out: list[dict[str, Any]] = []
+    for uid in ids:
+        user = settings.user(uid)
+        repaired = run_cycle(settings, user, full=True, relink=relink)
+        if repaired.status != "ok":
+            out.append(repaired.to_dict())
+            continue
+        out.append(run_cycle(settings, user).to_dict())
+    return out

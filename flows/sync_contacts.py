@@ -1,0 +1,161 @@
+"""The sync cycle for one user, as a Prefect flow (DESIGN.md "One cycle, as data").
+
+extract both sides -> look up -> plan -> quarantine (R19) -> validate (GX) ->
+guard (R16) / dry run (R20) -> load (journaled, R18) -> record the run and publish
+artifacts. The per-user lock makes sure two cycles for one user never write at once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from contactsync.config import Settings, UserSettings, load_settings
+from contactsync.cycle import steps
+from contactsync.cycle.outcome import CycleOutcome
+from contactsync.cycle.sides import open_sides, plan_settings
+from contactsync.errors import ContactSyncError, LockedError
+from flows.artifacts import publish
+from tasks import cycle as t
+from tasks.validate import validate
+
+
+def data_docs_dir(settings: Settings, user: UserSettings) -> Path:
+    """Where a user's GX Data Docs go: beside the state store (or the config file)."""
+    url = settings.state_url()
+    base = Path(url[len("sqlite:///"):]).parent if url.startswith("sqlite:///") else settings.base_dir
+    return base / "gx-docs" / user.crm_user.strip()
+
+
+def run_cycle(
+    settings: Settings,
+    user: UserSettings,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    policy: str | None = None,
+    direction: str | None = None,
+    full: bool = False,
+    relink: bool = False,
+) -> CycleOutcome:
+    """One cycle for one user; never raises for a cycle's own failure (status 'failed')."""
+    logger = get_run_logger()
+    started = time.monotonic()
+    uid = user.crm_user
+    try:
+        sides = open_sides(settings, user)
+        lock = sides.store.lock(uid)
+        lock.__enter__()
+    except LockedError as exc:
+        logger.warning("user %s: %s", uid.strip(), exc.message)
+        return CycleOutcome(user=uid, status="locked", dry_run=dry_run, message=exc.describe())
+    except ContactSyncError as exc:
+        logger.error("user %s: %s", uid.strip(), exc.describe())
+        return CycleOutcome(user=uid, status="failed", dry_run=dry_run, message=exc.describe(), errors=[exc.describe()])
+    store = sides.store
+    params = {"dry_run": dry_run, "force": force, "policy": policy, "direction": direction, "full": full, "relink": relink}
+    run_id = store.start_run(uid, dry_run=dry_run, params=params)
+    outcome = CycleOutcome(user=uid, status="failed", dry_run=dry_run, run_id=run_id)
+    try:
+        if not dry_run:
+            relinked = t.resume(sides)
+            if relinked:
+                logger.info("resumed a cut cycle: %d pair(s) re-linked from the journal (R18)", relinked)
+        crm = t.extract_crm(sides, create_group=not dry_run)
+        out = t.extract_outlook(sides, create_folder=not dry_run, full=full)
+        inputs = t.gather_inputs(sides, crm, out, relink=relink)
+        planned = t.plan(inputs, plan_settings(settings, policy=policy, direction=direction))
+        planned, problems = t.quarantine(planned, inputs)
+        gx = validate(inputs, planned, str(data_docs_dir(settings, user)))
+        store.record_conflicts(run_id, uid, planned.conflicts)
+        store.record_quarantine(run_id, uid, problems)
+        outcome.conflicts = int(len(planned.conflicts))
+        outcome.quarantined = int(problems["record_id"].nunique()) if not problems.empty else 0
+        outcome.conflict_rows = _records(planned.conflicts)
+        outcome.problems = _records(problems)
+        outcome.actions = steps.describe_actions(planned.actions, limit=200)
+        logger.info(
+            "user %s: plan of %d action(s), %d conflict(s), %d quarantined; guard: %s",
+            uid.strip(), len(planned.actions), outcome.conflicts, outcome.quarantined, planned.guard.reason,
+        )
+        if dry_run:
+            outcome.status = "dry-run"
+            outcome.counts = steps.counts(planned.actions)
+            outcome.message = "dry run: nothing written (R20). " + (
+                f"The guard would stop this cycle (R16): {planned.guard.reason}" if planned.guard.stopped else ""
+            )
+        elif planned.guard.stopped and not force:
+            outcome.status = "guard-stopped"
+            outcome.message = (
+                f"stopped before writing anything (R16): {planned.guard.reason}. "
+                "Check the folder and the group; run with --force if this is intended."
+            )
+        else:
+            loaded = t.load(sides, planned, run_id, crm.group_id, out.folder_id, out.frame)
+            outcome.counts = steps.counts(loaded.applied)
+            outcome.errors = loaded.errors
+            outcome.status = "ok" if not loaded.errors else "failed"
+            if loaded.errors:
+                outcome.message = f"{len(loaded.errors)} write(s) failed; the next cycle retries them"
+        outcome.duration_s = round(time.monotonic() - started, 3)
+        store.finish_run(run_id, outcome.status, _summary(outcome, gx))
+        publish(outcome)
+    except ContactSyncError as exc:
+        outcome.status = "failed"
+        outcome.message = exc.describe()
+        outcome.errors.append(exc.describe())
+        logger.error("user %s: %s", uid.strip(), exc.describe())
+        store.finish_run(run_id, "failed", _summary(outcome, {}))
+    except Exception as exc:  # an unexpected error fails this user's cycle, not the others
+        outcome.status = "failed"
+        outcome.message = f"{type(exc).__name__}: {exc}"
+        outcome.errors.append(outcome.message)
+        logger.exception("user %s: cycle failed", uid.strip())
+        store.finish_run(run_id, "failed", _summary(outcome, {}))
+    finally:
+        lock.__exit__(None, None, None)
+    outcome.duration_s = round(time.monotonic() - started, 3)
+    return outcome
+
+
+def _records(frame: Any, limit: int = 500) -> list[dict[str, Any]]:
+    if frame is None or frame.empty:
+        return []
+    head = frame.head(limit).astype(object)
+    return head.where(head.notna(), None).to_dict("records")
+
+
+def _summary(outcome: CycleOutcome, gx: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "counts": outcome.counts,
+        "conflicts": outcome.conflicts,
+        "quarantined": outcome.quarantined,
+        "errors": outcome.errors[:100],
+        "message": outcome.message,
+        "duration_s": outcome.duration_s,
+        "actions": outcome.actions[:200],
+        "gx": gx,
+    }
+
+
+@flow(name="sync_contacts", flow_run_name="sync-{user}", log_prints=False)
+def sync_contacts(
+    user: str,
+    dry_run: bool = False,
+    force: bool = False,
+    policy: str | None = None,
+    direction: str | None = None,
+    config_path: str | None = None,
+    full: bool = False,
+    relink: bool = False,
+) -> dict[str, Any]:
+    """One sync cycle for one CRM user (spec/INTERFACE.md ``contact-sync sync --user``)."""
+    settings = load_settings(config_path)
+    outcome = run_cycle(
+        settings, settings.user(user), dry_run=dry_run, force=force,
+        policy=policy, direction=direction, full=full, relink=relink,
+    )
+    return outcome.to_dict()
