@@ -68,6 +68,22 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
 #:   a ``create_account`` row that CRM creates refer to (R5a/R5c); account_name: its name;
 #: - fields: the canonical names this action writes, comma-separated ("" = none);
 #: - one column per canonical field: the value to write (meaningful only for ``fields``).
+#:
+#: What each operation means for the loaders (decided by the planning engine):
+#: - outlook ``create`` (R4): a new contact in the sync folder with all synced field
+#:   values; the link to crm_id is stored once it exists (snapshot row, outlook_id None).
+#: - outlook ``create``/``update``: the loader also writes the CrmContactId extended
+#:   property = crm_id (or the CONTACTID allocated for new_key), so R7a can re-link. An
+#:   ``update`` whose ``fields`` is "" writes only that tag (a new link, R5/R7/R7a).
+#: - crm ``create`` (R5): insert CONTACT (+ADDRESS) from the field values, attach it to
+#:   account_id (R5b) or to the account made by the ``create_account`` row with the same
+#:   account_key (R5a/R5c), add it to the sync group, and link it to outlook_id.
+#: - crm ``link`` (R7/R7a, R12 re-link): store the pair as active; ``group_add`` (R7)
+#:   follows when the CRM contact was outside the group.
+#: - crm ``unlink``: forget the pair, except when the snapshots frame has a row with
+#:   status 'stopped' for it (R12 keep-copy): then keep the link as stopped.
+#: - ``skip``: writes nothing; ``reason`` says why (R1 read-only, R10a).
+#: No operation ever deletes a CRM row (R15).
 ACTION_META: tuple[str, ...] = (
     "action_id",
     "side",
@@ -100,7 +116,13 @@ CONFLICT_COLUMNS: tuple[str, ...] = (
 #: The snapshot to store once a pair's actions are applied: the merged values
 #: (what both sides hold after the cycle). new_key identifies pairs whose CRM id is made
 #: by this cycle; outlook_id is None for pairs whose Outlook contact this cycle creates.
-SNAPSHOT_COLUMNS: tuple[str, ...] = ("crm_id", "outlook_id", "new_key") + FIELDS
+#: ``status`` (added by the planning engine) is the link status to store: ``active`` for
+#: pairs new or changed this cycle, ``stopped`` for a pair unlinked by R12 whose Outlook
+#: copy is kept (``keep_outlook_copy``, or direction ``outlook-to-crm`` which never
+#: deletes in Outlook): the pipeline keeps that link row with status 'stopped' (its
+#: values = the last snapshot) instead of deleting it on the ``unlink`` action. Pairs
+#: that end are only announced by their ``unlink`` action row; they have no snapshot row.
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("crm_id", "outlook_id", "new_key", "status") + FIELDS
 
 Policy = Literal["latest", "crm", "outlook"]
 Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]

@@ -1,0 +1,180 @@
+"""Creating records that exist on one side only (R4, R5, R5a-c, R10a).
+
+R5's account choice, per new CRM contact, from its Outlook company name (trimmed):
+- R5a empty: a new account named "First Last" (only the part that exists);
+- R5b exactly (case-sensitive) the name of a visible account: that account, the first
+  found = oldest account_created, then lowest account_id;
+- R5c otherwise: a new account with that name.
+New accounts are one ``create_account`` row per distinct name (``account_key`` =
+``"acct:" + name``) that all CRM creates of this cycle with that name share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from contactsync.model import FIELDS
+from contactsync.plan.frames import (
+    as_objects,
+    equal_values,
+    is_empty,
+    join_flags,
+    make_actions,
+    norm,
+)
+from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanSettings
+
+#: Account name of an R5a contact with no name at all (R19 quarantines such a record;
+#: the plan still names the account so that it stays well-formed).
+NO_NAME_ACCOUNT = "(no name)"
+
+
+@dataclass
+class CreateResult:
+    actions: list[pd.DataFrame]
+    snapshots: pd.DataFrame
+
+
+def _values(frame: pd.DataFrame, settings: PlanSettings) -> dict[str, np.ndarray]:
+    return {f: as_objects(frame[f]) for f in settings.fields}
+
+
+def _filled_fields(values: dict[str, np.ndarray], n: int) -> np.ndarray:
+    return join_flags({f: ~is_empty(v) for f, v in values.items()}, n)
+
+
+def _snapshot(
+    crm_id: np.ndarray | None,
+    outlook_id: np.ndarray | None,
+    new_key: np.ndarray | None,
+    values: dict[str, np.ndarray],
+    n: int,
+) -> pd.DataFrame:
+    none = np.full(n, None, dtype=object)
+    data = {
+        "crm_id": none if crm_id is None else crm_id,
+        "outlook_id": none if outlook_id is None else outlook_id,
+        "new_key": none if new_key is None else new_key,
+        "status": np.full(n, LINK_STATUS_ACTIVE, dtype=object),
+    }
+    for f in FIELDS:
+        data[f] = values.get(f, none)
+    return pd.DataFrame(data)
+
+
+def r4_create_in_outlook(crm: pd.DataFrame, settings: PlanSettings) -> CreateResult:
+    """R4: group members with no link and no match are created in the sync folder."""
+    n = len(crm)
+    if n == 0 or settings.direction == "outlook-to-crm":
+        return CreateResult([], _snapshot(None, None, None, {}, 0))
+    crm_id = as_objects(crm["crm_id"])
+    values = _values(crm, settings)
+    reason = ("R4: CRM contact " + pd.Series(crm_id, dtype="str")
+              + " is in the sync group with no Outlook match: created in the sync folder")
+    act = make_actions(
+        "outlook", "create", "R4", reason.to_numpy(dtype=object), n,
+        crm_id=crm_id, fields=_filled_fields(values, n), values=values,
+    )
+    return CreateResult([act], _snapshot(crm_id, None, None, values, n))
+
+
+def r5_account_for_new_contacts(
+    outlook: pd.DataFrame, accounts: pd.DataFrame | None
+) -> pd.DataFrame:
+    """R5a/R5b/R5c per Outlook contact: rule, account_id or account_key, account_name."""
+    n = len(outlook)
+    company = norm(as_objects(outlook["company"]))
+    first = norm(as_objects(outlook["first_name"]))
+    last = norm(as_objects(outlook["last_name"]))
+    person = (
+        pd.Series(first, dtype="str").fillna("") + " " + pd.Series(last, dtype="str").fillna("")
+    ).str.strip().replace("", NO_NAME_ACCOUNT).to_numpy(dtype=object)
+    no_company = pd.isna(company)
+    rule = np.where(no_company, "R5a", "R5c").astype(object)
+    name = np.where(no_company, person, company).astype(object)
+    account_id = np.full(n, None, dtype=object)
+    if accounts is not None and len(accounts) and (~no_company).any():
+        first_found = accounts.sort_values(
+            ["account_created", "account_id"], na_position="last", kind="stable"
+        ).drop_duplicates("account_name", keep="first")
+        pos = pd.Index(as_objects(first_found["account_name"])).get_indexer(company)
+        hit = (pos >= 0) & ~no_company
+        account_id[hit] = as_objects(first_found["account_id"])[pos[hit]]
+        rule[hit] = "R5b"
+    account_key = np.where(rule == "R5b", None, "acct:" + pd.Series(name, dtype="str")).astype(
+        object
+    )
+    return pd.DataFrame(
+        {"rule": rule, "account_id": account_id, "account_key": account_key, "account_name": name}
+    )
+
+
+def r5_create_in_crm(
+    outlook: pd.DataFrame, accounts: pd.DataFrame | None, settings: PlanSettings
+) -> CreateResult:
+    """R5 (+R10a): sync-folder contacts with no link and no match are created in CRM."""
+    n = len(outlook)
+    if n == 0 or settings.direction == "crm-to-outlook":
+        return CreateResult([], _snapshot(None, None, None, {}, 0))
+    outlook_id = as_objects(outlook["outlook_id"])
+    oid = pd.Series(outlook_id, dtype="str")
+    if not settings.create_in_crm:
+        reason = ("R10a: Outlook contact " + oid
+                  + " matches no CRM contact and create_in_crm is off: stays Outlook-only")
+        act = make_actions("crm", "skip", "R10a", reason.to_numpy(dtype=object), n,
+                           outlook_id=outlook_id)
+        return CreateResult([act], _snapshot(None, None, None, {}, 0))
+
+    acct = r5_account_for_new_contacts(outlook, accounts)
+    rule = acct["rule"].to_numpy(dtype=object)
+    new_key = ("new:" + oid).to_numpy(dtype=object)
+    values = _values(outlook, settings)
+    original_company = values.get("company", as_objects(outlook["company"]))
+    if "company" in settings.fields:
+        values["company"] = acct["account_name"].to_numpy(dtype=object)  # R6: account name
+    actions: list[pd.DataFrame] = []
+
+    new_accounts = acct[acct["rule"] != "R5b"]
+    if len(new_accounts):
+        # One account per distinct name; R5c wins the rule id when both need the name.
+        per_name = new_accounts.sort_values("rule", ascending=False, kind="stable")
+        per_name = per_name.drop_duplicates("account_key").sort_index()
+        m = len(per_name)
+        reason = ("R5: new account '" + per_name["account_name"]
+                  + "' (Prospect, Active, Everyone) for new CRM contacts")
+        actions.append(make_actions(
+            "crm", "create_account", per_name["rule"].to_numpy(dtype=object),
+            reason.to_numpy(dtype=object), m,
+            account_key=per_name["account_key"].to_numpy(dtype=object),
+            account_name=per_name["account_name"].to_numpy(dtype=object),
+        ))
+    reason = (pd.Series(rule, dtype="str") + ": Outlook contact " + oid
+              + " matches no CRM contact: created in CRM, added to the sync group, linked;"
+              + " account '" + acct["account_name"] + "'")
+    actions.append(make_actions(
+        "crm", "create", rule, reason.to_numpy(dtype=object), n,
+        outlook_id=outlook_id, new_key=new_key,
+        account_id=acct["account_id"].to_numpy(dtype=object),
+        account_key=acct["account_key"].to_numpy(dtype=object),
+        account_name=acct["account_name"].to_numpy(dtype=object),
+        fields=_filled_fields(values, n), values=values,
+    ))
+    if settings.direction != "outlook-to-crm":
+        # R6: the account name flows to the Outlook company (R5a); every new link also
+        # writes the CRM id tag (R7a), so the Outlook side is always touched once.
+        company_new = (
+            ~equal_values(values["company"], original_company)
+            if "company" in settings.fields else np.zeros(n, dtype=bool)
+        )
+        fields = np.where(company_new, "company", "").astype(object)
+        reason = (pd.Series(rule, dtype="str") + ": tag Outlook contact " + oid
+                  + " with its new CRM id" + np.where(company_new, " and set its company", ""))
+        actions.append(make_actions(
+            "outlook", "update", rule, reason.to_numpy(dtype=object), n,
+            outlook_id=outlook_id, new_key=new_key, fields=fields,
+            values={"company": np.where(company_new, values.get("company"), None)},
+        ))
+    return CreateResult(actions, _snapshot(None, outlook_id, new_key, values, n))

@@ -1,0 +1,244 @@
+"""Per-field merge of pairs present on both sides (R8, R9, R10, R6, R1, R7 merge).
+
+A *pair table* has one row per pair: ``crm_id``, ``outlook_id``, ``link_rule`` (None for
+a pair linked before this cycle; "R7"/"R7a"/"R12" for a new match), ``read_only``,
+``in_group``, ``crm_modified``, ``outlook_modified``, ``crm_tag`` and, per field,
+``c:<field>`` (CRM value), ``o:<field>`` (Outlook value), ``s:<field>`` (snapshot).
+
+A new match is merged as a three-way merge against an *empty* snapshot: a field empty on
+one side counts as unchanged there, so the other side's value is copied (R7: "a field
+empty on one side takes the other side's value"); two different values are a conflict
+settled by R9; equal values need nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from contactsync.model import CRM_TO_OUTLOOK_ONLY, FIELDS
+from contactsync.plan.frames import (
+    as_objects,
+    equal_values,
+    is_email,
+    join_flags,
+    make_actions,
+)
+from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanSettings
+
+NO_SYNC = "none"
+
+
+def field_direction(field: str, settings: PlanSettings) -> str:
+    """R10 per field (the field's own setting wins over the sync's), R6 for company.
+
+    ``company`` flows CRM -> Outlook once linked (R6), whatever the settings, except when
+    the sync writes nothing in Outlook (outlook-to-crm): then it flows nowhere.
+    """
+    if field in CRM_TO_OUTLOOK_ONLY:
+        return NO_SYNC if settings.direction == "outlook-to-crm" else "crm-to-outlook"
+    return settings.field_direction.get(field, settings.direction)
+
+
+def crm_wins_conflicts(pairs: pd.DataFrame, settings: PlanSettings) -> np.ndarray:
+    """R9: per pair, does CRM win a conflict? ``latest``: newer modification time wins.
+
+    CRM time is already the newest of contact, address and account (crm.extract). A tie,
+    or no Outlook time, goes to CRM; no CRM time (but an Outlook one) goes to Outlook.
+    """
+    n = len(pairs)
+    if settings.conflict_policy == "crm":
+        return np.ones(n, dtype=bool)
+    if settings.conflict_policy == "outlook":
+        return np.zeros(n, dtype=bool)
+    c = pd.to_datetime(pairs["crm_modified"], utc=True)
+    o = pd.to_datetime(pairs["outlook_modified"], utc=True)
+    return (c >= o).to_numpy(dtype=bool) | o.isna().to_numpy()
+
+
+@dataclass
+class MergeResult:
+    actions: list[pd.DataFrame]
+    conflicts: pd.DataFrame
+    snapshots: pd.DataFrame
+
+
+def _rule_of_updates(
+    new_rule: np.ndarray,
+    conflict_written: np.ndarray,
+    two_way_written: np.ndarray,
+    one_way_written: np.ndarray,
+) -> np.ndarray:
+    """One rule per update row: the link rule of a new match, else R9 > R8 > R10 > R6."""
+    rule = np.where(one_way_written, "R10", "R6").astype(object)
+    rule[two_way_written] = "R8"
+    rule[conflict_written] = "R9"
+    has_new = ~pd.isna(new_rule)
+    rule[has_new] = np.where(new_rule[has_new] == "R7a", "R7a", "R7")
+    return rule
+
+
+def merge_pairs(pairs: pd.DataFrame, settings: PlanSettings) -> MergeResult:
+    """Plan the field writes of every pair present on both sides."""
+    n = len(pairs)
+    crm_id = as_objects(pairs["crm_id"])
+    outlook_id = as_objects(pairs["outlook_id"])
+    new_rule = as_objects(pairs["link_rule"])
+    is_new = ~pd.isna(new_rule)
+    read_only = pairs["read_only"].fillna(False).to_numpy(dtype=bool)
+    crm_wins = crm_wins_conflicts(pairs, settings)
+    outlook_writable = settings.direction != "outlook-to-crm"
+
+    to_outlook: dict[str, np.ndarray] = {}
+    to_crm: dict[str, np.ndarray] = {}
+    skipped: dict[str, np.ndarray] = {}
+    out_values: dict[str, np.ndarray] = {}
+    crm_values: dict[str, np.ndarray] = {}
+    merged: dict[str, np.ndarray] = {}
+    changed_snapshot = np.zeros(n, dtype=bool)
+    any_conflict_o = np.zeros(n, dtype=bool)
+    any_conflict_c = np.zeros(n, dtype=bool)
+    any_two_way_o = np.zeros(n, dtype=bool)
+    any_two_way_c = np.zeros(n, dtype=bool)
+    any_one_way_o = np.zeros(n, dtype=bool)
+    any_one_way_c = np.zeros(n, dtype=bool)
+    conflict_parts: list[pd.DataFrame] = []
+
+    for f in FIELDS:
+        s = as_objects(pairs[f"s:{f}"])
+        if f not in settings.fields:
+            merged[f] = s
+            continue
+        c = as_objects(pairs[f"c:{f}"])
+        o = as_objects(pairs[f"o:{f}"])
+        email = is_email(f)
+        same = equal_values(c, o, email=email)
+        direction = field_direction(f, settings)
+        if direction == "two-way":
+            c_changed = ~equal_values(c, s, email=email)
+            o_changed = ~equal_values(o, s, email=email)
+            conflict = c_changed & o_changed & ~same
+            w_out = (c_changed & ~o_changed) | (conflict & crm_wins)
+            w_crm = (o_changed & ~c_changed) | (conflict & ~crm_wins)
+            if conflict.any():
+                idx = np.flatnonzero(conflict)
+                conflict_parts.append(
+                    pd.DataFrame(
+                        {
+                            "crm_id": crm_id[idx],
+                            "outlook_id": outlook_id[idx],
+                            "field": f,
+                            "snapshot_value": s[idx],
+                            "crm_value": c[idx],
+                            "outlook_value": o[idx],
+                            "winner": np.where(crm_wins[idx], "crm", "outlook"),
+                            "policy": settings.conflict_policy,
+                            "rule": "R9",
+                        }
+                    )
+                )
+            any_conflict_o |= conflict & w_out
+            any_conflict_c |= conflict & w_crm
+            any_two_way_o |= w_out & ~conflict
+            any_two_way_c |= w_crm & ~conflict
+        elif direction == "crm-to-outlook":
+            w_out, w_crm = ~same, np.zeros(n, dtype=bool)
+            any_one_way_o |= w_out if f not in CRM_TO_OUTLOOK_ONLY else False
+        elif direction == "outlook-to-crm":
+            w_out, w_crm = np.zeros(n, dtype=bool), ~same
+            any_one_way_c |= w_crm
+        else:  # NO_SYNC
+            w_out = w_crm = np.zeros(n, dtype=bool)
+        if not outlook_writable:
+            w_out = np.zeros(n, dtype=bool)
+        blocked = w_crm & read_only  # R1: read-only rows never get a CRM write
+        w_crm = w_crm & ~read_only
+        value = c.copy()
+        value[w_crm] = o[w_crm]
+        merged[f] = value
+        to_outlook[f], to_crm[f], skipped[f] = w_out, w_crm, blocked
+        out_values[f], crm_values[f] = c, o
+        changed_snapshot |= ~equal_values(value, s, email=email)
+
+    actions: list[pd.DataFrame] = []
+    # Outlook updates, including tag-only ones for new links (R7a needs the tag).
+    o_fields = join_flags(to_outlook, n)
+    crm_tag = as_objects(pairs["crm_tag"])
+    needs_tag = ~equal_values(crm_tag, crm_id) if outlook_writable else np.zeros(n, bool)
+    o_rows = np.flatnonzero((o_fields != "") | needs_tag)
+    if o_rows.size:
+        rule = _rule_of_updates(
+            new_rule[o_rows],
+            any_conflict_o[o_rows],
+            any_two_way_o[o_rows],
+            any_one_way_o[o_rows],
+        )
+        only_tag = o_fields[o_rows] == ""
+        rule[only_tag & pd.isna(new_rule[o_rows])] = "R7a"
+        reason = (
+            rule + ": write " + pd.Series(o_fields[o_rows]).replace("", "the CRM id tag")
+            + " of CRM contact " + pd.Series(crm_id[o_rows], dtype="str")
+            + " to Outlook contact " + pd.Series(outlook_id[o_rows], dtype="str")
+        ).to_numpy(dtype=object)
+        actions.append(
+            make_actions(
+                "outlook", "update", rule, reason, o_rows.size,
+                crm_id=crm_id[o_rows], outlook_id=outlook_id[o_rows], fields=o_fields[o_rows],
+                values={f: np.where(m[o_rows], out_values[f][o_rows], None)
+                        for f, m in to_outlook.items()},
+            )
+        )
+    c_fields = join_flags(to_crm, n)
+    c_rows = np.flatnonzero(c_fields != "")
+    if c_rows.size:
+        rule = _rule_of_updates(
+            new_rule[c_rows],
+            any_conflict_c[c_rows],
+            any_two_way_c[c_rows],
+            any_one_way_c[c_rows],
+        )
+        reason = (
+            rule + ": write " + pd.Series(c_fields[c_rows])
+            + " of Outlook contact " + pd.Series(outlook_id[c_rows], dtype="str")
+            + " to CRM contact " + pd.Series(crm_id[c_rows], dtype="str")
+        ).to_numpy(dtype=object)
+        actions.append(
+            make_actions(
+                "crm", "update", rule, reason, c_rows.size,
+                crm_id=crm_id[c_rows], outlook_id=outlook_id[c_rows], fields=c_fields[c_rows],
+                values={f: np.where(m[c_rows], crm_values[f][c_rows], None)
+                        for f, m in to_crm.items()},
+            )
+        )
+    s_fields = join_flags(skipped, n)
+    s_rows = np.flatnonzero(s_fields != "")
+    if s_rows.size:
+        reason = (
+            "R1: CRM contact " + pd.Series(crm_id[s_rows], dtype="str")
+            + " is read-only for the user; Outlook changes of "
+            + pd.Series(s_fields[s_rows])
+            + " (Outlook contact " + pd.Series(outlook_id[s_rows], dtype="str")
+            + ") are not written"
+        ).to_numpy(dtype=object)
+        actions.append(
+            make_actions(
+                "crm", "skip", "R1", reason, s_rows.size,
+                crm_id=crm_id[s_rows], outlook_id=outlook_id[s_rows],
+            )
+        )
+
+    snap_rows = np.flatnonzero(changed_snapshot | is_new)
+    snap = {
+        "crm_id": crm_id[snap_rows],
+        "outlook_id": outlook_id[snap_rows],
+        "new_key": np.full(snap_rows.size, None, dtype=object),
+        "status": np.full(snap_rows.size, LINK_STATUS_ACTIVE, dtype=object),
+    }
+    for f in FIELDS:
+        snap[f] = merged[f][snap_rows]
+    conflicts = (
+        pd.concat(conflict_parts, ignore_index=True) if conflict_parts else pd.DataFrame()
+    )
+    return MergeResult(actions, conflicts, pd.DataFrame(snap))
