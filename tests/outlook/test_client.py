@@ -1,0 +1,113 @@
+"""The Graph client itself: configuration, URLs, secrets, pacing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from contactsync.config import OutlookSettings
+from contactsync.errors import ConfigError
+from contactsync.outlook.client import (
+    GraphClient,
+    GraphRequestError,
+    Pacer,
+    RetryPolicy,
+    split_graph_url,
+)
+from contactsync.outlook.extract import ensure_folder
+
+SECRET = "s3cr3t-Value-never-logged"
+TOKEN = "tok-Value-never-logged"
+
+
+def test_graph_url_may_carry_the_mailbox_in_users_form() -> None:
+    assert split_graph_url("https://graph.microsoft.com/v1.0/users/lee%40example.com") == (
+        "https://graph.microsoft.com/v1.0",
+        "lee@example.com",
+    )
+    assert split_graph_url("http://127.0.0.1:8765/v1.0/") == ("http://127.0.0.1:8765/v1.0", None)
+
+
+def test_client_from_users_url_talks_to_the_mailbox_percent_encoded(emu) -> None:
+    settings = OutlookSettings(graph_url=f"{emu.graph_url}/users/lee.users-form%40example.com", token="t")
+    client = GraphClient(settings)
+    assert client.mailbox == "lee.users-form@example.com"
+    assert client.url("contactFolders").endswith("/v1.0/users/lee.users-form%40example.com/contactFolders")
+    fid = ensure_folder(client, "CRM Contacts")
+    assert fid and ensure_folder(client, "CRM Contacts") == fid
+
+
+def test_missing_credentials_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="outlook.tenant_id"):
+        GraphClient(OutlookSettings(client_id="c", client_secret=SECRET), "a@b.c")
+    with pytest.raises(ConfigError, match="mailbox"):
+        GraphClient(OutlookSettings(token="t"))
+
+
+def test_secret_never_in_repr(emu) -> None:
+    real = GraphClient(
+        OutlookSettings(tenant_id="contoso.onmicrosoft.com", client_id="app-id", client_secret=SECRET),
+        "lee@example.com",
+    )
+    fixed = GraphClient(OutlookSettings(graph_url=emu.graph_url, token=TOKEN), "lee@example.com")
+    for obj in (real, real.con, real.account, real.con.token_backend, fixed, fixed.con, fixed.account, fixed.con.token_backend):
+        text = repr(obj) + str(obj)
+        assert SECRET not in text and TOKEN not in text
+
+
+def test_secret_and_token_never_logged(emu, make_client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = GraphClient(OutlookSettings(graph_url=emu.graph_url, token=TOKEN), "logs@example.com", backoff_base_s=0.01)
+    emu.fault(status=500, rate=0.5, retry_after=0, seed=1)
+    ensure_folder(client, "CRM Contacts")
+    with pytest.raises(GraphRequestError):
+        client.get_json("contactFolders/does-not-exist")
+    assert caplog.records  # something was logged at DEBUG
+    assert TOKEN not in caplog.text
+
+
+def test_4xx_is_fatal_and_names_the_request(emu, make_client) -> None:
+    client = make_client()
+    with pytest.raises(GraphRequestError) as info:
+        client.get_json("contacts/nope")
+    assert info.value.status == 404 and "ErrorItemNotFound" in str(info.value)
+
+
+def test_pacer_never_lets_more_than_4_in_flight() -> None:
+    pacer = Pacer(4)
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def work() -> None:
+        with pacer.slot():
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            time.sleep(0.02)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 4
+
+
+def test_pacer_holds_everyone_after_a_429() -> None:
+    pacer = Pacer(4)
+    pacer.throttled(0.2)
+    start = time.monotonic()
+    with pacer.slot():
+        pass
+    assert time.monotonic() - start >= 0.19
+
+
+def test_backoff_is_bounded_and_jittered() -> None:
+    policy = RetryPolicy(backoff_base_s=0.5, backoff_cap_s=30)
+    waits = [policy.backoff(n) for n in range(1, 12)]
+    assert all(0 < w <= 30 for w in waits)
+    assert waits[-1] >= 15  # grows to the cap
