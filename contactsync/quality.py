@@ -93,12 +93,22 @@ CRM_ID_LENGTH = 12
 EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s.]+(\.[^@\s.]+)+\s*$"
 #: 12-character CRM id (CONTACTID, ACCOUNTID, ...); the same pattern is in the GX suites.
 CRM_ID_PATTERN = r"^.{12}$"
-BIRTHDAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"  # for the GX suites
 BIRTHDAY_MIN = "1753-01-01"
 BIRTHDAY_MAX = "9999-12-31"
-#: Control characters (Unicode Cc: C0, DEL, C1). ``street`` allows its line break.
+#: Control characters (Unicode Cc: C0, DEL, C1). ``street`` allows its line break
+#: (``\n`` or ``\r\n``), nothing else.
 CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f]"
-STREET_CONTROL_PATTERN = r"[\x00-\x09\x0b-\x1f\x7f-\x9f]"
+STREET_CONTROL_PATTERN = r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)"
+#: For the GX suites: at most STREET_MAX_LINES lines of STREET_LINE_LENGTH, trailing
+#: empty lines allowed (the CRM load drops them).
+STREET_PATTERN = (
+    rf"^[^\r\n]{{0,{STREET_LINE_LENGTH}}}(\r?\n[^\r\n]{{0,{STREET_LINE_LENGTH}}})"
+    rf"{{0,{STREET_MAX_LINES - 1}}}(\r?\n)*$"
+)
+#: For the GX suites: an ISO date from 1753 (with strftime "%Y-%m-%d" for the calendar).
+BIRTHDAY_RANGE_PATTERN = (
+    r"^(17(5[3-9]|[6-9]\d)|1[89]\d\d|[2-9]\d{3})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+)
 
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _CONTROL_RE = re.compile(CONTROL_PATTERN)
@@ -148,7 +158,7 @@ def plan_problems(actions: pd.DataFrame) -> pd.DataFrame:
     # values written to the CRM come from Outlook and vice versa
     where_by_side = np.where(sides == "crm", "Outlook", "the CRM")
 
-    written = _written_mask(actions["fields"])
+    written = written_fields(actions["fields"])
     values = {f: actions[f] for f in FIELDS if f in actions.columns}
     _field_checks(out, values, written, where_by_side)
     creates = (actions["op"] == "create").to_numpy()
@@ -238,7 +248,7 @@ def _coalesce(frame: pd.DataFrame, columns: Iterable[str]) -> np.ndarray:
     return out
 
 
-def _written_mask(fields: pd.Series) -> dict[str, np.ndarray]:
+def written_fields(fields: pd.Series) -> dict[str, np.ndarray]:
     """For each canonical field, which rows list it in ``fields`` (one explode, no loop)."""
     s = pd.Series(fields.to_numpy(dtype=object))  # positional index
     s = s.where(s.notna(), "").astype(str)
@@ -330,10 +340,9 @@ def _field_checks(
         if len(pos) == 0:
             continue
         if field == "street":
+            _control(out, field, pos, vals, _lengths(vals), where, _STREET_CONTROL_RE)
             vals = np.array([v.replace("\r\n", "\n") for v in vals], dtype=object)
-            lengths = _lengths(vals)
-            _street(out, pos, vals, lengths, where)
-            _control(out, field, pos, vals, lengths, where, _STREET_CONTROL_RE)
+            _street(out, pos, vals, _lengths(vals), where)
             continue
         lengths = _lengths(vals)
         _control(out, field, pos, vals, lengths, where, _CONTROL_RE)

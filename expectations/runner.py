@@ -1,0 +1,236 @@
+"""Run the committed Great Expectations suites on a frame; optionally build Data Docs.
+
+``contactsync.quality`` decides quarantine (fast, pure pandas); this runner gives the same
+verdict through GX so the report can carry GX's Data Docs beside it (DESIGN.md step 3/5).
+GX is imported inside :func:`validate` only: importing it costs seconds, and nothing else
+in the project should pay that.
+
+One ephemeral GX context per process, created on first use and reused: the pandas data
+source, one dataframe asset and batch definition per suite, and the suites loaded from
+``suites/*.json``. A later call only runs the validation (and, if asked, renders docs).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from contactsync import quality
+from contactsync.model import EMAIL_FIELDS, FIELDS, NAME_FIELDS
+from expectations.build_suites import HAS_NAME_OR_EMAIL, SUITE_NAMES, SUITES_DIR
+
+FAILURE_COLUMNS: tuple[str, ...] = ("record_id", "expectation", "column", "reason")
+_DATASOURCE = "contact_sync_frames"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """What a validation found: overall verdict, GX statistics, one row per failing value."""
+
+    success: bool
+    statistics: dict[str, Any]
+    failures: pd.DataFrame  # FAILURE_COLUMNS
+    data_docs_index: Path | None = None
+    #: GX's ExpectationSuiteValidationResult (``.to_json_dict()`` for the full JSON)
+    gx_result: Any = field(default=None, repr=False)
+
+    def failed_ids(self) -> set[str]:
+        """Record ids with at least one failure (None ids, e.g. a missing key, excluded)."""
+        return {str(v) for v in self.failures["record_id"].dropna().unique()}
+
+
+class _Gx:
+    """The process-wide GX state (context, batch definitions, suites, docs sites)."""
+
+    def __init__(self) -> None:
+        # no usage analytics from a sync worker, unless the operator asked for them
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.source = self.context.data_sources.add_pandas(name=_DATASOURCE)
+        self.definitions: dict[str, Any] = {}
+        self.sites: dict[Path, str] = {}
+
+    def definition(self, suite_name: str) -> Any:
+        if suite_name not in self.definitions:
+            if suite_name not in SUITE_NAMES:
+                raise ValueError(f"unknown suite {suite_name!r}: one of {', '.join(SUITE_NAMES)}")
+            asset = self.source.add_dataframe_asset(name=suite_name)
+            batch = asset.add_batch_definition_whole_dataframe(suite_name)
+            suite = self.context.suites.add(load_suite(suite_name))
+            self.definitions[suite_name] = self.context.validation_definitions.add(
+                self.gx.ValidationDefinition(data=batch, suite=suite, name=suite_name)
+            )
+        return self.definitions[suite_name]
+
+    def site(self, directory: Path) -> str:
+        directory = directory.resolve()
+        if directory not in self.sites:
+            name = "docs_" + hashlib.sha1(str(directory).encode()).hexdigest()[:10]
+            self.context.add_data_docs_site(
+                name,
+                {
+                    "class_name": "SiteBuilder",
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": str(directory),
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+            self.sites[directory] = name
+        return self.sites[directory]
+
+
+_state: _Gx | None = None
+_lock = threading.RLock()
+
+
+def _gx() -> _Gx:
+    global _state
+    with _lock:
+        if _state is None:
+            _state = _Gx()
+        return _state
+
+
+def load_suite(name: str) -> Any:
+    """The committed suite as a GX ExpectationSuite (needs GX imported: call lazily)."""
+    import great_expectations as gx
+
+    data = json.loads((SUITES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return gx.ExpectationSuite(
+        name=data["name"],
+        expectations=data["expectations"],
+        meta=data.get("meta"),
+        notes=data.get("notes"),
+    )
+
+
+@functools.cache
+def suite_columns(name: str) -> tuple[str, ...]:
+    """The columns the committed suite ``name`` checks."""
+    data = json.loads((SUITES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return tuple(dict.fromkeys(e["kwargs"]["column"] for e in data["expectations"]))
+
+
+def prepare(frame: pd.DataFrame, suite: str) -> pd.DataFrame:
+    """The frame as the suites expect it: blanks as missing, the derived R19 column.
+
+    Blank strings are missing values (model.normalise), so GX should not test them as
+    emails or dates. In the plan, values an action does not write are blanked, and only a
+    create needs a name.
+    """
+    out = frame.copy()
+    for column in suite_columns(suite):  # a projection is validated as if the rest were empty
+        if column not in out.columns and column != HAS_NAME_OR_EMAIL:
+            out[column] = pd.Series([None] * len(out), index=out.index, dtype=object)
+    fields = [f for f in FIELDS if f in out.columns]
+    if suite == "plan" and "fields" in out.columns:
+        written = quality.written_fields(out["fields"])
+        for f in fields:
+            out[f] = out[f].where(written[f], None)
+    for f in fields:
+        s = out[f].astype(object)
+        set_ = s.notna().to_numpy()
+        if set_.any():
+            vals = s.to_numpy(dtype=object)
+            blank = np.zeros(len(s), dtype=bool)
+            idx = np.flatnonzero(set_)
+            blank[idx] = [not str(v).strip() for v in vals[idx]]
+            s = s.where(~(blank | ~set_), None)
+        out[f] = s
+    has = np.zeros(len(out), dtype=bool)
+    for f in NAME_FIELDS + EMAIL_FIELDS:
+        if f in out.columns:
+            has |= out[f].notna().to_numpy()
+    if suite == "plan" and "op" in out.columns:
+        has |= (out["op"] != "create").to_numpy()
+    out[HAS_NAME_OR_EMAIL] = has
+    return out
+
+
+def validate(
+    frame: pd.DataFrame,
+    suite: str,
+    *,
+    id_column: str,
+    data_docs_dir: Path | None = None,
+) -> ValidationOutcome:
+    """Validate ``frame`` with the committed suite ``suite``; failing rows by ``id_column``.
+
+    With ``data_docs_dir`` the GX Data Docs site is (re)built there and its index.html
+    returned; it lists every validation this process ran into that folder.
+    """
+    prepared = prepare(frame, suite)
+    with _lock:
+        state = _gx()
+        definition = state.definition(suite)
+        result = definition.run(
+            batch_parameters={"dataframe": prepared},
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": [id_column],
+                "return_unexpected_index_query": False,
+            },
+        )
+        index = None
+        if data_docs_dir is not None:
+            index = _build_docs(state, Path(data_docs_dir))
+    return ValidationOutcome(
+        success=bool(result.success),
+        statistics=dict(result.statistics),
+        failures=_failures(result, id_column),
+        data_docs_index=index,
+        gx_result=result,
+    )
+
+
+def _build_docs(state: _Gx, directory: Path) -> Path:
+    site = state.site(directory)
+    urls = state.context.build_data_docs(site_names=[site])
+    index = directory.resolve() / "index.html"
+    if not index.exists() and urls.get(site):  # pragma: no cover - GX layout changed
+        index = Path(urls[site].removeprefix("file://"))
+    return index
+
+
+def _failures(result: Any, id_column: str) -> pd.DataFrame:
+    rows: dict[str, list] = {c: [] for c in FAILURE_COLUMNS}
+    for res in result.results:
+        if res.success:
+            continue
+        config = res.expectation_config
+        kind = config.type
+        column = config.kwargs.get("column")
+        reason = (config.meta or {}).get("reason") or kind
+        ids = [
+            entry.get(id_column) if isinstance(entry, dict) else entry
+            for entry in (res.result or {}).get("unexpected_index_list") or []
+        ]
+        if not ids:  # failed as a whole (e.g. GX could not evaluate it): no row to blame
+            ids = [None]
+            reason = f"{reason} (the expectation failed as a whole; see the Data Docs)"
+        n = len(ids)
+        rows["record_id"] += [None if _missing(i) else str(i) for i in ids]
+        rows["expectation"] += [kind] * n
+        rows["column"] += [column] * n
+        rows["reason"] += [reason] * n
+    return pd.DataFrame({c: pd.Series(rows[c], dtype=object) for c in FAILURE_COLUMNS})
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
