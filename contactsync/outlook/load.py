@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 import pandas as pd
 
 from contactsync.model import FIELDS
-from contactsync.outlook.client import BATCH_LIMIT, MAX_CONCURRENT, GraphClient
+from contactsync.outlook.client import BATCH_LIMIT, MAX_CONCURRENT, GraphClient, GraphRequestError
 from contactsync.outlook.mapping import (
     CRM_TAG_EXPAND,
     CRM_TAG_PROPERTY_ID,
@@ -190,7 +190,17 @@ class OutlookWriter:
 
         if not requests:
             return immediate
-        answers = self.client.batch(requests, resolve_ambiguous=resolve)
+        try:
+            answers = self.client.batch(requests, resolve_ambiguous=resolve)
+        except GraphRequestError as exc:
+            if exc.status in (401, 403):
+                raise  # credentials or permissions: nothing else will work either
+            # Graph refused the batch as a whole (a malformed item): report its records
+            # and go on with the other batches.
+            answers = [
+                {"id": r["id"], "status": exc.status, "body": {"error": {"code": exc.code, "message": exc.message}}}
+                for r in requests
+            ]
         return immediate + [self._interpret(by_req[a["id"]], a) for a in answers]
 
     def _fetch_collections(self, chunk: Sequence[dict]) -> dict[str, dict]:
