@@ -47,3 +47,13 @@ def critical_sections(url: str, user: str, marker: str, rounds: int, out: Any) -
             pass
     store.close()
     out.put((entered, overlaps))
+
+
+def open_store(url: str, out: Any) -> None:
+    """Open (and so create/migrate) the store; report the version or the error."""
+    try:
+        store = StateStore(url)
+        out.put(store.schema_version)
+        store.close()
+    except Exception as exc:  # the test shows what went wrong
+        out.put(repr(exc))
