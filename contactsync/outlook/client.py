@@ -168,7 +168,8 @@ def pacer_for(base_url: str, mailbox: str, concurrent: int = MAX_CONCURRENT) -> 
 # --- retry policy ----------------------------------------------------------------------
 @dataclass
 class RetryPolicy:
-    """Bounded waiting: retries stop once the waits would exceed ``max_wait_s`` in total."""
+    """Bounded retrying: a request is given up once retrying it would take longer than
+    ``max_wait_s`` from its first failure (waits, timeouts and attempts included)."""
 
     max_wait_s: float = 120.0
     backoff_base_s: float = 0.5
@@ -290,7 +291,7 @@ class GraphConnection(Connection):
             headers.setdefault("Content-Type", "application/json")
             kwargs["data"] = json.dumps(data, cls=self.json_encoder) if not isinstance(data, (str, bytes)) else data
         kwargs.setdefault("timeout", self.request_timeout)
-        waited = 0.0
+        first_failure: float | None = None  # the budget runs from the first failure
         attempt = 0
         while True:
             attempt += 1
@@ -324,16 +325,17 @@ class GraphConnection(Connection):
                     f"{method.upper()} {url}: {reason}", status=status, retry_after=retry_after
                 )
             wait = retry_after if retry_after is not None else self.policy.backoff(attempt)
-            if waited + wait > self.policy.max_wait_s:
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            if now - first_failure + wait > self.policy.max_wait_s:
                 raise SideUnreachable(
                     f"Microsoft Graph did not answer {method.upper()} {url} after {attempt} "
-                    f"attempts and {waited:.1f} s of waiting (last: {reason})",
+                    f"attempts in {now - first_failure:.1f} s (last: {reason})",
                     hint="check the network and Graph's service health; the next cycle "
                     "resumes where this one stopped",
                 )
             log.info("Graph %s %s: %s; retrying in %.2f s", method.upper(), url, reason, wait)
             time.sleep(wait)
-            waited += wait
 
     # -- $batch ---------------------------------------------------------------------------
     def batch(
@@ -360,7 +362,7 @@ class GraphConnection(Connection):
             pending[inner["id"]] = inner
         final: dict[str, dict] = {}
         ambiguous: set[str] = set()
-        waited = 0.0
+        first_failure: float | None = None  # the budget runs from the first failure
         attempt = 0
         while pending:
             unclear = [pending[i] for i in pending if i in ambiguous and pending[i]["method"] != "GET"]
@@ -411,11 +413,13 @@ class GraphConnection(Connection):
             if not pending:
                 break
             wait = wait or self.policy.backoff(attempt)
-            if waited + wait > self.policy.max_wait_s:
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            if now - first_failure + wait > self.policy.max_wait_s:
                 if outer_failed:
                     raise SideUnreachable(
                         f"Microsoft Graph did not answer a $batch of {len(pending)} request(s) "
-                        f"after {attempt} attempts and {waited:.1f} s of waiting",
+                        f"after {attempt} attempts in {now - first_failure:.1f} s",
                         hint="check the network and Graph's service health; the next cycle "
                         "resumes where this one stopped",
                     )
@@ -425,7 +429,6 @@ class GraphConnection(Connection):
                 break
             log.info("$batch: %d inner request(s) to re-send in %.2f s", len(pending), wait)
             time.sleep(wait)
-            waited += wait
         order = [str(_inner_id(r)) for r in requests_]
         return [final[rid] for rid in order]
 
