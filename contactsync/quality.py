@@ -90,7 +90,7 @@ ACCOUNT_NAME_LENGTH = 128  # ACCOUNT.ACCOUNT varchar(128)
 CRM_ID_LENGTH = 12
 
 #: Plausible email (see module docstring); the same pattern is in the GX suites.
-EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s.]+(\.[^@\s.]+)+\s*$"
+EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+\s*$"
 #: 12-character CRM id (CONTACTID, ACCOUNTID, ...); the same pattern is in the GX suites.
 CRM_ID_PATTERN = r"^.{12}$"
 BIRTHDAY_MIN = "1753-01-01"
@@ -102,12 +102,12 @@ STREET_CONTROL_PATTERN = r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)"
 #: For the GX suites: at most STREET_MAX_LINES lines of STREET_LINE_LENGTH, trailing
 #: empty lines allowed (the CRM load drops them).
 STREET_PATTERN = (
-    rf"^[^\r\n]{{0,{STREET_LINE_LENGTH}}}(\r?\n[^\r\n]{{0,{STREET_LINE_LENGTH}}})"
-    rf"{{0,{STREET_MAX_LINES - 1}}}(\r?\n)*$"
+    rf"^[^\r\n]{{0,{STREET_LINE_LENGTH}}}(?:\r?\n[^\r\n]{{0,{STREET_LINE_LENGTH}}})"
+    rf"{{0,{STREET_MAX_LINES - 1}}}(?:\r?\n)*$"
 )
 #: For the GX suites: an ISO date from 1753 (with strftime "%Y-%m-%d" for the calendar).
 BIRTHDAY_RANGE_PATTERN = (
-    r"^(17(5[3-9]|[6-9]\d)|1[89]\d\d|[2-9]\d{3})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+    r"^(?:17(?:5[3-9]|[6-9]\d)|1[89]\d\d|[2-9]\d{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])$"
 )
 
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
