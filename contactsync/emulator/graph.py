@@ -382,11 +382,8 @@ class GraphApi:
         raise GraphError(405, "ErrorInvalidRequest", f"The {m} method is not allowed here.")
 
     def _create(self, req: GraphRequest, mbx: Mailbox, folder: Folder) -> GraphResponse:
-        values, ext = P.split_body(req.body)
-        values = {k: v for k, v in values.items() if v not in (None, [], {})}
-        if not values.get("displayName"):
-            values["displayName"] = P.default_display_name(values)
-        contact = self.store.create_contact(mbx, folder.id, values, ext or {})
+        values, ext = split_for_create(req.body)
+        contact = self.store.create_contact(mbx, folder.id, values, ext)
         view = View(immutable=immutable_ids(req))
         return GraphResponse(201, render_contact(contact, view))
 
@@ -459,6 +456,15 @@ class GraphApi:
             body["@odata.deltaLink"] = link(req, path, {"$deltatoken": self.tokens.encode({**state, "a": resume, "i": 1})})
         headers = {"Preference-Applied": f"odata.maxpagesize={page}"} if match else {}
         return GraphResponse(200, body, headers)
+
+
+def split_for_create(body: Any) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """A POST body's stored values (displayName filled as Outlook does) and extended properties."""
+    values, ext = P.split_body(body)
+    values = {k: v for k, v in values.items() if v not in (None, [], {})}
+    if not values.get("displayName"):
+        values["displayName"] = P.default_display_name(values)
+    return values, ext or {}
 
 
 def _function_name(segment: str) -> str:

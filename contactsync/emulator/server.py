@@ -39,7 +39,9 @@ from contactsync.emulator.graph import (
     error_response,
     immutable_ids,
     render_contact,
+    split_for_create,
 )
+from contactsync.emulator.props import BodyError
 from contactsync.emulator.store import Store
 
 MAX_BATCH = 20
@@ -50,6 +52,13 @@ _CYCLE_KEY = "contactsync.emulator.cycle"
 
 class _Dropped(Exception):
     """The connection was closed on purpose (fault "drop"): nothing may be sent."""
+
+
+class _NoAnswer(Response):
+    """What a dropped request "answers": nothing at all."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return None
 
 
 def _mailbox_key(path: str) -> str:
@@ -111,6 +120,7 @@ class Emulator:
             Route("/_emulator/reset", self.reset, methods=["POST"]),
             Route("/_emulator/users/{upn}/contacts/{cid}/move", self.move, methods=["POST"]),
             Route("/_emulator/users/{upn}/deleted", self.deleted, methods=["GET"]),
+            Route("/_emulator/users/{upn}/seed", self.seed, methods=["POST"]),
             Route("/v1.0/{rest:path}", self.graph, methods=ALL_METHODS),
         ], middleware=[Middleware(_KeepCycle)])
         self.app.state.emulator = self
@@ -141,7 +151,7 @@ class Emulator:
                                {k.lower(): v for k, v in request.headers.items()}, body, base)
             return _json_response(await self._single(request, req))
         except _Dropped:
-            return Response(status_code=204)  # never sent: the transport is closed
+            return _NoAnswer()
 
     @staticmethod
     async def _body(request: Request) -> Any:
@@ -306,6 +316,27 @@ class Emulator:
         view = View(immutable=immutable_ids(GraphRequest("POST", "", headers={
             k.lower(): v for k, v in request.headers.items()})))
         return JSONResponse(render_contact(moved, view), status_code=201)
+
+    async def seed(self, request: Request) -> Response:
+        """Not in the contract: ``{"folderId", "contacts": [contact, ...]}`` stored in one go.
+
+        For benchmarks that need a big mailbox fast; bodies are validated as a POST's.
+        Answers ``{"ids": [...]}`` (immutable ids with ``Prefer: IdType="ImmutableId"``).
+        """
+        body = await self._body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("contacts"), list):
+            return JSONResponse({"error": {"code": "BadRequest", "message": "needs 'contacts'"}}, status_code=400)
+        mbx = self.store.mailbox(request.path_params["upn"])
+        folder = self.store.folder(mbx, str(body.get("folderId") or "contacts"))
+        if folder is None:
+            return _json_response(error_response(404, "ErrorItemNotFound", "No such folder."))
+        try:
+            pairs = [split_for_create(c) for c in body["contacts"]]
+        except BodyError as exc:
+            return _json_response(error_response(400, "ErrorInvalidRequest", str(exc)))
+        made = self.store.create_contacts(mbx, folder.id, [p for p, _ in pairs], [e for _, e in pairs])
+        imm = immutable_ids(GraphRequest("POST", "", headers={k.lower(): v for k, v in request.headers.items()}))
+        return JSONResponse({"ids": [c.iid if imm else c.id for c in made]}, status_code=201)
 
     async def deleted(self, request: Request) -> Response:
         mbx = self.store.mailbox(request.path_params["upn"])

@@ -137,7 +137,7 @@ class Contact:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Contact:
-        return cls(*row[:9], json.loads(row[9]), json.loads(row[10]))
+        return cls(*row[:9], json.loads(row[9]), json.loads(row[10]) if row[10] != "{}" else {})
 
 
 @dataclass(frozen=True)
@@ -305,6 +305,28 @@ class Store:
                 values,
             )
             return Contact(int(cur.lastrowid or 0), *values[:8], props, ext)
+
+    def create_contacts(self, mbx: Mailbox, folder_id: str, many: list[dict[str, Any]],
+                        ext: dict[str, str | None] | list[dict[str, str | None]] | None = None) -> list[Contact]:
+        """Many contacts in one transaction (seeding benchmarks: 100,000 in seconds)."""
+        exts = ext if isinstance(ext, list) else [ext or {}] * len(many)
+        out = []
+        with self.tx() as db:
+            first = int(db.execute("UPDATE mailbox SET seq = seq + ? WHERE mid = ? RETURNING seq",
+                                   (len(many), mbx.mid)).fetchone()[0]) - len(many) + 1
+            now = iso(datetime.now(UTC))
+            rows = [(new_id("contact"), new_id("immutable"), mbx.mid, folder_id, first + i, now, now,
+                     new_change_key(), json.dumps(props), json.dumps(e)) for i, (props, e) in enumerate(zip(many, exts, strict=True))]
+            db.executemany(
+                "INSERT INTO contact (id, iid, mid, folder_id, seq, created, modified, change_key, props, ext) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            pks = db.execute("SELECT pk FROM contact WHERE folder_id = ? AND seq >= ? ORDER BY seq",
+                             (folder_id, first)).fetchall()
+            for (pk,), row, props, e in zip(pks, rows, many, exts, strict=True):
+                out.append(Contact(pk, *row[:8], props, e))
+        return out
 
     def contact(self, mbx: Mailbox, contact_id: str) -> Contact | None:
         """A contact by its current id or its immutable id (Graph accepts both)."""
