@@ -111,3 +111,10 @@ def test_backoff_is_bounded_and_jittered() -> None:
     waits = [policy.backoff(n) for n in range(1, 12)]
     assert all(0 < w <= 30 for w in waits)
     assert waits[-1] >= 15  # grows to the cap
+
+
+def test_o365_quirks_are_switched_off(make_client) -> None:
+    client = make_client()
+    assert client.con.requests_delay == 0  # no 200 ms sleep per request
+    assert client.con.request_retries == 0  # urllib3 must not retry behind our budget
+    assert client.con.default_headers["Prefer"] == 'IdType="ImmutableId"'

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contactsync.model import FIELDS, OUTLOOK_COLUMNS
 from contactsync.outlook.mapping import (
@@ -171,3 +173,29 @@ def test_clearing_fields_sends_null_or_empty() -> None:
 def test_unknown_field_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown canonical field"):
         row_to_payload({}, ["fax"], None, None)
+
+
+_word = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 .@'-]{0,14}[A-Za-z0-9]", fullmatch=True)
+_value = st.one_of(st.none(), _word)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.fixed_dictionaries(
+        {f: _value for f in FIELDS if f not in ("birthday", "street", "categories")}
+        | {
+            "birthday": st.one_of(st.none(), st.dates().map(lambda d: d.isoformat())),
+            "street": st.one_of(st.none(), st.lists(_word, min_size=1, max_size=4).map("\n".join)),
+            "categories": st.one_of(st.none(), st.lists(_word, min_size=1, max_size=3).map(", ".join)),
+        }
+    )
+)
+def test_any_canonical_values_survive_write_then_read(values: dict) -> None:
+    body = row_to_payload(values, FIELDS, None, None)
+    back = contact_to_row({"id": "h", **body})
+    expected = dict(values)
+    # emails are positional in Graph: a missing email1 moves email2 up (FIELD_MAP.md)
+    present = [values[f] for f in ("email1", "email2", "email3") if values[f] is not None]
+    for i, f in enumerate(("email1", "email2", "email3")):
+        expected[f] = present[i] if i < len(present) else None
+    assert {f: back[f] for f in FIELDS} == expected
