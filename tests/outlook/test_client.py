@@ -9,7 +9,7 @@ import time
 import pytest
 
 from contactsync.config import OutlookSettings
-from contactsync.errors import ConfigError
+from contactsync.errors import ConfigError, FatalError
 from contactsync.outlook.client import (
     GraphClient,
     GraphRequestError,
@@ -118,3 +118,38 @@ def test_o365_quirks_are_switched_off(make_client) -> None:
     assert client.con.requests_delay == 0  # no 200 ms sleep per request
     assert client.con.request_retries == 0  # urllib3 must not retry behind our budget
     assert client.con.default_headers["Prefer"] == 'IdType="ImmutableId"'
+
+
+class _FakeMsal:
+    """Stands in for MSAL's ConfidentialClientApplication (no identity platform here)."""
+
+    def __init__(self, result: dict) -> None:
+        self.result = result
+        self.scopes: list[list[str]] = []
+
+    def acquire_token_for_client(self, scopes: list[str]) -> dict:
+        self.scopes.append(scopes)
+        return self.result
+
+
+def test_client_credentials_token_comes_from_msal_with_the_graph_scope(emu) -> None:
+    settings = OutlookSettings(
+        graph_url=emu.graph_url, tenant_id="contoso.onmicrosoft.com", client_id="app", client_secret=SECRET
+    )
+    client = GraphClient(settings, "msal@example.com")
+    fake = _FakeMsal({"access_token": "from-msal", "expires_in": 3600})
+    client.con._msal_client = fake
+    assert ensure_folder(client, "CRM Contacts")
+    assert fake.scopes and all(s == ["https://graph.microsoft.com/.default"] for s in fake.scopes)
+
+
+def test_refused_credentials_are_fatal_and_do_not_show_the_secret(emu) -> None:
+    settings = OutlookSettings(
+        graph_url=emu.graph_url, tenant_id="contoso.onmicrosoft.com", client_id="app", client_secret=SECRET
+    )
+    client = GraphClient(settings, "msal@example.com")
+    client.con._msal_client = _FakeMsal({"error": "invalid_client", "error_description": "bad secret"})
+    with pytest.raises(FatalError) as info:
+        client.get_json("contactFolders")
+    assert "invalid_client" in str(info.value) and SECRET not in info.value.describe()
+    assert "client_secret" in (info.value.hint or "")
