@@ -249,17 +249,20 @@ def _coalesce(frame: pd.DataFrame, columns: Iterable[str]) -> np.ndarray:
 
 
 def written_fields(fields: pd.Series) -> dict[str, np.ndarray]:
-    """For each canonical field, which rows list it in ``fields`` (one explode, no loop)."""
-    s = pd.Series(fields.to_numpy(dtype=object))  # positional index
-    s = s.where(s.notna(), "").astype(str)
-    parts = s.str.split(",").explode().str.strip()
-    positions = parts.index.to_numpy(dtype=np.int64)
-    names = parts.to_numpy(dtype=object)
+    """For each canonical field, which rows list it in ``fields``.
+
+    A plan has few distinct ``fields`` strings, so each distinct one is parsed once and
+    the rows look theirs up by code: no per-row Python.
+    """
+    codes, uniques = pd.factorize(pd.Series(fields.to_numpy(dtype=object)), use_na_sentinel=True)
+    listed = [
+        {p.strip() for p in str(u).split(",")} for u in np.asarray(uniques, dtype=object)
+    ]
     masks: dict[str, np.ndarray] = {}
     for field in FIELDS:
-        m = np.zeros(len(fields), dtype=bool)
-        m[positions[names == field]] = True
-        masks[field] = m
+        by_code = np.fromiter((field in s for s in listed), dtype=bool, count=len(listed))
+        by_code = np.append(by_code, False)  # code -1 (missing) lists nothing
+        masks[field] = by_code[codes]
     return masks
 
 
