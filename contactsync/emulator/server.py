@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -408,10 +409,30 @@ def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
                           lifespan="off", loop="asyncio", http="h11", timeout_graceful_shutdown=2)
 
 
+class _ForegroundServer(uvicorn.Server):
+    """uvicorn, but a Ctrl-C or SIGTERM ends it with exit code 0 once it has shut down.
+
+    (uvicorn re-raises the signal after its graceful shutdown, so a supervised emulator
+    would look killed rather than stopped.)
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8765, db_path: Path | None = None) -> None:
-    """Run in the foreground until Ctrl-C or SIGTERM (uvicorn shuts down cleanly on both)."""
+    """Run in the foreground until Ctrl-C or SIGTERM, then shut down cleanly (exit code 0)."""
     emulator = Emulator(db_path)
-    server = uvicorn.Server(_config(emulator.app, host, port))
+    server = _ForegroundServer(_config(emulator.app, host, port))
     print(f"Graph emulator: http://{host}:{port}/v1.0 (db: {db_path or 'in memory'})", flush=True)
     try:
         server.run()
@@ -433,11 +454,15 @@ class EmulatorHandle:
     def store(self) -> Store:
         return self.emulator.store
 
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.should_exit = True
+    def stop(self, wait: bool = True) -> None:
+        """Stop serving; the store closes when the server thread ends.
+
+        ``wait=False`` returns at once (uvicorn needs ~0.2 s to wind down): handy for
+        per-test emulators; the port is not reused, since each picks a free one.
+        """
+        self._server.should_exit = True
+        if wait:
             self._thread.join(timeout=10)
-        self.emulator.store.close()
 
     def __enter__(self) -> EmulatorHandle:
         return self
@@ -457,8 +482,13 @@ def start_in_thread(host: str = "127.0.0.1", port: int = 0, db_path: str | Path 
     sock.listen(128)
     sock.setblocking(False)
     server = uvicorn.Server(_config(emulator.app, host, sock.getsockname()[1]))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name="graph-emulator")
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        finally:
+            emulator.store.close()
+
+    thread = threading.Thread(target=run, daemon=True, name="graph-emulator")
     thread.start()
     while not server.started:
         if not thread.is_alive():
