@@ -426,6 +426,12 @@ class GraphApi:
         match = _PREFER_PAGE.search(req.headers.get("prefer", ""))
         page = min(max(int(match.group(1)), 1), MAX_DELTA_PAGE) if match else DEFAULT_DELTA_PAGE
         raw = req.query.get("$skiptoken") or req.query.get("$deltatoken")
+        if raw == "latest" and "$deltatoken" in req.query:
+            # Graph's shortcut: no items, just a delta link from now on.
+            token = {"m": mbx.mid, "f": folder.id, "a": self.store.current_seq(mbx), "i": 1,
+                     "s": req.query.get("$select"), "x": req.query.get("$expand")}
+            return GraphResponse(200, {"value": [], "@odata.deltaLink": link(
+                req, path, {"$deltatoken": self.tokens.encode(token)})})
         if raw is not None:
             state = self.tokens.decode(raw)
             if (state is None or state.get("m") != mbx.mid or state.get("f") != folder.id

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -93,6 +94,13 @@ def fault_response(fault: Fault) -> GraphResponse:
     return error_response(503, "ServiceUnavailable", "Injected unavailability (emulator fault).", headers)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in Graph's error shape too."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "ResourceNotFound", 405: "MethodNotAllowed"}.get(status, "BadRequest")
+    return _json_response(error_response(status, code, f"{request.method} {request.url.path}: {exc}"))
+
+
 class _KeepCycle:
     """Keeps uvicorn's request cycle at hand: the "drop" fault closes its transport."""
 
@@ -123,7 +131,7 @@ class Emulator:
             Route("/_emulator/users/{upn}/deleted", self.deleted, methods=["GET"]),
             Route("/_emulator/users/{upn}/seed", self.seed, methods=["POST"]),
             Route("/v1.0/{rest:path}", self.graph, methods=ALL_METHODS),
-        ], middleware=[Middleware(_KeepCycle)])
+        ], middleware=[Middleware(_KeepCycle)], exception_handlers={HTTPException: _http_error})
         self.app.state.emulator = self
 
 

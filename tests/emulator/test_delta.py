@@ -128,3 +128,13 @@ def test_contact_changed_during_a_full_pass_is_not_lost(graph: requests.Session,
     rest, link, _ = read_delta(graph, first["@odata.nextLink"], page=2)
     items, _, _ = read_delta(graph, link)
     assert {"id": moved_out["id"], "@removed": {"reason": "deleted"}} in items
+
+
+def test_deltatoken_latest_skips_the_initial_read(graph: requests.Session, user: str) -> None:
+    fid = make_folder(graph, user)
+    make_contact(graph, user, fid, givenName="Old")
+    r = graph.get(f"{user}/contactFolders/{fid}/contacts/delta", params={"$deltatoken": "latest"})
+    assert r.status_code == 200 and r.json()["value"] == []
+    new = make_contact(graph, user, fid, givenName="New")
+    items, _, _ = read_delta(graph, r.json()["@odata.deltaLink"])
+    assert [i["id"] for i in items] == [new["id"]]

@@ -246,3 +246,12 @@ def test_state_survives_restart_with_db_file(tmp_path) -> None:  # type: ignore[
         # a delta token of the first run still works (same db, same signing secret)
         path = link.split("/v1.0", 1)[1]
         assert s.get(second.graph_url + path).status_code == 200
+
+
+def test_unknown_paths_answer_in_graph_error_shape(emulator: EmulatorHandle, graph: requests.Session,
+                                                   user: str) -> None:
+    for url in (f"{user}/calendars", f"{emulator.graph_url}/groups/x", f"{emulator.url}/nothing"):
+        r = graph.get(url)
+        assert r.status_code in (400, 404) and set(r.json()["error"]) >= {"code", "message"}, url
+    r = graph.put(f"{user}/contacts")
+    assert r.status_code == 405 and "error" in r.json()
