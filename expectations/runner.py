@@ -190,6 +190,8 @@ def validate(
         index = None
         if data_docs_dir is not None:
             index = _build_docs(state, Path(data_docs_dir))
+        elif not state.sites:
+            _forget_results(state)
     return ValidationOutcome(
         success=bool(result.success),
         statistics=dict(result.statistics),
@@ -206,6 +208,13 @@ def _build_docs(state: _Gx, directory: Path) -> Path:
     if not index.exists() and urls.get(site):  # pragma: no cover - GX layout changed
         index = Path(urls[site].removeprefix("file://"))
     return index
+
+
+def _forget_results(state: _Gx) -> None:
+    """Drop stored results nobody will render, so a long-lived worker does not grow."""
+    store = state.context.validation_results_store
+    for key in store.list_keys():
+        store.remove_key(key)
 
 
 def _failures(result: Any, id_column: str) -> pd.DataFrame:

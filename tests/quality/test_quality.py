@@ -301,8 +301,8 @@ def test_r19_record_problems_on_100k_rows_is_fast() -> None:
         "categories": "VIP, Kunde",
     }), model.OUTLOOK_COLUMNS)
     frame.loc[4242, "email1"] = "bad"
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust when other jobs share the cores
     p = quality.record_problems(frame, side="outlook", id_column="outlook_id")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert p["record_id"].tolist() == ["AAMk4242"]
-    assert elapsed < 2.0  # ~0.5 s on the 2-core CI box; generous for a loaded machine
+    assert elapsed < 2.5  # ~0.5 s on an idle 2-core box; catches a per-row Python regression
