@@ -146,7 +146,6 @@ table{border-collapse:collapse;margin:.4em 0 1em;font-size:.9em}
 th,td{border:1px solid #ccd;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#eef}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .none{color:#999}.ok{color:#176b2c}.bad{color:#a4161a;font-weight:600}.muted{color:#666}
-.win{font-weight:600}
 """
 
 
@@ -155,6 +154,28 @@ def _e(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return '<span class="none">—</span>'
     return html.escape(str(value), quote=True).replace("\n", "<br>")
+
+
+def _when(iso: str | None) -> str | None:
+    """An ISO timestamp as people read it in a table (UTC, to the second)."""
+    if not iso:
+        return None
+    return pd.Timestamp(iso).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _overview(users: Sequence[dict[str, Any]]) -> str:
+    headers = ["user", "last cycle", "status"]
+    headers += [f"{side} {op}" for side, ops in _COUNT_COLS for op in ops]
+    headers += ["conflicts", "quarantined"]
+    rows = []
+    for entry in users:
+        last = entry["last_run"] or {}
+        counts = last.get("counts") or {}
+        row: list[Any] = [entry["user"], _when(last.get("started_at")), last.get("status")]
+        row += [counts.get(side, {}).get(op, 0) for side, ops in _COUNT_COLS for op in ops]
+        row += [last.get("conflicts"), last.get("quarantined")]
+        rows.append(row)
+    return "<h2>Overview</h2>" + _table(headers, rows, numeric=tuple(range(3, len(headers))))
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
@@ -185,7 +206,7 @@ def _user_html(entry: dict[str, Any]) -> str:
     parts.append(
         f"<p>Last cycle <code>{_e(last['run_id'])}</code>: {_status(last['status'])}"
         f"{' (dry run: nothing written, R20)' if last['dry_run'] else ''}, "
-        f"started {_e(last['started_at'])}, {_e(last['seconds'])} s; "
+        f"started {_e(_when(last['started_at']))}, {_e(last['seconds'])} s; "
         f"{_e(last['conflicts'])} conflict(s), {_e(last['quarantined'])} quarantined.</p>"
     )
     if last.get("guard"):
@@ -211,7 +232,7 @@ def _user_html(entry: dict[str, Any]) -> str:
     trend_rows = []
     for run in entry["trend"]:
         counts = run["counts"] or {}
-        row: list[Any] = [run["started_at"], run["status"], "yes" if run["dry_run"] else "no"]
+        row: list[Any] = [_when(run["started_at"]), run["status"], "yes" if run["dry_run"] else "no"]
         row += [counts.get(side, {}).get(op, 0) for side, ops in _COUNT_COLS for op in ops]
         row += [run["conflicts"], run["quarantined"], run["seconds"]]
         trend_rows.append(row)
@@ -225,6 +246,7 @@ _COUNT_COLS = tuple(COUNT_OPS.items())
 def render_html(data: dict[str, Any], *, gx_link: str | None = None) -> str:
     """The report page for :func:`collect`'s data."""
     users = "\n".join(_user_html(u) for u in data["users"]) or '<p class="muted">No users.</p>'
+    overview = _overview(data["users"]) if len(data["users"]) > 1 else ""
     gx = (f'<p>Validation details: <a href="{html.escape(gx_link, quote=True)}">'
           "Great Expectations Data Docs</a></p>") if gx_link else ""
     return (
@@ -235,7 +257,7 @@ def render_html(data: dict[str, Any], *, gx_link: str | None = None) -> str:
         "<h1>contact-sync: data-quality report</h1>"
         f"<p class=\"muted\">Generated {_e(data['generated_at'])}. Rule ids refer to "
         "SYNC_RULES.md (R9 conflicts, R16 guard, R19 quarantine, R20 dry run).</p>"
-        f"{gx}{users}</body></html>\n"
+        f"{gx}{overview}{users}</body></html>\n"
     )
 
 

@@ -360,19 +360,13 @@ class StateStore:
         dialect = self.engine.dialect.name
         for attempt in range(3):
             try:
-                with self.engine.begin() as conn:
+                with self._write() as conn:
                     if dialect == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7311952)"))
                     meta_table.create(conn, checkfirst=True)
-                with self.engine.begin() as conn:
+                with self._write() as conn:
                     if dialect == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7311952)"))
-                    # A write first: on SQLite it takes the write lock, so openers queue here.
-                    conn.execute(
-                        sa.update(meta_table)
-                        .where(meta_table.c.key == "schema_version")
-                        .values(value=meta_table.c.value)
-                    )
                     found = conn.execute(
                         sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
                     ).scalar()
@@ -403,6 +397,16 @@ class StateStore:
                     raise
                 time.sleep(0.2)  # another opener migrated at the same moment: re-read
         return SCHEMA_VERSION  # pragma: no cover
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite it is BEGIN IMMEDIATE: the write lock is taken
+        first (waiting up to the busy timeout), so a transaction that reads before it
+        writes never fails with SQLITE_BUSY against another process's writer."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
 
     def close(self) -> None:
         self.engine.dispose()
@@ -447,7 +451,15 @@ class StateStore:
         crm_ids = frame["crm_id"].astype(str).tolist()
         outlook_ids = frame["outlook_id"].dropna().astype(str).tolist()
         t = links_table
-        with self.engine.begin() as conn:
+        with self._write() as conn:
+            if len(rows) > 5 * CHUNK:  # big save: delete only keys that exist (one scan)
+                have = conn.execute(
+                    sa.select(t.c.crm_id, t.c.outlook_id).where(t.c.crm_user == user)
+                ).all()
+                have_crm = {r[0] for r in have}
+                have_out = {r[1] for r in have if r[1] is not None}
+                crm_ids = [c for c in crm_ids if c in have_crm]
+                outlook_ids = [o for o in outlook_ids if o in have_out]
             for chunk in _chunks(crm_ids):
                 conn.execute(sa.delete(t).where(t.c.crm_user == user, t.c.crm_id.in_(chunk)))
             for chunk in _chunks(outlook_ids):
@@ -459,7 +471,7 @@ class StateStore:
         """Forget pairs (R11, R12, R13 unlink); returns how many existed."""
         t = links_table
         n = 0
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for chunk in _chunks(crm_ids):
                 n += conn.execute(
                     sa.delete(t).where(t.c.crm_user == user, t.c.crm_id.in_(chunk))
@@ -473,7 +485,7 @@ class StateStore:
         t = links_table
         n = 0
         stamp = _now_iso()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for chunk in _chunks(crm_ids):
                 n += conn.execute(
                     sa.update(t)
@@ -530,7 +542,7 @@ class StateStore:
             rows = _tuples(data, OUTLOOK_COLUMNS, user, folder_id)
             ids = data["outlook_id"].astype(str).tolist()
         where = (t.c.crm_user == user, t.c.folder_id == folder_id)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if full:
                 conn.execute(sa.delete(t).where(*where))
             else:
@@ -582,26 +594,28 @@ class StateStore:
             )
             new_rows[row["action_id"]] = row
         j = journal_table
-        with self.engine.begin() as conn:
-            ids = list(new_rows)
-            for chunk in _chunks(ids):
-                # A write first, so concurrent writers queue (SQLite) before we read.
-                conn.execute(sa.update(j).where(j.c.crm_user == user, j.c.action_id.in_(chunk))
-                             .values(updated_at=stamp))
-                old = conn.execute(sa.select(j).where(j.c.crm_user == user, j.c.action_id.in_(chunk)))
-                for prev in old.mappings():
-                    row = new_rows[prev["action_id"]]
-                    pending = prev["state"] in ("new", "started") or (
-                        prev["state"] == "failed" and not prev["final"])
-                    if pending:
-                        merged = _json_load(row["allocated"])
-                        merged.update(_json_load(prev["allocated"]))  # first allocation wins
-                        row.update(state=prev["state"], error=prev["error"],
-                                   attempts=prev["attempts"], created_at=prev["created_at"],
-                                   allocated=json.dumps(merged, default=str))
+        ids = list(new_rows)
+        with self._write() as conn:
+            if len(ids) > 5 * CHUNK:  # big plan: one scan of the user's journal
+                found = [p for p in conn.execute(sa.select(j).where(j.c.crm_user == user)).mappings()
+                         if p["action_id"] in new_rows]
+            else:
+                found = [p for chunk in _chunks(ids) for p in conn.execute(
+                    sa.select(j).where(j.c.crm_user == user, j.c.action_id.in_(chunk))).mappings()]
+            for prev in found:
+                row = new_rows[prev["action_id"]]
+                pending = prev["state"] in ("new", "started") or (
+                    prev["state"] == "failed" and not prev["final"])
+                if pending:
+                    merged = _json_load(row["allocated"])
+                    merged.update(_json_load(prev["allocated"]))  # first allocation wins
+                    row.update(state=prev["state"], error=prev["error"],
+                               attempts=prev["attempts"], created_at=prev["created_at"],
+                               allocated=json.dumps(merged, default=str))
+            for chunk in _chunks([p["action_id"] for p in found]):
                 conn.execute(sa.delete(j).where(j.c.crm_user == user, j.c.action_id.in_(chunk)))
-            for chunk in _chunks(list(new_rows.values()), 5000):
-                conn.execute(j.insert(), chunk)
+            cols = [c.name for c in j.columns]
+            _bulk_insert(conn, j, cols, [tuple(r[c] for c in cols) for r in new_rows.values()])
         return len(new_rows)
 
     def journal_mark(self, user: str, action_id: str, state: str, **result: Any) -> None:
@@ -631,7 +645,7 @@ class StateStore:
         if state == "started":
             values["attempts"] = j.c.attempts + 1
         n = 0
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for chunk in _chunks(action_ids):
                 where = (j.c.crm_user == user, j.c.action_id.in_(chunk))
                 n += conn.execute(sa.update(j).where(*where).values(**values)).rowcount
@@ -678,14 +692,14 @@ class StateStore:
         cond = [j.c.crm_user == user]
         if run_id is not None:
             cond.append(j.c.run_id == run_id)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return conn.execute(sa.delete(j).where(*cond)).rowcount
 
     # -- runs, conflicts, quarantine -----------------------------------------------------
     def start_run(self, user: str, *, dry_run: bool, params: dict[str, Any]) -> str:
         """Record that a cycle started; returns its run_id (uuid4 hex)."""
         run_id = uuid.uuid4().hex
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(runs_table.insert().values(
                 run_id=run_id, crm_user=user, started_at=_now_iso(), dry_run=bool(dry_run),
                 status="running", params=json.dumps(_redact(params), default=str),
@@ -701,7 +715,7 @@ class StateStore:
         """
         if status not in RUN_STATUSES - {"running"}:
             raise ValueError(f"run status must be one of {sorted(RUN_STATUSES - {'running'})}")
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             n = conn.execute(
                 sa.update(runs_table).where(runs_table.c.run_id == run_id).values(
                     status=status, finished_at=_now_iso(),
@@ -738,7 +752,7 @@ class StateStore:
                 if row[c] is not None:
                     row[c] = str(row[c])
         if rows:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 for chunk in _chunks(rows, 5000):
                     conn.execute(conflicts_table.insert(), chunk)
         return len(rows)
@@ -755,7 +769,7 @@ class StateStore:
             if value is not None and len(value) > VALUE_PREVIEW:
                 rec["value"] = value[: VALUE_PREVIEW - 1] + "…"
         if recs:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 for chunk in _chunks(recs, 5000):
                     conn.execute(quarantine_table.insert(), chunk)
         return len(recs)
@@ -813,7 +827,7 @@ class StateStore:
         finally:
             stop.set()
             beat.join()
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 conn.execute(sa.delete(locks_table).where(
                     locks_table.c.crm_user == user, locks_table.c.token == handle.token))
 
@@ -824,7 +838,7 @@ class StateStore:
         mine = dict(host=_HOST, pid=os.getpid(), proc_start=_proc_start(os.getpid()),
                     token=handle.token, acquired_at=now, heartbeat_at=now)
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 conn.execute(lt.insert().values(crm_user=handle.user, **mine))
             return None
         except IntegrityError:
@@ -837,7 +851,7 @@ class StateStore:
         gone = (holder["host"] == _HOST and not pid_alive(holder["pid"], holder["proc_start"])) or (
             now - holder["heartbeat_at"] > self.lock_ttl)
         if gone:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 taken = conn.execute(
                     sa.update(lt).where(lt.c.crm_user == handle.user, lt.c.token == holder["token"])
                     .values(**mine)
@@ -851,7 +865,7 @@ class StateStore:
         lt = locks_table
         while not stop.wait(self.heartbeat):
             try:
-                with self.engine.begin() as conn:
+                with self._write() as conn:
                     n = conn.execute(
                         sa.update(lt).where(lt.c.crm_user == handle.user, lt.c.token == handle.token)
                         .values(heartbeat_at=time.time())

@@ -180,6 +180,9 @@ class CrmWriter:
         self.allocator = allocator
         self.reader = CrmReader(engine, schema=schema, user_id=user_id)
         self._owner: str | None = None
+        t = self.tables
+        self._stmts: dict[Hashable, Any] = {}
+        self._insert = {tb.name: sa.insert(tb) for tb in (t.account, t.contact, t.address, t.adhocgroup)}
 
     # --- groups ------------------------------------------------------------------------
     def ensure_group(self, name: str) -> str:
@@ -226,7 +229,9 @@ class CrmWriter:
         if actions is None or actions.empty:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS})
         crm_rows = actions[actions["side"] == "crm"] if "side" in actions else actions
-        rows = crm_rows.to_dict("records")
+        columns = list(crm_rows.columns)
+        rows = [dict(zip(columns, values, strict=True))
+                for values in zip(*(crm_rows[c].tolist() for c in columns), strict=True)]
         by_op: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_op.setdefault(str(row.get("op")), []).append(row)
@@ -246,7 +251,9 @@ class CrmWriter:
         for op in OP_ORDER:
             for chunk_start in range(0, len(by_op.get(op, [])), CHUNK):
                 chunk = by_op[op][chunk_start : chunk_start + CHUNK]
-                self._execute(handlers[op](chunk), emit)
+                units = handlers[op](chunk)
+                self._execute(units, emit)
+                self._forget_failed(units)
         out = pd.DataFrame.from_records(results, columns=list(RESULT_COLUMNS))
         return out.astype(object).where(out.notna(), None)
 
@@ -276,7 +283,7 @@ class CrmWriter:
             self._accounts[key] = (account_id, name)
             if account_id.rstrip() in existing:
                 continue  # created by an earlier, interrupted run (R18)
-            unit.ops.append((("ins", "ACCOUNT"), sa.insert(a), {
+            unit.ops.append((("ins", "ACCOUNT"), self._insert["ACCOUNT"], {
                 "ACCOUNTID": account_id, "ACCOUNT": name, "ACCOUNT_UC": name.upper()[:128],
                 "TYPE": "Prospect", "STATUS": "Active", "SECCODEID": EVERYONE,
                 "ACCOUNTMANAGERID": self.user, **self._audit(self._now_value, insert=True),
@@ -323,16 +330,16 @@ class CrmWriter:
                 continue
             address_id = next(address_ids)
             audit = self._audit(self._now_value, insert=True)
-            unit.ops.append((("ins", "ADDRESS"), sa.insert(t.address), {
+            unit.ops.append((("ins", "ADDRESS"), self._insert["ADDRESS"], {
                 "ADDRESSID": address_id, "ENTITYID": crm_id, "TYPE": "Business",
                 "DESCRIPTION": "Business", "ISPRIMARY": "T", "ISMAILING": "T", **address, **audit,
             }))
-            unit.ops.append((("ins", "CONTACT"), sa.insert(t.contact), {
+            unit.ops.append((("ins", "CONTACT"), self._insert["CONTACT"], {
                 "CONTACTID": crm_id, "ACCOUNTID": account_id, "ACCOUNT": account_name,
                 "ADDRESSID": address_id, "ISPRIMARY": "F", "SECCODEID": owner,
                 "ACCOUNTMANAGERID": self.user, **contact, **audit,
             }))
-            unit.ops.append((("ins", "ADHOCGROUP"), sa.insert(t.adhocgroup),
+            unit.ops.append((("ins", "ADHOCGROUP"), self._insert["ADHOCGROUP"],
                              {"GROUPID": self._group, "ENTITYID": crm_id, **audit}))
         return units
 
@@ -370,16 +377,12 @@ class CrmWriter:
             audit = self._audit(self._now_value, insert=False)
             if address:
                 if target["address_id"] is not None:
-                    key = ("upd", "ADDRESS", tuple(sorted(address)))
-                    stmt = sa.update(ad).where(ad.c.ADDRESSID == sa.bindparam("k_id")).values(
-                        {col: sa.bindparam(f"v_{col}") for col in (*address, *audit)})
+                    key, stmt = self._update_stmt(ad, "ADDRESSID", (*address, *audit))
                     unit.ops.append((key, stmt, {"k_id": target["address_id"],
                                                  **{f"v_{k}": v for k, v in {**address, **audit}.items()}}))
                 else:
                     need_address.append((unit, crm_id, address))
-            key = ("upd", "CONTACT", tuple(sorted(contact)))
-            stmt = sa.update(c).where(c.c.CONTACTID == sa.bindparam("k_id")).values(
-                {col: sa.bindparam(f"v_{col}") for col in (*contact, *audit)})
+            key, stmt = self._update_stmt(c, "CONTACTID", (*contact, *audit))
             unit.ops.append((key, stmt, {"k_id": crm_id,
                                          **{f"v_{k}": v for k, v in {**contact, **audit}.items()}}))
         new_ids = iter(self.allocator.allocate("a", len(need_address)))
@@ -387,19 +390,16 @@ class CrmWriter:
         for unit, crm_id, address in need_address:
             # The contact had no address row: make its primary one (and point CONTACT at it).
             address_id = next(new_ids)
-            unit.ops.append((("ins", "ADDRESS"), sa.insert(ad), {
+            unit.ops.append((("ins", "ADDRESS"), self._insert["ADDRESS"], {
                 "ADDRESSID": address_id, "ENTITYID": crm_id, "TYPE": "Business",
                 "DESCRIPTION": "Business", "ISPRIMARY": "T", "ISMAILING": "T",
                 **empty_address, **address, **self._audit(self._now_value, insert=True),
             }))
-            unit.ops.append((("upd", "CONTACT.ADDRESSID"),
-                             sa.update(c).where(c.c.CONTACTID == sa.bindparam("k_id"))
-                             .values(ADDRESSID=sa.bindparam("v_ADDRESSID")),
-                             {"k_id": crm_id, "v_ADDRESSID": address_id}))
+            key, stmt = self._update_stmt(c, "CONTACTID", ("ADDRESSID",))
+            unit.ops.append((key, stmt, {"k_id": crm_id, "v_ADDRESSID": address_id}))
         return units
 
     def _group_add(self, rows: list[dict[str, Any]]) -> list[_Unit]:
-        g = self.tables.adhocgroup
         ids = [self._crm_id(r) for r in rows]
         targets = self._visible(ids)
         members = self._members(ids)
@@ -416,7 +416,7 @@ class CrmWriter:
             if key in members or key in seen:
                 continue  # already a member: nothing to write (R17)
             seen.add(key)
-            unit.ops.append((("ins", "ADHOCGROUP"), sa.insert(g), {
+            unit.ops.append((("ins", "ADHOCGROUP"), self._insert["ADHOCGROUP"], {
                 "GROUPID": self._group, "ENTITYID": crm_id,
                 **self._audit(self._now_value, insert=True)}))
         return units
@@ -463,6 +463,27 @@ class CrmWriter:
                                       f"failed and was rolled back: {str(orig).splitlines()[0]}")
         for u in units:
             emit(u.result)
+
+    def _update_stmt(self, table: sa.Table, key: str, columns: Sequence[str]) -> tuple[Hashable, Any]:
+        """UPDATE of ``columns`` by key, built once per column set (executemany needs one
+        statement per set; building one per row would cost more than the write)."""
+        cache_key = ("upd", table.name, tuple(sorted(columns)))
+        stmt = self._stmts.get(cache_key)
+        if stmt is None:
+            stmt = sa.update(table).where(table.c[key] == sa.bindparam("k_id")).values(
+                {col: sa.bindparam(f"v_{col}") for col in cache_key[2]})
+            self._stmts[cache_key] = stmt
+        return cache_key, stmt
+
+    def _forget_failed(self, units: list[_Unit]) -> None:
+        """Ids of creates that did not commit must not be used by later rows of the plan."""
+        failed = [u.result for u in units if u.result["status"] == "failed"]
+        if not failed:
+            return
+        dead_contacts = {r["crm_id"] for r in failed if r["crm_id"]}
+        dead_accounts = {r["account_id"] for r in failed if r["account_id"] and not r["crm_id"]}
+        self._new_ids = {k: v for k, v in self._new_ids.items() if v not in dead_contacts}
+        self._accounts = {k: v for k, v in self._accounts.items() if v[0] not in dead_accounts}
 
     # --- helpers -----------------------------------------------------------------------
     @staticmethod

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanResult
+from contactsync.plan.schema import LINK_STATUS_ACTIVE, SNAPSHOT_COLUMNS, PlanResult
 
 if TYPE_CHECKING:
     from contactsync.cycle.sides import Sides
@@ -104,7 +104,7 @@ def load(
         [_norm_results(crm_results), _norm_results(out_results), _norm_results(held_results)],
         ignore_index=True,
     )
-    commit_state(sides, acts, plan, results)
+    commit_state(sides, acts, plan, results, run_id)
     ok = results.loc[results["status"].isin(OK_STATUSES), "action_id"]
     applied = acts[acts["action_id"].isin(ok)]
     failed = acts.merge(
@@ -130,7 +130,7 @@ def _norm_results(results: pd.DataFrame | None) -> pd.DataFrame:
     return results.reindex(columns=cols).astype(object)
 
 
-def commit_state(sides: Sides, acts: pd.DataFrame, plan: PlanResult, results: pd.DataFrame) -> None:
+def commit_state(sides: Sides, acts: pd.DataFrame, plan: PlanResult, results: pd.DataFrame, run_id: str) -> None:
     """Advance links and snapshots for the pairs whose every action committed.
 
     A pair is identified by its CRM id (allocated ones included). Its new Outlook id comes
@@ -179,8 +179,10 @@ def commit_state(sides: Sides, acts: pd.DataFrame, plan: PlanResult, results: pd
         store.save_pairs(user, stopped)
     if not active.empty:
         store.save_pairs(user, active)
-    # Journal entries of committed pairs are done; failed ones stay for the next cycle.
-    store.journal_clear(user, run_id=None, action_ids=acts.loc[acts["_pair"].isin(good_pairs) | acts["_pair"].isna(), "action_id"].tolist())
+    # The journal has served once everything committed; after a failure it stays for
+    # resume() at the start of the next cycle.
+    if bool(acts["_ok"].all()):
+        store.journal_clear(user, run_id=run_id)
 
 
 def resume(sides: Sides) -> int:
@@ -204,7 +206,12 @@ def resume(sides: Sides) -> int:
         linked = store.load_links(user)
         done = done[~done["crm_id"].isin(linked["crm_id"]) & ~done["outlook_id"].isin(linked["outlook_id"])]
         if not done.empty:
-            snaps = pd.DataFrame({"crm_id": done["crm_id"], "outlook_id": done["outlook_id"], "new_key": None, "status": LINK_STATUS_ACTIVE})
+            # No snapshot yet: both sides hold what the create wrote, so the merge (R8)
+            # sees "changed on both sides to the same value" and writes nothing.
+            snaps = pd.DataFrame(
+                {"crm_id": done["crm_id"], "outlook_id": done["outlook_id"], "status": LINK_STATUS_ACTIVE}
+            ).reindex(columns=list(SNAPSHOT_COLUMNS))
+            snaps["status"] = LINK_STATUS_ACTIVE
             store.save_pairs(user, snaps)
             relinked = len(done)
     store.journal_clear(user)

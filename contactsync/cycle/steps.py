@@ -57,10 +57,10 @@ def extract_outlook(sides: Sides, *, create_folder: bool, full: bool = False) ->
     cache of what Outlook holds, not of what was synced, so saving them before the writes
     loses nothing if the cycle is cut (the link snapshots still say what was last synced).
     """
-    from contactsync.outlook.extract import ensure_folder, extract, find_folder
+    from contactsync.outlook.extract import ensure_folder, extract
 
     name = sides.settings.sync.folder_name
-    folder_id = ensure_folder(sides.graph, name) if create_folder else find_folder(sides.graph, name)
+    folder_id = ensure_folder(sides.graph, name) if create_folder else _find_folder(sides, name)
     if folder_id is None:
         return OutlookSide(None, None)
     user = sides.user_id
@@ -74,6 +74,12 @@ def extract_outlook(sides: Sides, *, create_folder: bool, full: bool = False) ->
             removed_ids=result.removed_ids, full=result.full,
         )
     return OutlookSide(folder_id, result)
+
+
+def _find_folder(sides: Sides, name: str) -> str | None:
+    """The sync folder's id without creating it (a dry run writes nothing, R20)."""
+    folder = sides.graph.address_book().get_folder(folder_name=name.replace("'", "''"))
+    return str(folder.folder_id) if folder is not None and folder.folder_id else None
 
 
 def gather_inputs(sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: bool = False) -> PlanInputs:
@@ -91,7 +97,7 @@ def gather_inputs(sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: b
         if missing
         else pd.DataFrame({"crm_id": pd.Series(dtype=object), "exists": pd.Series(dtype=bool)})
     )
-    names = candidate_company_names(out, links, crm.frame, candidates)
+    names = candidate_company_names(out, links)
     accounts = sides.reader.accounts_by_name(names) if names else model.empty_frame(model.ACCOUNT_COLUMNS)
     return PlanInputs(
         crm=crm.frame, outlook=out, links=links,
@@ -99,71 +105,44 @@ def gather_inputs(sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: b
     )
 
 
-#: Operations that write record values; a quarantined record gets none of them (R19).
-#: Deletes, unlinks and group removals still go ahead: they write no bad value.
-VALUE_OPS = frozenset({"create", "update", "link", "group_add", "create_account"})
-
-
 def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.DataFrame]:
-    """R19: drop every value-writing action of a record that fails validation.
+    """R19: hold back every action of a record that fails validation; the rest goes on.
 
     A record is checked on the side it comes from (lengths of the CRM columns, emails, a
     name or an email, dates, control characters) and in the values the plan would write.
-    Its partner in a pair is held back too, so a half-written pair never happens. The rest
-    of the plan goes on unchanged.
+    Its partner in the pair is held back too (``quality.quarantine_actions``), so a
+    half-written pair never happens. Returns the filtered plan and the problems found.
     """
-    from contactsync.quality import plan_problems, record_problems
+    from contactsync.quality import empty_problems, plan_problems, quarantine_actions, record_problems
 
     acts = plan.actions
     if acts.empty:
-        return plan, _empty_problems()
-    out_ids = set(acts["outlook_id"].dropna())
-    crm_ids = set(acts["crm_id"].dropna())
-    out_rows = inputs.outlook[inputs.outlook["outlook_id"].isin(out_ids)]
-    crm_all = pd.concat([inputs.crm, inputs.crm_candidates], ignore_index=True) if inputs.crm_candidates is not None else inputs.crm
-    crm_rows = crm_all[crm_all["crm_id"].isin(crm_ids)]
+        return plan, empty_problems()
+    crm_all = inputs.crm if inputs.crm_candidates is None else pd.concat([inputs.crm, inputs.crm_candidates], ignore_index=True)
     problems = pd.concat(
         [
-            record_problems(out_rows, side="outlook", id_column="outlook_id"),
-            record_problems(crm_rows, side="crm", id_column="crm_id"),
+            record_problems(
+                inputs.outlook[inputs.outlook["outlook_id"].isin(set(acts["outlook_id"].dropna()))],
+                side="outlook", id_column="outlook_id",
+            ),
+            record_problems(crm_all[crm_all["crm_id"].isin(set(acts["crm_id"].dropna()))], side="crm", id_column="crm_id"),
             plan_problems(acts),
         ],
         ignore_index=True,
     )
     if problems.empty:
         return plan, problems
-    problems = problems.drop_duplicates(subset=["side", "record_id", "field", "reason"]).reset_index(drop=True)
-    bad = set(problems["record_id"].dropna())
-    value_op = acts["op"].isin(VALUE_OPS)
-    hit = (
-        acts["outlook_id"].isin(bad)
-        | acts["crm_id"].isin(bad)
-        | acts["action_id"].isin(bad)
-        | acts["new_key"].isin({"new:" + str(b) for b in bad})
-    )
-    # Widen to the whole pair: any value-writing action of the same CRM or Outlook record.
-    pair_crm = set(acts.loc[hit, "crm_id"].dropna())
-    pair_out = set(acts.loc[hit, "outlook_id"].dropna())
-    pair_new = set(acts.loc[hit, "new_key"].dropna())
-    hit |= acts["crm_id"].isin(pair_crm) | acts["outlook_id"].isin(pair_out) | acts["new_key"].isin(pair_new)
-    drop = hit & value_op
-    kept = acts[~drop]
-    # An account is made only for contacts that are still created (R5a/R5c).
-    used_keys = set(kept.loc[kept["op"] == "create", "account_key"].dropna())
-    orphan = (kept["op"] == "create_account") & ~kept["account_key"].isin(used_keys)
-    kept = kept[~orphan].reset_index(drop=True)
+    kept, held = quarantine_actions(acts, problems)
+    pair_crm, pair_out = set(held["crm_id"].dropna()), set(held["outlook_id"].dropna())
+    pair_new = set(held["new_key"].dropna())
     snaps = plan.snapshots
-    snap_drop = snaps["crm_id"].isin(pair_crm) | snaps["outlook_id"].isin(pair_out) | snaps["new_key"].isin(pair_new)
-    snaps = snaps[~snap_drop].reset_index(drop=True)
-    conflicts = plan.conflicts[
-        ~(plan.conflicts["crm_id"].isin(pair_crm) | plan.conflicts["outlook_id"].isin(pair_out))
-    ].reset_index(drop=True)
-    filtered = PlanResult(actions=kept, conflicts=conflicts, snapshots=snaps, guard=plan.guard)
-    return filtered, problems
-
-
-def _empty_problems() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in ("side", "record_id", "field", "rule", "reason", "value")})
+    snaps = snaps[~(snaps["crm_id"].isin(pair_crm) | snaps["outlook_id"].isin(pair_out) | snaps["new_key"].isin(pair_new))]
+    conflicts = plan.conflicts[~(plan.conflicts["crm_id"].isin(pair_crm) | plan.conflicts["outlook_id"].isin(pair_out))]
+    filtered = PlanResult(
+        actions=kept.reset_index(drop=True), conflicts=conflicts.reset_index(drop=True),
+        snapshots=snaps.reset_index(drop=True), guard=plan.guard,
+    )
+    return filtered, problems.reset_index(drop=True)
 
 
 def counts(actions: pd.DataFrame) -> dict[str, dict[str, int]]:

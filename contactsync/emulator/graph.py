@@ -51,9 +51,20 @@ class GraphRequest:
 
 @dataclass
 class GraphResponse:
+    """An answer; ``raw`` (JSON text) replaces ``body`` where the answer is built as text."""
+
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: str | None = None
+
+    def json_body(self) -> Any:
+        return json.loads(self.raw) if self.raw is not None else self.body
+
+    def text(self) -> str | None:
+        if self.raw is not None:
+            return self.raw
+        return None if self.body is None else json.dumps(self.body, separators=(",", ":"))
 
 
 class GraphError(Exception):
@@ -158,12 +169,38 @@ def render_contact(c: Contact, view: View) -> dict[str, Any]:
     if view.select is not None:
         keep = {"@odata.etag", "id", *view.select}
         full = {k: v for k, v in full.items() if k in keep}
-    if view.expand is not None:
-        wanted = {i.lower() for i in view.expand}
-        found = [{"id": k, "value": v} for k, v in c.ext.items() if not wanted or k.lower() in wanted]
-        if found:
-            full[P.EXTENDED] = found
+    found = _extended(c, view)
+    if found:
+        full[P.EXTENDED] = found
     return full
+
+
+def _extended(c: Contact, view: View) -> list[dict[str, Any]]:
+    if view.expand is None or c.ext_text == "{}":
+        return []
+    wanted = {i.lower() for i in view.expand}
+    return [{"id": k, "value": v} for k, v in c.ext.items() if not wanted or k.lower() in wanted]
+
+
+def contact_json(c: Contact, view: View, odata_type: bool = False) -> str:
+    """:func:`render_contact` as JSON text, assembled from the stored text when no $select.
+
+    Ids, timestamps and change keys are URL-safe base64 or ISO text: nothing to escape.
+    """
+    if view.select is not None:
+        body = render_contact(c, view)
+        if odata_type:
+            body["@odata.type"] = CONTACT_TYPE
+        return json.dumps(body, separators=(",", ":"))
+    head = (
+        ('{"@odata.type":"' + CONTACT_TYPE + '",' if odata_type else "{")
+        + f'"@odata.etag":"W/\\"{c.change_key}\\"","id":"{c.iid if view.immutable else c.id}",'
+        f'"createdDateTime":"{c.created}","lastModifiedDateTime":"{c.modified}",'
+        f'"changeKey":"{c.change_key}","parentFolderId":"{c.folder_id}",'
+    )
+    found = _extended(c, view)
+    tail = f',"{P.EXTENDED}":{json.dumps(found, separators=(",", ":"))}}}' if found else "}"
+    return head + c.props_text[1:-1] + tail
 
 
 def render_folder(f: Folder) -> dict[str, Any]:
@@ -408,12 +445,12 @@ class GraphApi:
             contacts, more = matching[skip: skip + top], len(matching) > skip + top
         else:
             contacts, more = self.store.list_contacts(folder.id, skip, top)
-        body: dict[str, Any] = {"value": [render_contact(c, view) for c in contacts]}
+        extra: dict[str, str] = {}
         if more:
             params = {k: v for k, v in req.query.items() if k in ("$top", "$select", "$expand", "$filter")}
             params["$skip"] = str(skip + top)
-            body["@odata.nextLink"] = link(req, req.path, params)
-        return GraphResponse(200, body)
+            extra["@odata.nextLink"] = link(req, req.path, params)
+        return GraphResponse(200, raw=page_json([contact_json(c, view) for c in contacts], extra))
 
     # delta
 
@@ -447,21 +484,24 @@ class GraphApi:
                     parse_expand(req.query.get("$expand") or state.get("x")))
         items, more, seq = self.store.delta_page(mbx, folder.id, state["a"], bool(state["i"]), page)
         value = [
-            {"id": i.iid if view.immutable else i.id, "@removed": {"reason": i.reason}}
-            if isinstance(i, Removed) else render_contact(i, view)
+            json.dumps({"id": i.iid if view.immutable else i.id, "@removed": {"reason": i.reason}})
+            if isinstance(i, Removed) else contact_json(i, view, odata_type=True)
             for i in items
         ]
-        for item in value:
-            if "@removed" not in item:
-                item["@odata.type"] = CONTACT_TYPE
-        body: dict[str, Any] = {"value": value}
+        extra: dict[str, str] = {}
         if more:
-            body["@odata.nextLink"] = link(req, path, {"$skiptoken": self.tokens.encode({**state, "a": items[-1].seq})})
+            extra["@odata.nextLink"] = link(req, path, {"$skiptoken": self.tokens.encode({**state, "a": items[-1].seq})})
         else:
             resume = seq if state["i"] else int(state.get("z", 0))
-            body["@odata.deltaLink"] = link(req, path, {"$deltatoken": self.tokens.encode({**state, "a": resume, "i": 1})})
+            extra["@odata.deltaLink"] = link(req, path, {"$deltatoken": self.tokens.encode({**state, "a": resume, "i": 1})})
         headers = {"Preference-Applied": f"odata.maxpagesize={page}"} if match else {}
-        return GraphResponse(200, body, headers)
+        return GraphResponse(200, headers=headers, raw=page_json(value, extra))
+
+
+def page_json(items: list[str], extra: dict[str, str]) -> str:
+    """``{"value": [...], "@odata.nextLink"|"@odata.deltaLink": ...}`` from JSON fragments."""
+    links = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in extra.items())
+    return '{"value":[' + ",".join(items) + "]" + links + "}"
 
 
 def split_for_create(body: Any) -> tuple[dict[str, Any], dict[str, str | None]]:

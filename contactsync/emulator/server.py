@@ -69,10 +69,11 @@ def _mailbox_key(path: str) -> str:
 
 
 def _json_response(resp: GraphResponse) -> Response:
-    if resp.body is None:
+    text = resp.text()
+    if text is None:
         return Response(status_code=resp.status, headers=resp.headers)
     return Response(
-        json.dumps(resp.body, separators=(",", ":")),
+        text,
         status_code=resp.status,
         headers=resp.headers,
         media_type="application/json",
@@ -261,9 +262,10 @@ class Emulator:
             r = results[rid]
             entry: dict[str, Any] = {"id": rid, "status": r.status,
                                      "headers": dict(r.headers)}
-            if r.body is not None:
+            body = r.json_body()
+            if body is not None:
                 entry["headers"].setdefault("Content-Type", "application/json")
-                entry["body"] = r.body
+                entry["body"] = body
             responses.append(entry)
         return GraphResponse(200, {"responses": responses})
 

@@ -18,8 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from contactsync.emulator.props import full_shape
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -123,6 +126,13 @@ class Folder:
 
 @dataclass(frozen=True)
 class Contact:
+    """A stored contact; its properties stay JSON text until asked for.
+
+    ``props_text`` is the full Graph shape of the writable properties (every property,
+    null/[]/{} when unset), so a delta page is assembled from stored text without a
+    parse and a dump per contact.
+    """
+
     pk: int
     id: str
     iid: str
@@ -132,12 +142,28 @@ class Contact:
     created: str
     modified: str
     change_key: str
-    props: dict[str, Any]
-    ext: dict[str, str | None]
+    props_text: str
+    ext_text: str
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Contact:
-        return cls(*row[:9], json.loads(row[9]), json.loads(row[10]) if row[10] != "{}" else {})
+        return cls(*row[:11])
+
+    @cached_property
+    def props(self) -> dict[str, Any]:
+        return json.loads(self.props_text)
+
+    @cached_property
+    def ext(self) -> dict[str, str | None]:
+        return json.loads(self.ext_text) if self.ext_text != "{}" else {}
+
+
+def props_json(props: dict[str, Any]) -> str:
+    return json.dumps(full_shape(props), separators=(",", ":"))
+
+
+def ext_json(ext: dict[str, str | None]) -> str:
+    return json.dumps(ext, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -161,12 +187,23 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         row = self._db.execute("SELECT value FROM meta WHERE key='secret'").fetchone()
         if row is None:
             self.secret = os.urandom(16).hex()
             self._db.execute("INSERT INTO meta VALUES ('secret', ?)", (self.secret,))
         else:
             self.secret = row[0]
+
+    def _migrate(self) -> None:
+        """Files written before ``props`` held the full shape: rewrite them once."""
+        if self._db.execute("SELECT 1 FROM meta WHERE key = 'props'").fetchone():
+            return
+        with self.tx() as db:
+            rows = db.execute("SELECT pk, props FROM contact").fetchall()
+            db.executemany("UPDATE contact SET props = ? WHERE pk = ?",
+                           [(props_json(json.loads(text)), pk) for pk, text in rows])
+            db.execute("INSERT INTO meta VALUES ('props', 'full-shape')")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -298,13 +335,13 @@ class Store:
             seq = self._next_seq(db, mbx.mid)
             now = iso(datetime.now(UTC))
             values = (new_id("contact"), new_id("immutable"), mbx.mid, folder_id, seq, now, now,
-                      new_change_key(), json.dumps(props), json.dumps(ext))
+                      new_change_key(), props_json(props), ext_json(ext))
             cur = db.execute(
                 "INSERT INTO contact (id, iid, mid, folder_id, seq, created, modified, change_key, props, ext) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
-            return Contact(int(cur.lastrowid or 0), *values[:8], props, ext)
+            return Contact(int(cur.lastrowid or 0), *values)
 
     def create_contacts(self, mbx: Mailbox, folder_id: str, many: list[dict[str, Any]],
                         ext: dict[str, str | None] | list[dict[str, str | None]] | None = None) -> list[Contact]:
@@ -316,7 +353,8 @@ class Store:
                                    (len(many), mbx.mid)).fetchone()[0]) - len(many) + 1
             now = iso(datetime.now(UTC))
             rows = [(new_id("contact"), new_id("immutable"), mbx.mid, folder_id, first + i, now, now,
-                     new_change_key(), json.dumps(props), json.dumps(e)) for i, (props, e) in enumerate(zip(many, exts, strict=True))]
+                     new_change_key(), props_json(props), ext_json(e))
+                    for i, (props, e) in enumerate(zip(many, exts, strict=True))]
             db.executemany(
                 "INSERT INTO contact (id, iid, mid, folder_id, seq, created, modified, change_key, props, ext) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -324,8 +362,8 @@ class Store:
             )
             pks = db.execute("SELECT pk FROM contact WHERE folder_id = ? AND seq >= ? ORDER BY seq",
                              (folder_id, first)).fetchall()
-            for (pk,), row, props, e in zip(pks, rows, many, exts, strict=True):
-                out.append(Contact(pk, *row[:8], props, e))
+            for (pk,), row in zip(pks, rows, strict=True):
+                out.append(Contact(pk, *row))
         return out
 
     def contact(self, mbx: Mailbox, contact_id: str) -> Contact | None:
@@ -349,15 +387,16 @@ class Store:
     def update_contact(self, contact: Contact, props: dict[str, Any],
                        ext: dict[str, str | None]) -> Contact:
         """Store new values: new seq, new changeKey, lastModifiedDateTime moves."""
+        texts = props_json(props), ext_json(ext)
         with self.tx() as db:
             seq = self._next_seq(db, contact.mid)
             modified, key = later_than(contact.modified), new_change_key()
             db.execute(
                 "UPDATE contact SET seq = ?, modified = ?, change_key = ?, props = ?, ext = ? WHERE pk = ?",
-                (seq, modified, key, json.dumps(props), json.dumps(ext), contact.pk),
+                (seq, modified, key, *texts, contact.pk),
             )
         return Contact(contact.pk, contact.id, contact.iid, contact.mid, contact.folder_id, seq,
-                       contact.created, modified, key, props, ext)
+                       contact.created, modified, key, *texts)
 
     def _move(self, db: sqlite3.Connection, contact: Contact, dest_id: str, reason: str,
               *, new_rest_id: bool) -> Contact:
@@ -371,7 +410,7 @@ class Store:
             (rest_id, dest_id, seq, modified, key, contact.pk),
         )
         return Contact(contact.pk, rest_id, contact.iid, contact.mid, dest_id, seq, contact.created,
-                       modified, key, contact.props, contact.ext)
+                       modified, key, contact.props_text, contact.ext_text)
 
     def move_contact(self, contact: Contact, dest_id: str, reason: str = "changed") -> Contact:
         """Move to another folder: the current id changes (the immutable id never does)."""
@@ -410,7 +449,7 @@ class Store:
                 ).fetchall()
             seq = int(self._db.execute("SELECT seq FROM mailbox WHERE mid = ?", (mbx.mid,)).fetchone()[0])
         items: list[Contact | Removed] = [
-            Removed(r[1], r[2], r[5], r[11]) if r[11] else Contact.from_row(r[:11]) for r in rows[:limit]
+            Removed(r[1], r[2], r[5], r[11]) if r[11] else Contact.from_row(r) for r in rows[:limit]
         ]
         return items, len(rows) > limit, seq
 

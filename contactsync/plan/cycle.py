@@ -39,39 +39,46 @@ def _with_columns(frame: pd.DataFrame | None, columns: Sequence[str]) -> pd.Data
     return frame.reset_index(drop=True)
 
 
+def _utc_naive(values: pd.Series) -> np.ndarray:
+    """datetime64 values in UTC (cheap to index and compare, unlike Timestamp objects)."""
+    return pd.to_datetime(values, utc=True).dt.tz_convert(None).to_numpy()
+
+
 def _pair_table(
-    pairs: pd.DataFrame, crm: pd.DataFrame, outlook: pd.DataFrame, snapshot: pd.DataFrame | None
-) -> pd.DataFrame:
-    """Side by side: the pair's CRM values, Outlook values and snapshot (merge.py)."""
+    pairs: pd.DataFrame, crm: pd.DataFrame, outlook: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """Side by side per pair: CRM values, Outlook values, snapshot (merge.py's input).
+
+    ``pairs`` holds crm_id, outlook_id, link_rule and the snapshot in FIELDS columns.
+    """
     c_pos = pd.Index(crm["crm_id"]).get_indexer(as_objects(pairs["crm_id"]))
     o_pos = pd.Index(outlook["outlook_id"]).get_indexer(as_objects(pairs["outlook_id"]))
-    n = len(pairs)
-    data: dict[str, object] = {
+    table: dict[str, np.ndarray] = {
         "crm_id": as_objects(pairs["crm_id"]),
         "outlook_id": as_objects(pairs["outlook_id"]),
         "link_rule": as_objects(pairs["link_rule"]),
-        "read_only": crm["read_only"].to_numpy()[c_pos] if n else np.array([], bool),
-        "in_group": crm["in_group"].to_numpy()[c_pos] if n else np.array([], bool),
-        "crm_modified": crm["crm_modified"].to_numpy()[c_pos] if n else [],
-        "outlook_modified": outlook["outlook_modified"].to_numpy()[o_pos] if n else [],
-        "crm_tag": outlook["crm_tag"].to_numpy(dtype=object)[o_pos] if n else [],
+        "read_only": crm["read_only"].to_numpy(dtype=bool)[c_pos],
+        "in_group": crm["in_group"].to_numpy(dtype=bool)[c_pos],
+        "crm_modified": _utc_naive(crm["crm_modified"])[c_pos],
+        "outlook_modified": _utc_naive(outlook["outlook_modified"])[o_pos],
+        "crm_tag": as_objects(outlook["crm_tag"])[o_pos],
     }
-    none = np.full(n, None, dtype=object)
     for f in FIELDS:
-        data[f"c:{f}"] = crm[f].to_numpy(dtype=object)[c_pos] if n else none
-        data[f"o:{f}"] = outlook[f].to_numpy(dtype=object)[o_pos] if n else none
-        data[f"s:{f}"] = snapshot[f].to_numpy(dtype=object) if snapshot is not None else none
-    return pd.DataFrame(data)
+        table[f"c:{f}"] = as_objects(crm[f])[c_pos]
+        table[f"o:{f}"] = as_objects(outlook[f])[o_pos]
+        table[f"s:{f}"] = as_objects(pairs[f])
+    return table
 
 
-def _link_actions(new_pairs: pd.DataFrame) -> list[pd.DataFrame]:
+def _link_actions(table: dict[str, np.ndarray]) -> list[pd.DataFrame]:
     """link rows for new matches, group_add for those outside the group (R7)."""
-    n = len(new_pairs)
+    new = ~pd.isna(table["link_rule"])
+    n = int(new.sum())
     if n == 0:
         return []
-    c = as_objects(new_pairs["crm_id"])
-    o = as_objects(new_pairs["outlook_id"])
-    rule = as_objects(new_pairs["link_rule"])
+    c = table["crm_id"][new]
+    o = table["outlook_id"][new]
+    rule = table["link_rule"][new]
     how = pd.Series(rule, dtype="str").map(
         {"R7a": "re-linked by its CRM id tag", "R7": "matched by email",
          "R12": "back in the sync group: re-linked as a new match"}
@@ -81,7 +88,7 @@ def _link_actions(new_pairs: pd.DataFrame) -> list[pd.DataFrame]:
               + " " + how)
     out = [make_actions("crm", "link", rule, reason.to_numpy(dtype=object), n,
                         crm_id=c, outlook_id=o)]
-    outside = ~new_pairs["in_group"].fillna(False).to_numpy(dtype=bool)
+    outside = ~table["in_group"][new]
     if outside.any():
         m = int(outside.sum())
         reason = ("R7: CRM contact " + pd.Series(c[outside], dtype="str")
@@ -115,20 +122,13 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
     free_crm = crm_all[~crm_all["crm_id"].isin(fate.reserved_crm)]
     matches = match_free(free_outlook, free_crm)
 
-    relink = fate.relink[["crm_id", "outlook_id"]].assign(link_rule="R12")
-    new_pairs = pd.concat([p for p in (relink, matches) if len(p)] or [matches],
-                          ignore_index=True)
-    linked = fate.merge.assign(link_rule=None)
-    table = pd.concat(
-        [
-            _pair_table(linked, crm_all, outlook, linked),
-            _pair_table(new_pairs, crm_all, outlook, None),
-        ],
-        ignore_index=True,
-    )
+    relink = fate.relink.assign(link_rule="R12")
+    for_merge = [fate.merge.assign(link_rule=None), relink, matches.reindex(
+        columns=[*matches.columns, *FIELDS])]  # new matches: empty snapshot (merge.py)
+    pairs = pd.concat([p for p in for_merge if len(p)] or for_merge[:1], ignore_index=True)
+    table = _pair_table(pairs, crm_all, outlook)
     merged = merge_pairs(table, settings)
 
-    new_table = table[~table["link_rule"].isna()]
     r4 = r4_create_in_outlook(
         free_crm[free_crm["in_group"].to_numpy(dtype=bool)
                  & ~free_crm["crm_id"].isin(matches["crm_id"]).to_numpy()],
@@ -139,7 +139,7 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
         settings,
     )
     actions = concat_actions(
-        [*fate.actions, *_link_actions(new_table), *merged.actions, *r4.actions, *r5.actions]
+        [*fate.actions, *_link_actions(table), *merged.actions, *r4.actions, *r5.actions]
     )
     status = as_objects(links["status"])
     synced = int(((status == LINK_STATUS_ACTIVE) | pd.isna(status)).sum())

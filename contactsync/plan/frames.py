@@ -28,7 +28,16 @@ def empty(columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def as_objects(values: pd.Series | np.ndarray | Sequence[object]) -> np.ndarray:
-    """Object array with None for every kind of missing (NaN, NA, NaT)."""
+    """Object array of a contract column: strings with None for missing.
+
+    Conformed object columns (model.conform) are taken as they are, without a scan: a
+    stray NaN still compares correctly because every comparison falls back to
+    :func:`norm` for values that are not identical.
+    """
+    if isinstance(values, pd.Series):
+        if values.dtype == object:
+            return values.to_numpy()
+        return np.array(values.to_numpy(dtype=object, na_value=None), dtype=object)
     arr = np.asarray(values, dtype=object)
     if arr.size:
         missing = pd.isna(arr)
@@ -52,14 +61,16 @@ def norm(values: np.ndarray, *, email: bool = False) -> np.ndarray:
 
 
 def equal_values(a: np.ndarray, b: np.ndarray, *, email: bool = False) -> np.ndarray:
-    """Element-wise normalised equality of two raw object arrays (None == empty)."""
-    a_missing = pd.isna(a)
-    b_missing = pd.isna(b)
-    same = np.asarray(a == b, dtype=bool) | (a_missing & b_missing)
+    """Element-wise normalised equality of two raw object arrays (None == empty).
+
+    Identical values (None == None included) are equal without normalising; only the
+    rest go through :func:`norm`.
+    """
+    same = np.array(a == b, dtype=bool)
     todo = np.flatnonzero(~same)
     if todo.size:
         na, nb = norm(a[todo], email=email), norm(b[todo], email=email)
-        same[todo] = np.asarray(na == nb, dtype=bool) | (pd.isna(na) & pd.isna(nb))
+        same[todo] = np.asarray(na == nb, dtype=bool)
     return same
 
 

@@ -1,6 +1,6 @@
 """Per-field merge of pairs present on both sides (R8, R9, R10, R6, R1, R7 merge).
 
-A *pair table* has one row per pair: ``crm_id``, ``outlook_id``, ``link_rule`` (None for
+A *pair table* (a dict of equally long arrays) has one entry per pair: ``crm_id``, ``outlook_id``, ``link_rule`` (None for
 a pair linked before this cycle; "R7"/"R7a"/"R12" for a new match), ``read_only``,
 ``in_group``, ``crm_modified``, ``outlook_modified``, ``crm_tag`` and, per field,
 ``c:<field>`` (CRM value), ``o:<field>`` (Outlook value), ``s:<field>`` (snapshot).
@@ -13,6 +13,7 @@ settled by R9; equal values need nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,6 @@ import pandas as pd
 
 from contactsync.model import CRM_TO_OUTLOOK_ONLY, FIELDS
 from contactsync.plan.frames import (
-    as_objects,
     equal_values,
     is_email,
     join_flags,
@@ -42,20 +42,19 @@ def field_direction(field: str, settings: PlanSettings) -> str:
     return settings.field_direction.get(field, settings.direction)
 
 
-def crm_wins_conflicts(pairs: pd.DataFrame, settings: PlanSettings) -> np.ndarray:
+def crm_wins_conflicts(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> np.ndarray:
     """R9: per pair, does CRM win a conflict? ``latest``: newer modification time wins.
 
     CRM time is already the newest of contact, address and account (crm.extract). A tie,
     or no Outlook time, goes to CRM; no CRM time (but an Outlook one) goes to Outlook.
     """
-    n = len(pairs)
+    n = len(pairs["crm_id"])
     if settings.conflict_policy == "crm":
         return np.ones(n, dtype=bool)
     if settings.conflict_policy == "outlook":
         return np.zeros(n, dtype=bool)
-    c = pd.to_datetime(pairs["crm_modified"], utc=True)
-    o = pd.to_datetime(pairs["outlook_modified"], utc=True)
-    return (c >= o).to_numpy(dtype=bool) | o.isna().to_numpy()
+    c, o = pairs["crm_modified"], pairs["outlook_modified"]
+    return (c >= o) | np.isnat(o)
 
 
 @dataclass
@@ -80,14 +79,31 @@ def _rule_of_updates(
     return rule
 
 
-def merge_pairs(pairs: pd.DataFrame, settings: PlanSettings) -> MergeResult:
+def _quiet_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> np.ndarray:
+    """Linked pairs whose every value is byte-identical on both sides and in the snapshot,
+    and whose Outlook copy carries its tag: nothing to do (R17). The usual case, decided
+    with one cheap comparison per field so the merge proper sees only the rest."""
+    quiet = pd.isna(pairs["link_rule"])
+    for f in settings.fields:
+        s = pairs[f"s:{f}"]
+        quiet &= np.asarray(pairs[f"c:{f}"] == s, dtype=bool)
+        quiet &= np.asarray(pairs[f"o:{f}"] == s, dtype=bool)
+    if settings.direction != "outlook-to-crm":
+        quiet &= np.asarray(pairs["crm_tag"] == pairs["crm_id"], dtype=bool)
+    return quiet
+
+
+def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> MergeResult:
     """Plan the field writes of every pair present on both sides."""
-    n = len(pairs)
-    crm_id = as_objects(pairs["crm_id"])
-    outlook_id = as_objects(pairs["outlook_id"])
-    new_rule = as_objects(pairs["link_rule"])
+    busy = np.flatnonzero(~_quiet_pairs(pairs, settings))
+    if busy.size < len(pairs["crm_id"]):
+        pairs = {k: v[busy] for k, v in pairs.items()}
+    crm_id = pairs["crm_id"]
+    n = len(crm_id)
+    outlook_id = pairs["outlook_id"]
+    new_rule = pairs["link_rule"]
     is_new = ~pd.isna(new_rule)
-    read_only = pairs["read_only"].fillna(False).to_numpy(dtype=bool)
+    read_only = pairs["read_only"]
     crm_wins = crm_wins_conflicts(pairs, settings)
     outlook_writable = settings.direction != "outlook-to-crm"
 
@@ -107,12 +123,12 @@ def merge_pairs(pairs: pd.DataFrame, settings: PlanSettings) -> MergeResult:
     conflict_parts: list[pd.DataFrame] = []
 
     for f in FIELDS:
-        s = as_objects(pairs[f"s:{f}"])
+        s = pairs[f"s:{f}"]
         if f not in settings.fields:
             merged[f] = s
             continue
-        c = as_objects(pairs[f"c:{f}"])
-        o = as_objects(pairs[f"o:{f}"])
+        c = pairs[f"c:{f}"]
+        o = pairs[f"o:{f}"]
         email = is_email(f)
         same = equal_values(c, o, email=email)
         direction = field_direction(f, settings)
@@ -165,7 +181,7 @@ def merge_pairs(pairs: pd.DataFrame, settings: PlanSettings) -> MergeResult:
     actions: list[pd.DataFrame] = []
     # Outlook updates, including tag-only ones for new links (R7a needs the tag).
     o_fields = join_flags(to_outlook, n)
-    crm_tag = as_objects(pairs["crm_tag"])
+    crm_tag = pairs["crm_tag"]
     needs_tag = ~equal_values(crm_tag, crm_id) if outlook_writable else np.zeros(n, bool)
     o_rows = np.flatnonzero((o_fields != "") | needs_tag)
     if o_rows.size:
