@@ -306,3 +306,13 @@ def test_r19_record_problems_on_100k_rows_is_fast() -> None:
     elapsed = time.process_time() - start
     assert p["record_id"].tolist() == ["AAMk4242"]
     assert elapsed < 2.5  # ~0.5 s on an idle 2-core box; catches a per-row Python regression
+
+
+def test_r19_control_characters_are_blamed_on_the_right_rows() -> None:
+    rows = [{"city": c} for c in ["\x00first", "👩‍👧 ok", "", "mid\x1bdle", "ok", "last\x7f"]]
+    rows.append({"street": "a\r\nb"})  # CRLF is a line break, not a control character
+    rows.append({"street": "a\rb"})  # a lone CR is
+    p = problems_of(rows)
+    assert sorted(zip(p["record_id"], p["field"], strict=True)) == [
+        ("o0", "city"), ("o3", "city"), ("o5", "city"), ("o7", "street")
+    ]
