@@ -66,8 +66,6 @@ class _Gx:
 
     def definition(self, suite_name: str) -> Any:
         if suite_name not in self.definitions:
-            if suite_name not in SUITE_NAMES:
-                raise ValueError(f"unknown suite {suite_name!r}: one of {', '.join(SUITE_NAMES)}")
             asset = self.source.add_dataframe_asset(name=suite_name)
             batch = asset.add_batch_definition_whole_dataframe(suite_name)
             suite = self.context.suites.add(load_suite(suite_name))
@@ -175,6 +173,8 @@ def validate(
     With ``data_docs_dir`` the GX Data Docs site is (re)built there and its index.html
     returned; it lists every validation this process ran into that folder.
     """
+    if suite not in SUITE_NAMES:
+        raise ValueError(f"unknown suite {suite!r}: one of {', '.join(SUITE_NAMES)}")
     prepared = prepare(frame, suite)
     with _lock:
         state = _gx()
