@@ -314,7 +314,9 @@ class _Collector:
         self.action_ids = action_ids
         self.rows: dict[str, list] = {c: [] for c in PROBLEM_COLUMNS}
 
-    def add(self, pos: np.ndarray, field: str | None, reasons: list[str], values) -> None:
+    def add(
+        self, pos: np.ndarray, field: str | None, reasons: list[str], values: Iterable[object]
+    ) -> None:
         if len(pos) == 0:
             return
         r = self.rows
