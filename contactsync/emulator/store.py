@@ -182,6 +182,7 @@ class Store:
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.path = str(db_path) if db_path else ":memory:"
         self._lock = threading.RLock()
+        self._mailboxes: dict[str, Mailbox] = {}  # by lower-case UPN; mailboxes never change
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -224,6 +225,7 @@ class Store:
     def wipe(self) -> None:
         """Forget every mailbox (the delta-token secret stays)."""
         with self.tx() as db:
+            self._mailboxes.clear()
             for table in ("mailbox", "folder", "contact", "tombstone"):
                 db.execute(f"DELETE FROM {table}")
 
@@ -231,12 +233,16 @@ class Store:
 
     def mailbox(self, upn: str) -> Mailbox:
         """The mailbox of ``upn``, created with its Contacts and Deleted Items on first use."""
+        known = self._mailboxes.get(upn.lower())
+        if known is not None:
+            return known
         with self.tx() as db:
             row = db.execute(
                 "SELECT mid, upn, root_id, contacts_id, deleted_id FROM mailbox WHERE upn = ?", (upn,)
             ).fetchone()
             if row:
-                return Mailbox(*row)
+                self._mailboxes[upn.lower()] = Mailbox(*row)
+                return self._mailboxes[upn.lower()]
             root, contacts, deleted = new_id("folder"), new_id("folder"), new_id("folder")
             cur = db.execute(
                 "INSERT INTO mailbox (upn, root_id, contacts_id, deleted_id) VALUES (?, ?, ?, ?)",
@@ -247,7 +253,8 @@ class Store:
                 "INSERT INTO folder VALUES (?, ?, ?, ?, ?)",
                 [(contacts, mid, root, "Contacts", "contacts"), (deleted, mid, root, "Deleted Items", "deleteditems")],
             )
-            return Mailbox(mid, upn, root, contacts, deleted)
+            self._mailboxes[upn.lower()] = Mailbox(mid, upn, root, contacts, deleted)
+            return self._mailboxes[upn.lower()]
 
     def find_mailbox(self, upn: str) -> Mailbox | None:
         with self._lock:
