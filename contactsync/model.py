@@ -218,3 +218,26 @@ def pad_user(user_id: str) -> str:
 def unpad_user(user_id: str) -> str:
     """A USERID as users write it (no padding), for reports and --json output."""
     return user_id.strip()
+
+
+def compact_emails(frame: pd.DataFrame) -> pd.DataFrame:
+    """Move the emails up so that there is no gap (email2 empty but email3 set).
+
+    Outlook keeps emails as a list without holes, so its email2 is "the second address",
+    whatever CRM column held it. The CRM side is read the same way (EMAIL, SECONDARYEMAIL,
+    EMAIL3 in that order, empties skipped) and written back as a whole (see
+    ``cycle.load``), so both sides compare slot by slot without inventing changes.
+    """
+    if frame.empty:
+        return frame
+    values = frame[list(EMAIL_FIELDS)].to_numpy(dtype=object)
+    present = normalise(frame, EMAIL_FIELDS).notna().to_numpy()
+    if present.all(axis=1).all() or not (present[:, 1:] & ~present[:, :-1]).any():
+        return frame  # no row has a gap
+    order = np.argsort(~present, axis=1, kind="stable")
+    moved = np.take_along_axis(values, order, axis=1)
+    moved[~np.take_along_axis(present, order, axis=1)] = None
+    out = frame.copy()
+    for i, field in enumerate(EMAIL_FIELDS):
+        out[field] = pd.Series(moved[:, i], index=frame.index, dtype=object)
+    return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from contactsync.model import EMAIL_FIELDS
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, SNAPSHOT_COLUMNS, PlanResult
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def load(
                 error=result.get("error"),
             )
 
-    crm_rows = acts[acts["side"] == "crm"]
+    crm_rows = whole_email_list(acts[acts["side"] == "crm"], plan.snapshots)
     crm_results = sides.writer.apply(crm_rows, group_id=group_id, on_result=journal)
     failed_crm_ids = set(
         crm_rows.loc[crm_rows["action_id"].isin(_failed_ids(crm_results)), "crm_id"].dropna()
@@ -115,6 +116,30 @@ def load(
         for r in failed.itertuples()
     ]
     return LoadOutcome(results=results, applied=applied, failed=failed, errors=errors)
+
+
+def whole_email_list(crm_rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """CRM updates of any email write all three email columns, from the merged record.
+
+    Emails are compared as a list without gaps (``model.compact_emails``); writing one
+    slot alone could leave the CRM with a gap that reads back as a different list.
+    """
+    fields = crm_rows["fields"].fillna("")
+    touches = (crm_rows["op"] == "update") & fields.str.contains("email", regex=False)
+    if not touches.any() or snapshots.empty:
+        return crm_rows
+    merged = snapshots.dropna(subset=["crm_id"]).drop_duplicates("crm_id").set_index("crm_id")
+    rows = crm_rows.copy()
+    ids = rows.loc[touches, "crm_id"]
+    known = ids.isin(merged.index)
+    idx = ids[known].index
+    for field in EMAIL_FIELDS:
+        rows.loc[idx, field] = ids[known].map(merged[field]).to_numpy()
+    listed = rows.loc[idx, "fields"].str.split(",")
+    rows.loc[idx, "fields"] = [
+        ",".join([f for f in names if f not in EMAIL_FIELDS] + list(EMAIL_FIELDS)) for names in listed
+    ]
+    return rows
 
 
 def _failed_ids(results: pd.DataFrame) -> set[str]:

@@ -47,7 +47,7 @@ def extract_crm(sides: Sides, *, create_group: bool) -> CrmSide:
         group_id = sides.writer.ensure_group(name)
     if group_id is None:
         return CrmSide(None, model.empty_frame(model.CRM_COLUMNS))
-    return CrmSide(group_id, sides.reader.extract_group(name))
+    return CrmSide(group_id, model.compact_emails(sides.reader.extract_group(name)))
 
 
 def extract_outlook(sides: Sides, *, create_folder: bool, full: bool = False) -> OutlookSide:
@@ -89,7 +89,11 @@ def gather_inputs(sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: b
         links = links.iloc[0:0]
     out = outlook.frame
     emails = candidate_emails(out, links)
-    candidates = sides.reader.candidates_by_email(emails) if emails else model.empty_frame(model.CRM_COLUMNS)
+    candidates = (
+        model.compact_emails(sides.reader.candidates_by_email(emails))
+        if emails
+        else model.empty_frame(model.CRM_COLUMNS)
+    )
     candidates = candidates[~candidates["crm_id"].isin(crm.frame["crm_id"])].reset_index(drop=True)
     missing = links.loc[~links["crm_id"].isin(crm.frame["crm_id"]), "crm_id"].dropna().tolist()
     gone = (
