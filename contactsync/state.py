@@ -179,11 +179,8 @@ def _chunks(seq: Sequence[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 
 def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
     """Rows as dicts with None for every missing value (what the DB-API wants)."""
-    if frame.empty:
-        return []
-    sub = frame.reindex(columns=list(columns)).astype(object)
-    sub = sub.where(sub.notna(), None)
-    return sub.to_dict("records")
+    cols = list(columns)
+    return [dict(zip(cols, row, strict=True)) for row in _tuples(frame, cols)]
 
 
 def _tuples(frame: pd.DataFrame, columns: Sequence[str], *lead: Any) -> list[tuple[Any, ...]]:
