@@ -20,8 +20,6 @@ from contactsync.model import FIELDS
 from contactsync.plan.frames import (
     as_objects,
     equal_values,
-    is_empty,
-    join_flags,
     make_actions,
     norm,
 )
@@ -42,8 +40,9 @@ def _values(frame: pd.DataFrame, settings: PlanSettings) -> dict[str, np.ndarray
     return {f: as_objects(frame[f]) for f in settings.fields}
 
 
-def _filled_fields(values: dict[str, np.ndarray], n: int) -> np.ndarray:
-    return join_flags({f: ~is_empty(v) for f, v in values.items()}, n)
+def _all_fields(settings: PlanSettings) -> str:
+    """A create writes every synced field (an empty one sets nothing)."""
+    return ",".join(settings.fields)
 
 
 def _snapshot(
@@ -76,7 +75,7 @@ def r4_create_in_outlook(crm: pd.DataFrame, settings: PlanSettings) -> CreateRes
               + " is in the sync group with no Outlook match: created in the sync folder")
     act = make_actions(
         "outlook", "create", "R4", reason.to_numpy(dtype=object), n,
-        crm_id=crm_id, fields=_filled_fields(values, n), values=values,
+        crm_id=crm_id, fields=_all_fields(settings), values=values,
     )
     return CreateResult([act], _snapshot(crm_id, None, None, values, n))
 
@@ -160,7 +159,7 @@ def r5_create_in_crm(
         account_id=acct["account_id"].to_numpy(dtype=object),
         account_key=acct["account_key"].to_numpy(dtype=object),
         account_name=acct["account_name"].to_numpy(dtype=object),
-        fields=_filled_fields(values, n), values=values,
+        fields=_all_fields(settings), values=values,
     ))
     if settings.direction != "outlook-to-crm":
         # R6: the account name flows to the Outlook company (R5a); every new link also

@@ -49,14 +49,19 @@ def as_objects(values: pd.Series | np.ndarray | Sequence[object]) -> np.ndarray:
 
 def norm(values: np.ndarray, *, email: bool = False) -> np.ndarray:
     """Comparison values (model.normalise semantics) of an object array: None = empty."""
-    if values.size == 0:
-        return values.astype(object)
-    s = pd.Series(values, dtype="str")
+    out = np.array(values, dtype=object)
+    todo = np.flatnonzero(~pd.isna(out))
+    if todo.size == 0:
+        out[:] = None
+        return out
+    s = pd.Series(out[todo], dtype="str")
     s = s.str.replace("\r\n", "\n", regex=False).str.strip()
     if email:
         s = s.str.lower()
-    out = np.array(s.to_numpy(dtype=object, na_value=None), dtype=object)
-    out[out == ""] = None
+    done = np.array(s.to_numpy(dtype=object, na_value=None), dtype=object)
+    done[done == ""] = None
+    out[:] = None
+    out[todo] = done
     return out
 
 

@@ -25,6 +25,7 @@ from contactsync.plan.frames import (
     is_email,
     join_flags,
     make_actions,
+    norm,
 )
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanSettings
 
@@ -93,6 +94,33 @@ def _quiet_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> np.
     return quiet
 
 
+def _decide(
+    c: np.ndarray,
+    o: np.ndarray,
+    s: np.ndarray,
+    crm_wins: np.ndarray,
+    direction: str,
+    email: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One field of pairs whose two raw values differ: write to Outlook, write to CRM,
+    conflict. Two-way is R8's three-way merge (R9 settles conflicts); a one-way field
+    copies its source whenever the normalised values differ (R10, R6)."""
+    nc, no = norm(c, email=email), norm(o, email=email)
+    differ = ~np.asarray(nc == no, dtype=bool)
+    none = np.zeros(len(c), dtype=bool)
+    if direction == "crm-to-outlook":
+        return differ, none, none
+    if direction == "outlook-to-crm":
+        return none, differ, none
+    ns = norm(s, email=email) if not pd.isna(s).all() else s
+    c_changed = ~np.asarray(nc == ns, dtype=bool)
+    o_changed = ~np.asarray(no == ns, dtype=bool)
+    conflict = c_changed & o_changed & differ
+    w_out = (c_changed & ~o_changed) | (conflict & crm_wins)
+    w_crm = (o_changed & ~c_changed) | (conflict & ~crm_wins)
+    return w_out, w_crm, conflict
+
+
 def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> MergeResult:
     """Plan the field writes of every pair present on both sides."""
     busy = np.flatnonzero(~_quiet_pairs(pairs, settings))
@@ -130,53 +158,55 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
         c = pairs[f"c:{f}"]
         o = pairs[f"o:{f}"]
         email = is_email(f)
-        same = equal_values(c, o, email=email)
         direction = field_direction(f, settings)
-        if direction == "two-way":
-            c_changed = ~equal_values(c, s, email=email)
-            o_changed = ~equal_values(o, s, email=email)
-            conflict = c_changed & o_changed & ~same
-            w_out = (c_changed & ~o_changed) | (conflict & crm_wins)
-            w_crm = (o_changed & ~c_changed) | (conflict & ~crm_wins)
-            if conflict.any():
-                idx = np.flatnonzero(conflict)
-                conflict_parts.append(
-                    pd.DataFrame(
-                        {
-                            "crm_id": crm_id[idx],
-                            "outlook_id": outlook_id[idx],
-                            "field": f,
-                            "snapshot_value": s[idx],
-                            "crm_value": c[idx],
-                            "outlook_value": o[idx],
-                            "winner": np.where(crm_wins[idx], "crm", "outlook"),
-                            "policy": settings.conflict_policy,
-                            "rule": "R9",
-                        }
-                    )
+        w_out = np.zeros(n, dtype=bool)
+        w_crm = np.zeros(n, dtype=bool)
+        conflict = np.zeros(n, dtype=bool)
+        # Identical raw values need no write in any mode: only the others are normalised.
+        idx = np.flatnonzero(~np.asarray(c == o, dtype=bool))
+        if idx.size and direction != NO_SYNC:
+            sub_out, sub_crm, sub_conflict = _decide(
+                c[idx], o[idx], s[idx], crm_wins[idx], direction, email
+            )
+            w_out[idx], w_crm[idx], conflict[idx] = sub_out, sub_crm, sub_conflict
+        if conflict.any():
+            ci = np.flatnonzero(conflict)
+            conflict_parts.append(
+                pd.DataFrame(
+                    {
+                        "crm_id": crm_id[ci],
+                        "outlook_id": outlook_id[ci],
+                        "field": f,
+                        "snapshot_value": s[ci],
+                        "crm_value": c[ci],
+                        "outlook_value": o[ci],
+                        "winner": np.where(crm_wins[ci], "crm", "outlook"),
+                        "policy": settings.conflict_policy,
+                        "rule": "R9",
+                    }
                 )
+            )
+        if direction == "two-way":
             any_conflict_o |= conflict & w_out
             any_conflict_c |= conflict & w_crm
             any_two_way_o |= w_out & ~conflict
             any_two_way_c |= w_crm & ~conflict
-        elif direction == "crm-to-outlook":
-            w_out, w_crm = ~same, np.zeros(n, dtype=bool)
-            any_one_way_o |= w_out if f not in CRM_TO_OUTLOOK_ONLY else False
+        elif direction == "crm-to-outlook" and f not in CRM_TO_OUTLOOK_ONLY:
+            any_one_way_o |= w_out
         elif direction == "outlook-to-crm":
-            w_out, w_crm = np.zeros(n, dtype=bool), ~same
             any_one_way_c |= w_crm
-        else:  # NO_SYNC
-            w_out = w_crm = np.zeros(n, dtype=bool)
         if not outlook_writable:
-            w_out = np.zeros(n, dtype=bool)
+            w_out[:] = False
         blocked = w_crm & read_only  # R1: read-only rows never get a CRM write
-        w_crm = w_crm & ~read_only
+        w_crm &= ~read_only
         value = c.copy()
         value[w_crm] = o[w_crm]
         merged[f] = value
         to_outlook[f], to_crm[f], skipped[f] = w_out, w_crm, blocked
         out_values[f], crm_values[f] = c, o
-        changed_snapshot |= ~equal_values(value, s, email=email)
+        check = np.flatnonzero(~np.asarray(value == s, dtype=bool) & ~is_new)
+        if check.size:
+            changed_snapshot[check] |= ~equal_values(value[check], s[check], email=email)
 
     actions: list[pd.DataFrame] = []
     # Outlook updates, including tag-only ones for new links (R7a needs the tag).

@@ -89,3 +89,8 @@ def fields_of(action: pd.Series) -> dict[str, Any]:
     names = [f for f in str(action["fields"]).split(",") if f]
     assert set(names) <= set(FIELDS)
     return {f: action[f] for f in names}
+
+
+def filled(action: pd.Series) -> dict[str, Any]:
+    """The non-empty values a create writes (a create lists every synced field)."""
+    return {f: v for f, v in fields_of(action).items() if v is not None}
