@@ -240,6 +240,24 @@ def contact_filter(text: str) -> Callable[[Contact], bool]:
     raise bad_request(f"Unsupported $filter on contacts: {text}", "ErrorInvalidUrlQueryFilter")
 
 
+_SORTABLE = {"createdDateTime": "created", "lastModifiedDateTime": "modified"}
+
+
+def order_contacts(contacts: list[Contact], text: str) -> list[Contact]:
+    """``$orderby=name [asc|desc]`` (O365 sends it) on a string property or a timestamp."""
+    parts = text.split()
+    name = parts[0] if parts else ""
+    desc = len(parts) > 1 and parts[1].lower() == "desc"
+    if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+        raise bad_request(f"Unsupported $orderby: {text}", "ErrorInvalidUrlQuery")
+    if name in _SORTABLE:
+        attr = _SORTABLE[name]
+        return sorted(contacts, key=lambda c: getattr(c, attr), reverse=desc)
+    if P.WRITABLE.get(name) != P.STRING:
+        raise bad_request(f"Unsupported $orderby: {text}", "ErrorInvalidUrlQuery")
+    return sorted(contacts, key=lambda c: ((c.props.get(name) or "").lower(), c.pk), reverse=desc)
+
+
 # -- delta tokens -----------------------------------------------------------------------
 
 
@@ -438,16 +456,21 @@ class GraphApi:
     def _list(self, req: GraphRequest, folder: Folder, path: str) -> GraphResponse:
         view = view_of(req)
         skip, top = _int_option(req, "$skip", 0), min(_int_option(req, "$top", DEFAULT_TOP), MAX_TOP)
-        flt = req.query.get("$filter")
-        if flt:
-            keep = contact_filter(flt)
-            matching = [c for c in self.store.folder_contacts(folder.id) if keep(c)]
+        flt, order = req.query.get("$filter"), req.query.get("$orderby")
+        if flt or order:
+            matching = self.store.folder_contacts(folder.id)
+            if flt:
+                keep = contact_filter(flt)
+                matching = [c for c in matching if keep(c)]
+            if order:
+                matching = order_contacts(matching, order)
             contacts, more = matching[skip: skip + top], len(matching) > skip + top
         else:
             contacts, more = self.store.list_contacts(folder.id, skip, top)
         extra: dict[str, str] = {}
         if more:
-            params = {k: v for k, v in req.query.items() if k in ("$top", "$select", "$expand", "$filter")}
+            params = {k: v for k, v in req.query.items()
+                      if k in ("$top", "$select", "$expand", "$filter", "$orderby")}
             params["$skip"] = str(skip + top)
             extra["@odata.nextLink"] = link(req, req.path, params)
         return GraphResponse(200, raw=page_json([contact_json(c, view) for c in contacts], extra))

@@ -255,3 +255,14 @@ def test_unknown_paths_answer_in_graph_error_shape(emulator: EmulatorHandle, gra
         assert r.status_code in (400, 404) and set(r.json()["error"]) >= {"code", "message"}, url
     r = graph.put(f"{user}/contacts")
     assert r.status_code == 405 and "error" in r.json()
+
+
+def test_orderby_on_contacts_as_o365_sends_it(graph: requests.Session, user: str) -> None:
+    for name in ("Carol", "alice", "Bob"):
+        make_contact(graph, user, givenName=name)
+    asc = graph.get(f"{user}/contacts", params={"$orderby": "givenName", "$top": "2"}).json()
+    rest = graph.get(asc["@odata.nextLink"]).json()["value"]
+    assert [c["givenName"] for c in asc["value"] + rest] == ["alice", "Bob", "Carol"]
+    desc = graph.get(f"{user}/contacts", params={"$orderby": "givenName desc"}).json()["value"]
+    assert [c["givenName"] for c in desc] == ["Carol", "Bob", "alice"]
+    assert graph.get(f"{user}/contacts", params={"$orderby": "emailAddresses"}).status_code == 400
