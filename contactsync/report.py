@@ -87,13 +87,28 @@ def _duration(run: dict[str, Any]) -> float | None:
     return round((end - start).total_seconds(), 3)
 
 
+def _by_rule(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """Counts per side/op/rule: the summary's ``by_rule``, else counted from its
+    ``actions`` list (True = that list was cut, so the counts are partial)."""
+    if summary.get("by_rule"):
+        return _plain(summary["by_rule"]), False
+    actions = summary.get("actions") or []
+    counted: dict[tuple[str, str, str | None], int] = {}
+    for act in actions:
+        key = (str(act.get("side")), str(act.get("op")), act.get("rule"))
+        counted[key] = counted.get(key, 0) + 1
+    rows = [{"side": k[0], "op": k[1], "rule": k[2], "count": n} for k, n in counted.items()]
+    return rows, len(actions) >= 200
+
+
 def _run_entry(run: dict[str, Any]) -> dict[str, Any]:
     summary = run.get("summary") or {}
+    seconds = summary.get("duration_s")
     return {
         "run_id": run["run_id"],
         "started_at": _plain(run["started_at"]),
         "finished_at": _plain(run["finished_at"]),
-        "seconds": _duration(run),
+        "seconds": seconds if isinstance(seconds, int | float) else _duration(run),
         "status": run["status"],
         "dry_run": bool(run["dry_run"]),
         "counts": _plain(summary.get("counts", {})),
@@ -121,11 +136,15 @@ def collect(store: StateStore, users: Sequence[str], *, runs: int = 20) -> dict[
         }
         if last is not None:
             summary = last.get("summary") or {}
+            by_rule, partial = _by_rule(summary)
             entry["last_run"] = {
                 **_run_entry(last),
-                "by_rule": _plain(summary.get("by_rule", [])),
+                "by_rule": by_rule,
+                "by_rule_partial": partial,
                 "params": _plain(last.get("params") or {}),
                 "guard": _plain(summary.get("guard")),
+                "message": _plain(summary.get("message")),
+                "errors": _plain(list(summary.get("errors") or [])[:50]),
             }
             conflicts = store.conflicts(last["run_id"])
             conflicts = conflicts[conflicts["user"] == padded]
@@ -209,9 +228,18 @@ def _user_html(entry: dict[str, Any]) -> str:
         f"started {_e(_when(last['started_at']))}, {_e(last['seconds'])} s; "
         f"{_e(last['conflicts'])} conflict(s), {_e(last['quarantined'])} quarantined.</p>"
     )
+    if last.get("message"):
+        parts.append(f"<p>{_e(last['message'])}</p>")
     if last.get("guard"):
         parts.append(f"<p class=\"bad\">Mass-change guard (R16): {_e(last['guard'])}</p>")
-    parts.append("<h3>Actions per side, operation and rule</h3>")
+    if last.get("errors"):
+        items = "".join(f"<li>{_e(err)}</li>" for err in last["errors"])
+        parts.append(f"<h3>Errors</h3><ul class=\"bad\">{items}</ul>")
+    if entry.get("gx_docs"):
+        href = html.escape(entry["gx_docs"], quote=True)
+        parts.append(f'<p>Validation results of this user: <a href="{href}">Data Docs</a></p>')
+    partial = " (counted from the first 200 actions)" if last.get("by_rule_partial") else ""
+    parts.append(f"<h3>Actions per side, operation and rule{partial}</h3>")
     by_rule = sorted(last["by_rule"], key=lambda r: (r["side"], r["op"], r["rule"] or ""))
     parts.append(_table(("side", "operation", "rule", "count"),
                         [(r["side"], r["op"], r["rule"], r["count"]) for r in by_rule], numeric=(3,)))
@@ -261,6 +289,16 @@ def render_html(data: dict[str, Any], *, gx_link: str | None = None) -> str:
     )
 
 
+def _docs_link(out_dir: Path, folder: Path) -> str | None:
+    """Relative link to a Data Docs site in ``folder`` (its shallowest index.html)."""
+    if not folder.is_dir():
+        return None
+    pages = sorted(folder.rglob("index.html"), key=lambda p: (len(p.parts), str(p)))
+    target = pages[0] if pages else folder
+    link = target.relative_to(out_dir).as_posix()
+    return link if pages else link + "/"
+
+
 def write_report(
     store: StateStore, users: Sequence[str], out_dir: Path, *, runs: int = 20
 ) -> dict[str, Path]:
@@ -271,11 +309,10 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = collect(store, users, runs=runs)
-    gx_dir = out_dir / "gx"
-    gx_link = None
-    if gx_dir.is_dir():
-        gx_link = "gx/index.html" if (gx_dir / "index.html").is_file() else "gx/"
+    gx_link = _docs_link(out_dir, out_dir / "gx")
     data["gx_docs"] = gx_link
+    for entry in data["users"]:  # the pipeline may copy each user's docs to gx/<user>/
+        entry["gx_docs"] = _docs_link(out_dir, out_dir / "gx" / entry["user"])
     json_path = out_dir / "report.json"
     html_path = out_dir / "report.html"
     json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")

@@ -73,3 +73,25 @@ def test_report_links_gx_data_docs_when_present(store: StateStore, tmp_path: Pat
     (tmp_path / "gx" / "index.html").write_text("<html></html>")
     paths = write_report(store, [USER], tmp_path, runs=5)
     assert 'href="gx/index.html"' in paths["html"].read_text(encoding="utf-8")
+
+
+def test_report_reads_the_flow_summary_shape(store: StateStore, tmp_path: Path) -> None:
+    """The sync flow keeps ``actions`` (not ``by_rule``), ``duration_s``, ``message`` and
+    ``errors``; the report counts rules from the actions and shows the errors escaped."""
+    run = store.start_run(USER, dry_run=False, params={})
+    actions = [{"side": "outlook", "op": "update", "rule": "R8", "reason": "changed in CRM"}] * 4
+    actions += [{"side": "crm", "op": "unlink", "rule": "R11", "reason": "left the folder"}]
+    store.finish_run(run, "failed", {
+        "counts": {"outlook": {"update": 4}}, "conflicts": 0, "quarantined": 0,
+        "actions": actions, "duration_s": 12.5, "message": "1 write(s) failed",
+        "errors": [f"CRM write failed: {EVIL}"]})
+    (tmp_path / "gx" / "ULEE00000001" / "local_site").mkdir(parents=True)
+    (tmp_path / "gx" / "ULEE00000001" / "local_site" / "index.html").write_text("<html></html>")
+    paths = write_report(store, [USER], tmp_path)
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))
+    last = data["users"][0]["last_run"]
+    assert {(r["rule"], r["count"]) for r in last["by_rule"]} == {("R8", 4), ("R11", 1)}
+    assert last["seconds"] == 12.5 and last["errors"] == [f"CRM write failed: {EVIL}"]
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "<script>" not in page and "1 write(s) failed" in page and ">R11<" in page
+    assert 'href="gx/ULEE00000001/local_site/index.html"' in page
