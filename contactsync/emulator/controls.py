@@ -74,19 +74,27 @@ class Controls:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.limits = Limits()
-        self.fault: Fault | None = None
-        self.latency_ms = 0.0
-        self._window: dict[str, deque[float]] = defaultdict(deque)
         self._inflight: dict[str, int] = defaultdict(int)
-        self.reset_stats()
+        self.reset()
+
+    def reset(self) -> None:
+        """Graph's own limits, no fault, no latency, zero counts (requests in flight stay counted)."""
+        with self._lock:
+            self.limits = Limits()
+            self.fault: Fault | None = None
+            self.latency_ms = 0.0
+            self._window: dict[str, deque[float]] = defaultdict(deque)
+            self._stats = self._zero()
 
     # stats
 
+    @staticmethod
+    def _zero() -> dict[str, Any]:
+        return {"requests": 0, "by_method": {}, "inner_requests": 0, "throttled": 0, "batches": 0}
+
     def reset_stats(self) -> None:
-        with getattr(self, "_lock", threading.Lock()):
-            self._stats: dict[str, Any] = {"requests": 0, "by_method": {}, "inner_requests": 0,
-                                           "throttled": 0, "batches": 0}
+        with self._lock:
+            self._stats = self._zero()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -310,7 +310,7 @@ class Emulator:
     async def reset(self, request: Request) -> Response:
         """Not in the contract: forget all mailboxes, stats, faults, limits and latency."""
         self.store.wipe()
-        self.controls.__init__()
+        self.controls.reset()
         return Response(status_code=204)
 
     async def move(self, request: Request) -> Response:
