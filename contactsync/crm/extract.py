@@ -236,6 +236,7 @@ class CrmReader:
         rights = rights_subquery(t, self.user)
         acct_rights = rights_subquery(t, self.user, "acct_rights")
         dt = sa.String  # datetimes parsed by pandas in bulk, not row by row
+        account_visible = acct_rights.c.seccodeid.is_not(None)
 
         cols: list[sa.ColumnElement[Any]] = [
             c.c.CONTACTID.label("crm_id"),
@@ -244,12 +245,12 @@ class CrmReader:
             sa.type_coerce(c.c.CREATEDATE, dt).label("crm_created"),
             sa.type_coerce(c.c.MODIFYDATE, dt).label("_c_mod"),
             sa.type_coerce(ad.c.MODIFYDATE, dt).label("_ad_mod"),
-            sa.type_coerce(a.c.MODIFYDATE, dt).label("_a_mod"),
+            # The account's name and time only when the user may see the account (R1);
+            # otherwise the contact's own copy of the name.
+            sa.type_coerce(sa.case((account_visible, a.c.MODIFYDATE)), dt).label("_a_mod"),
             rights.c.ro.label("_ro"),
             in_group,
-            a.c.ACCOUNT.label("_account_name"),
-            acct_rights.c.seccodeid.label("_account_visible"),
-            c.c.ACCOUNT.label("_contact_account"),
+            sa.case((account_visible, a.c.ACCOUNT), else_=c.c.ACCOUNT).label("company"),
             sa.type_coerce(c.c.BIRTHDAY, dt).label("_birthday"),
         ]
         cols += [c.c[col].label(field) for field, col in CONTACT_FIELD_COLUMNS.items()
@@ -274,16 +275,10 @@ class CrmReader:
             return model.empty_frame(model.CRM_COLUMNS)
         out = raw
         out["crm_created"] = to_utc(out["crm_created"])
-        mods = pd.concat(
-            [to_utc(out["_c_mod"]), to_utc(out["_ad_mod"]),
-             to_utc(out["_a_mod"]).where(out["_account_visible"].notna())],
-            axis=1,
-        )
+        mods = pd.concat([to_utc(out["_c_mod"]), to_utc(out["_ad_mod"]), to_utc(out["_a_mod"])], axis=1)
         out["crm_modified"] = mods.max(axis=1)  # R9: newest of CONTACT, ADDRESS, ACCOUNT
         out["read_only"] = out["_ro"].fillna(0).astype(int) == 1
         out["in_group"] = out["in_group"].fillna(0).astype(int) == 1
-        # The account's name when the user may see the account (R1), else the contact's copy.
-        out["company"] = out["_account_name"].where(out["_account_visible"].notna(), out["_contact_account"])
         birthday = to_utc(out["_birthday"])
         out["birthday"] = birthday.dt.strftime("%Y-%m-%d").astype(object).where(birthday.notna(), None)
         out["street"] = street_from_lines(out[[f"_{c}" for c in STREET_COLUMNS]])
