@@ -828,35 +828,45 @@ class StateStore:
                 conn.execute(sa.delete(locks_table).where(
                     locks_table.c.crm_user == user, locks_table.c.token == handle.token))
 
+    @staticmethod
+    def _clock(conn: Connection) -> float:
+        """Lock times come from one clock: the database server's when it is shared by
+        hosts (PostgreSQL), so a skewed worker clock never steals a live lock."""
+        if conn.dialect.name == "postgresql":
+            return float(conn.execute(sa.text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one())
+        return time.time()
+
     def _try_lock(self, handle: LockHandle) -> dict[str, Any] | None:
-        """None = acquired; {} = the holder vanished meanwhile (retry); else the live holder."""
+        """None = acquired; {} = the holder changed meanwhile (retry); else the live holder."""
         lt = locks_table
-        now = time.time()
-        mine = dict(host=_HOST, pid=os.getpid(), proc_start=_proc_start(os.getpid()),
-                    token=handle.token, acquired_at=now, heartbeat_at=now)
+        mine: dict[str, Any] = dict(host=_HOST, pid=os.getpid(), proc_start=_proc_start(os.getpid()),
+                                    token=handle.token)
         try:
             with self._write() as conn:
-                conn.execute(lt.insert().values(crm_user=handle.user, **mine))
+                now = self._clock(conn)
+                conn.execute(lt.insert().values(crm_user=handle.user, acquired_at=now,
+                                                heartbeat_at=now, **mine))
             return None
         except IntegrityError:
             pass
         with self.engine.connect() as conn:
             holder = conn.execute(sa.select(lt).where(lt.c.crm_user == handle.user)).mappings().first()
+            now = self._clock(conn)
         if holder is None:
             return {}
         holder = dict(holder)
         gone = (holder["host"] == _HOST and not pid_alive(holder["pid"], holder["proc_start"])) or (
             now - holder["heartbeat_at"] > self.lock_ttl)
-        if gone:
-            with self._write() as conn:
-                taken = conn.execute(
-                    sa.update(lt).where(lt.c.crm_user == handle.user, lt.c.token == holder["token"])
-                    .values(**mine)
-                ).rowcount
-            if taken == 1:
-                return None
-            return {}
-        return holder
+        if not gone:
+            return holder
+        with self._write() as conn:  # compare-and-swap: only if nobody moved it since we looked
+            now = self._clock(conn)
+            taken = conn.execute(
+                sa.update(lt).where(lt.c.crm_user == handle.user, lt.c.token == holder["token"],
+                                    lt.c.heartbeat_at == holder["heartbeat_at"])
+                .values(acquired_at=now, heartbeat_at=now, **mine)
+            ).rowcount
+        return None if taken == 1 else {}
 
     def _heartbeat(self, handle: LockHandle, stop: threading.Event) -> None:
         lt = locks_table
@@ -865,7 +875,7 @@ class StateStore:
                 with self._write() as conn:
                     n = conn.execute(
                         sa.update(lt).where(lt.c.crm_user == handle.user, lt.c.token == handle.token)
-                        .values(heartbeat_at=time.time())
+                        .values(heartbeat_at=self._clock(conn))
                     ).rowcount
                 if n == 0:
                     handle._lost.set()
