@@ -158,3 +158,18 @@ def test_move_endpoint_needs_known_contact_and_folder(emulator: EmulatorHandle, 
     assert r.status_code == 404
     r = control(emulator, "POST", "users/lee@example.com/contacts/nope/move", {"destinationId": "contacts"})
     assert r.status_code == 404
+
+
+def test_seed_and_reset_extras(emulator: EmulatorHandle, graph: requests.Session, user: str) -> None:
+    assert control(emulator, "GET", "health").json() == {"ok": True}
+    r = control(emulator, "POST", "users/lee@example.com/seed",
+                {"contacts": [{"givenName": f"s{i}"} for i in range(3)]})
+    assert r.status_code == 201 and len(r.json()["ids"]) == 3
+    listed = graph.get(f"{user}/contacts").json()["value"]
+    assert [c["id"] for c in listed] == r.json()["ids"]
+    assert control(emulator, "POST", "users/lee@example.com/seed", {"contacts": [{"bogus": 1}]}).status_code == 400
+    control(emulator, "POST", "limits", {"requests_per_window": 1})
+    assert control(emulator, "POST", "reset").status_code == 204
+    assert control(emulator, "GET", "stats").json()["requests"] == 0
+    assert graph.get(f"{user}/contacts").json()["value"] == []  # mailboxes forgotten, limits back
+    assert graph.get(f"{user}/contacts").status_code == 200
