@@ -228,6 +228,10 @@ def init_database(url: str, *, schema: str | None = None, demo: bool = False) ->
     """
     engine = make_engine(url)
     try:
+        if schema and engine.dialect.name == "sqlite":
+            raise ConfigError(
+                f"SQLite has no schema {schema!r}", hint="leave --schema empty for a SQLite CRM"
+            )
         tables = crm_tables(schema)
         try:
             with engine.connect() as conn:

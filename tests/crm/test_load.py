@@ -302,3 +302,16 @@ def test_bulk_create_speed(lee_writer: CrmWriter, crm_engine: sa.Engine) -> None
     elapsed = time.perf_counter() - start
     assert (result["status"] == "applied").all()
     assert n / elapsed > 1000, f"{n / elapsed:.0f} contacts/s"
+
+
+def test_r5_a_contact_whose_new_account_failed_is_not_created(
+    lee_writer: CrmWriter, crm_engine: sa.Engine
+) -> None:
+    result = lee_writer.apply(actions(
+        {"op": "create_account", "rule": "R5c", "account_key": "acct:" + "Q" * 130, "account_name": "Q" * 130},
+        new_contact(10, account_key="acct:" + "Q" * 130),
+    ), group_id=demo.LEE_GROUP)
+    assert result["status"].tolist() == ["failed", "failed"]
+    assert "R5" in result["error"].iloc[1] and "was not created" in result["error"].iloc[1]
+    with crm_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(T.contact)).scalar() == 30

@@ -120,3 +120,8 @@ def test_sqlite_engine_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30000
     finally:
         engine.dispose()
+
+
+def test_init_refuses_a_schema_name_on_sqlite(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SQLite has no schema"):
+        init_database(f"sqlite:///{tmp_path / 'y.db'}", schema="sysdba")
