@@ -536,7 +536,12 @@ def split_for_create(body: Any) -> tuple[dict[str, Any], dict[str, str | None]]:
     return values, ext or {}
 
 
+_KEYWORDS = {k.lower(): k for k in ("users", "contacts", "contactFolders", "childFolders", "delta",
+                                     "permanentDelete")}
+
+
 def _function_name(segment: str) -> str:
-    """``delta()`` and ``microsoft.graph.delta()`` are the same function as ``delta``."""
+    """``delta()`` and ``microsoft.graph.delta()`` are ``delta``; Graph's segment names ignore case."""
     name = segment[:-2] if segment.endswith("()") else segment
-    return name.removeprefix("microsoft.graph.")
+    name = name.removeprefix("microsoft.graph.")
+    return _KEYWORDS.get(name.lower(), name)

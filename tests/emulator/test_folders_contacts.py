@@ -266,3 +266,12 @@ def test_orderby_on_contacts_as_o365_sends_it(graph: requests.Session, user: str
     desc = graph.get(f"{user}/contacts", params={"$orderby": "givenName desc"}).json()["value"]
     assert [c["givenName"] for c in desc] == ["Carol", "Bob", "alice"]
     assert graph.get(f"{user}/contacts", params={"$orderby": "emailAddresses"}).status_code == 400
+
+
+def test_segment_names_ignore_case_as_graph(graph: requests.Session, user: str) -> None:
+    fid = make_folder(graph, user)
+    c = make_contact(graph, user, fid)
+    lower = user.replace("/users/", "/Users/")
+    r = graph.get(f"{lower}/contactfolders/{fid}/Contacts/{c['id']}")
+    assert r.status_code == 200 and r.json()["id"] == c["id"]
+    assert graph.get(f"{user}/contactFolders/{fid}/contacts/microsoft.graph.delta()").status_code == 200
