@@ -65,8 +65,9 @@ class Fault:
                 "methods": sorted(self.methods) if self.methods else None, "seed": self.seed}
 
 
-def retry_after_header(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
+def retry_after_header(seconds: float, minimum: int = 1) -> str:
+    """Whole seconds, rounded up; throttling says at least 1, a fault says what it was told (0 too)."""
+    return str(max(minimum, math.ceil(seconds)))
 
 
 class Controls:

@@ -86,7 +86,7 @@ def throttled(retry_after: float, why: str) -> GraphResponse:
 
 
 def fault_response(fault: Fault) -> GraphResponse:
-    headers = {"Retry-After": retry_after_header(fault.retry_after)} if fault.retry_after is not None else {}
+    headers = {"Retry-After": retry_after_header(fault.retry_after, 0)} if fault.retry_after is not None else {}
     if fault.status == 429:
         headers.setdefault("Retry-After", "1")
         return error_response(429, "TooManyRequests", "Injected throttling (emulator fault).", headers)
@@ -201,7 +201,8 @@ class Emulator:
         if fault is not None:  # commit-then-fail: the write happened, the answer is lost
             return error_response(503, "ServiceUnavailable",
                                   "The request was applied but its answer was lost (emulator fault).",
-                                  {"Retry-After": retry_after_header(fault.retry_after or 1)})
+                                  {"Retry-After": retry_after_header(
+                                      1 if fault.retry_after is None else fault.retry_after, 0)})
         return resp
 
     @staticmethod

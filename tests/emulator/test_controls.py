@@ -109,6 +109,13 @@ def test_fault_rate_and_seed_are_reproducible(emulator: EmulatorHandle, graph: r
     assert control(emulator, "POST", "faults", {"status": 418}).status_code == 400
 
 
+def test_fault_retry_after_zero_is_kept(emulator: EmulatorHandle, graph: requests.Session, user: str) -> None:
+    control(emulator, "POST", "faults", {"status": 429, "rate": 1.0, "retry_after": 0})
+    assert graph.get(f"{user}/contacts").headers["Retry-After"] == "0"
+    control(emulator, "POST", "faults", {"status": "commit-then-fail", "retry_after": 0})
+    assert graph.get(f"{user}/contacts").headers["Retry-After"] == "0"
+
+
 def test_faults_apply_to_inner_batch_requests_by_method(emulator: EmulatorHandle, graph: requests.Session) -> None:
     control(emulator, "POST", "faults", {"status": 503, "rate": 1.0, "methods": ["POST"]})
     items = [
