@@ -449,7 +449,8 @@ class GraphApi:
         if "displayName" not in values and contact.props.get("displayName") == old_auto:
             merged["displayName"] = P.default_display_name(merged)
         merged = {k: v for k, v in merged.items() if v not in (None, [], {})}
-        new_ext = {**contact.ext, **ext} if ext else contact.ext
+        # A property sent with a null value is removed; the others are set or replaced.
+        new_ext = {k: v for k, v in {**contact.ext, **ext}.items() if v is not None} if ext else contact.ext
         updated = self.store.update_contact(contact, merged, new_ext)
         return GraphResponse(200, render_contact(updated, View(immutable=immutable_ids(req))))
 
@@ -533,7 +534,7 @@ def split_for_create(body: Any) -> tuple[dict[str, Any], dict[str, str | None]]:
     values = {k: v for k, v in values.items() if v not in (None, [], {})}
     if not values.get("displayName"):
         values["displayName"] = P.default_display_name(values)
-    return values, ext or {}
+    return values, {k: v for k, v in (ext or {}).items() if v is not None}
 
 
 _KEYWORDS = {k.lower(): k for k in ("users", "contacts", "contactFolders", "childFolders", "delta",

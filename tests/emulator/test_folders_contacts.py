@@ -180,6 +180,8 @@ def test_r7a_extended_property_round_trip_only_with_expand(graph: requests.Sessi
     graph.patch(f"{user}/contacts/{c['id']}", json={"singleValueExtendedProperties": [{"id": TAG_ID, "value": "C2"}]})
     got = graph.get(f"{user}/contacts/{c['id']}", params={"$expand": expand}).json()
     assert got["singleValueExtendedProperties"] == [{"id": TAG_ID, "value": "C2"}]
+    graph.patch(f"{user}/contacts/{c['id']}", json={"singleValueExtendedProperties": [{"id": TAG_ID, "value": None}]})
+    assert "singleValueExtendedProperties" not in graph.get(f"{user}/contacts/{c['id']}", params={"$expand": expand}).json()
     other = "singleValueExtendedProperties($filter=id eq 'String {00000000-0000-0000-0000-000000000000} Name X')"
     assert "singleValueExtendedProperties" not in graph.get(f"{user}/contacts/{c['id']}", params={"$expand": other}).json()
 
