@@ -22,6 +22,7 @@ from contactsync.plan.frames import (
     equal_values,
     make_actions,
     norm,
+    text,
 )
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanSettings
 
@@ -71,10 +72,10 @@ def r4_create_in_outlook(crm: pd.DataFrame, settings: PlanSettings) -> CreateRes
         return CreateResult([], _snapshot(None, None, None, {}, 0))
     crm_id = as_objects(crm["crm_id"])
     values = _values(crm, settings)
-    reason = ("R4: CRM contact " + pd.Series(crm_id, dtype="str")
+    reason = ("R4: CRM contact " + text(crm_id)
               + " is in the sync group with no Outlook match: created in the sync folder")
     act = make_actions(
-        "outlook", "create", "R4", reason.to_numpy(dtype=object), n,
+        "outlook", "create", "R4", reason, n,
         crm_id=crm_id, fields=_all_fields(settings), values=values,
     )
     return CreateResult([act], _snapshot(crm_id, None, None, values, n))
@@ -88,9 +89,9 @@ def r5_account_for_new_contacts(
     company = norm(as_objects(outlook["company"]))
     first = norm(as_objects(outlook["first_name"]))
     last = norm(as_objects(outlook["last_name"]))
-    person = (
-        pd.Series(first, dtype="str").fillna("") + " " + pd.Series(last, dtype="str").fillna("")
-    ).str.strip().replace("", NO_NAME_ACCOUNT).to_numpy(dtype=object)
+    first_t, last_t = text(first), text(last)
+    person = first_t + np.where((first_t != "") & (last_t != ""), " ", "") + last_t
+    person[person == ""] = NO_NAME_ACCOUNT
     no_company = pd.isna(company)
     rule = np.where(no_company, "R5a", "R5c").astype(object)
     name = np.where(no_company, person, company).astype(object)
@@ -103,9 +104,7 @@ def r5_account_for_new_contacts(
         hit = (pos >= 0) & ~no_company
         account_id[hit] = as_objects(first_found["account_id"])[pos[hit]]
         rule[hit] = "R5b"
-    account_key = np.where(rule == "R5b", None, "acct:" + pd.Series(name, dtype="str")).astype(
-        object
-    )
+    account_key = np.where(rule == "R5b", None, "acct:" + text(name)).astype(object)
     return pd.DataFrame(
         {"rule": rule, "account_id": account_id, "account_key": account_key, "account_name": name}
     )
@@ -119,17 +118,17 @@ def r5_create_in_crm(
     if n == 0 or settings.direction == "crm-to-outlook":
         return CreateResult([], _snapshot(None, None, None, {}, 0))
     outlook_id = as_objects(outlook["outlook_id"])
-    oid = pd.Series(outlook_id, dtype="str")
+    oid = text(outlook_id)
     if not settings.create_in_crm:
         reason = ("R10a: Outlook contact " + oid
                   + " matches no CRM contact and create_in_crm is off: stays Outlook-only")
-        act = make_actions("crm", "skip", "R10a", reason.to_numpy(dtype=object), n,
+        act = make_actions("crm", "skip", "R10a", reason, n,
                            outlook_id=outlook_id)
         return CreateResult([act], _snapshot(None, None, None, {}, 0))
 
     acct = r5_account_for_new_contacts(outlook, accounts)
     rule = acct["rule"].to_numpy(dtype=object)
-    new_key = ("new:" + oid).to_numpy(dtype=object)
+    new_key = ("new:" + oid)
     values = _values(outlook, settings)
     original_company = values.get("company", as_objects(outlook["company"]))
     if "company" in settings.fields:
@@ -146,15 +145,15 @@ def r5_create_in_crm(
                   + "' (Prospect, Active, Everyone) for new CRM contacts")
         actions.append(make_actions(
             "crm", "create_account", per_name["rule"].to_numpy(dtype=object),
-            reason.to_numpy(dtype=object), m,
+            reason, m,
             account_key=per_name["account_key"].to_numpy(dtype=object),
             account_name=per_name["account_name"].to_numpy(dtype=object),
         ))
-    reason = (pd.Series(rule, dtype="str") + ": Outlook contact " + oid
+    reason = (text(rule) + ": Outlook contact " + oid
               + " matches no CRM contact: created in CRM, added to the sync group, linked;"
               + " account '" + acct["account_name"] + "'")
     actions.append(make_actions(
-        "crm", "create", rule, reason.to_numpy(dtype=object), n,
+        "crm", "create", rule, reason, n,
         outlook_id=outlook_id, new_key=new_key,
         account_id=acct["account_id"].to_numpy(dtype=object),
         account_key=acct["account_key"].to_numpy(dtype=object),
@@ -169,10 +168,10 @@ def r5_create_in_crm(
             if "company" in settings.fields else np.zeros(n, dtype=bool)
         )
         fields = np.where(company_new, "company", "").astype(object)
-        reason = (pd.Series(rule, dtype="str") + ": tag Outlook contact " + oid
+        reason = (text(rule) + ": tag Outlook contact " + oid
                   + " with its new CRM id" + np.where(company_new, " and set its company", ""))
         actions.append(make_actions(
-            "outlook", "update", rule, reason.to_numpy(dtype=object), n,
+            "outlook", "update", rule, reason, n,
             outlook_id=outlook_id, new_key=new_key, fields=fields,
             values={"company": np.where(company_new, values.get("company"), None)},
         ))

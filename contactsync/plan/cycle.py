@@ -15,6 +15,7 @@ from contactsync.plan.frames import (
     concat_conflicts,
     concat_snapshots,
     make_actions,
+    text,
 )
 from contactsync.plan.guard import r16_guard
 from contactsync.plan.lifecycle import link_fates
@@ -79,22 +80,22 @@ def _link_actions(table: dict[str, np.ndarray]) -> list[pd.DataFrame]:
     c = table["crm_id"][new]
     o = table["outlook_id"][new]
     rule = table["link_rule"][new]
-    how = pd.Series(rule, dtype="str").map(
+    how = text(pd.Series(rule).map(
         {"R7a": "re-linked by its CRM id tag", "R7": "matched by email",
          "R12": "back in the sync group: re-linked as a new match"}
-    )
-    reason = (pd.Series(rule, dtype="str") + ": Outlook contact "
-              + pd.Series(o, dtype="str") + " and CRM contact " + pd.Series(c, dtype="str")
+    ))
+    reason = (text(rule) + ": Outlook contact "
+              + text(o) + " and CRM contact " + text(c)
               + " " + how)
-    out = [make_actions("crm", "link", rule, reason.to_numpy(dtype=object), n,
+    out = [make_actions("crm", "link", rule, reason, n,
                         crm_id=c, outlook_id=o)]
     outside = ~table["in_group"][new]
     if outside.any():
         m = int(outside.sum())
-        reason = ("R7: CRM contact " + pd.Series(c[outside], dtype="str")
-                  + " matched Outlook contact " + pd.Series(o[outside], dtype="str")
+        reason = ("R7: CRM contact " + text(c[outside])
+                  + " matched Outlook contact " + text(o[outside])
                   + " from outside the sync group: added to the group")
-        out.append(make_actions("crm", "group_add", "R7", reason.to_numpy(dtype=object), m,
+        out.append(make_actions("crm", "group_add", "R7", reason, m,
                                 crm_id=c[outside], outlook_id=o[outside]))
     return out
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from contactsync.model import FIELDS
-from contactsync.plan.frames import as_objects, make_actions
+from contactsync.plan.frames import as_objects, make_actions, text
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, LINK_STATUS_STOPPED, PlanSettings
 
 
@@ -45,9 +45,9 @@ class LinkFate:
 
 def _reason(prefix: str, crm_id: np.ndarray, outlook_id: np.ndarray, suffix: str) -> np.ndarray:
     return (
-        prefix + " CRM contact " + pd.Series(crm_id, dtype="str")
-        + " / Outlook contact " + pd.Series(outlook_id, dtype="str") + suffix
-    ).to_numpy(dtype=object)
+        prefix + " CRM contact " + text(crm_id)
+        + " / Outlook contact " + text(outlook_id) + suffix
+    )
 
 
 def link_fates(

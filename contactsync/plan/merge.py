@@ -26,6 +26,7 @@ from contactsync.plan.frames import (
     join_flags,
     make_actions,
     norm,
+    text,
 )
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanSettings
 
@@ -85,6 +86,8 @@ def _quiet_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> np.
     and whose Outlook copy carries its tag: nothing to do (R17). The usual case, decided
     with one cheap comparison per field so the merge proper sees only the rest."""
     quiet = pd.isna(pairs["link_rule"])
+    if not quiet.any():
+        return quiet
     for f in settings.fields:
         s = pairs[f"s:{f}"]
         quiet &= np.asarray(pairs[f"c:{f}"] == s, dtype=bool)
@@ -223,11 +226,13 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
         )
         only_tag = o_fields[o_rows] == ""
         rule[only_tag & pd.isna(new_rule[o_rows])] = "R7a"
+        written = o_fields[o_rows].copy()
+        written[written == ""] = "the CRM id tag"
         reason = (
-            rule + ": write " + pd.Series(o_fields[o_rows]).replace("", "the CRM id tag")
-            + " of CRM contact " + pd.Series(crm_id[o_rows], dtype="str")
-            + " to Outlook contact " + pd.Series(outlook_id[o_rows], dtype="str")
-        ).to_numpy(dtype=object)
+            rule + ": write " + written
+            + " of CRM contact " + text(crm_id[o_rows])
+            + " to Outlook contact " + text(outlook_id[o_rows])
+        )
         actions.append(
             make_actions(
                 "outlook", "update", rule, reason, o_rows.size,
@@ -246,10 +251,10 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
             any_one_way_c[c_rows],
         )
         reason = (
-            rule + ": write " + pd.Series(c_fields[c_rows])
-            + " of Outlook contact " + pd.Series(outlook_id[c_rows], dtype="str")
-            + " to CRM contact " + pd.Series(crm_id[c_rows], dtype="str")
-        ).to_numpy(dtype=object)
+            rule + ": write " + c_fields[c_rows]
+            + " of Outlook contact " + text(outlook_id[c_rows])
+            + " to CRM contact " + text(crm_id[c_rows])
+        )
         actions.append(
             make_actions(
                 "crm", "update", rule, reason, c_rows.size,
@@ -262,12 +267,12 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
     s_rows = np.flatnonzero(s_fields != "")
     if s_rows.size:
         reason = (
-            "R1: CRM contact " + pd.Series(crm_id[s_rows], dtype="str")
+            "R1: CRM contact " + text(crm_id[s_rows])
             + " is read-only for the user; Outlook changes of "
-            + pd.Series(s_fields[s_rows])
-            + " (Outlook contact " + pd.Series(outlook_id[s_rows], dtype="str")
+            + s_fields[s_rows]
+            + " (Outlook contact " + text(outlook_id[s_rows])
             + ") are not written"
-        ).to_numpy(dtype=object)
+        )
         actions.append(
             make_actions(
                 "crm", "skip", "R1", reason, s_rows.size,
