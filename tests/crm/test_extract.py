@@ -185,3 +185,24 @@ def test_padded_user_ids_match_char12_columns(crm_engine: sa.Engine) -> None:
     assert admin.default_owner() == demo.EVERYONE
     found = admin.candidates_by_email(["jonas.weber@proseware.example", "info@fabrikam.example"])
     assert len(found) == 3
+
+
+def test_r1_every_query_that_reads_contact_or_account_content_joins_secrights(
+    lee: CrmReader, crm_engine: sa.Engine
+) -> None:
+    statements: list[str] = []
+    sa.event.listen(crm_engine, "before_cursor_execute",
+                    lambda conn, cur, stmt, params, ctx, many: statements.append(stmt))
+    lee.extract_group(GROUP)
+    lee.candidates_by_email(["info@fabrikam.example"])
+    lee.accounts_by_name(["Contoso Ltd"])
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")
+             and ('"CONTACT"' in s or '"ACCOUNT"' in s)]
+    assert len(reads) == 3
+    for stmt in reads:
+        assert '"SECRIGHTS"' in stmt and '"ACCESSID" =' in stmt, stmt
+    # gone_status reads only the key: nothing of the row's content (R1).
+    statements.clear()
+    lee.gone_status([demo.cid(10)])
+    (only,) = [s for s in statements if '"CONTACT"' in s]
+    assert only.split("FROM")[0].count(",") == 0 and '"CONTACTID"' in only.split("FROM")[0]
