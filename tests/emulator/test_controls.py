@@ -180,3 +180,24 @@ def test_seed_and_reset_extras(emulator: EmulatorHandle, graph: requests.Session
     assert control(emulator, "GET", "stats").json()["requests"] == 0
     assert graph.get(f"{user}/contacts").json()["value"] == []  # mailboxes forgotten, limits back
     assert graph.get(f"{user}/contacts").status_code == 200
+
+
+def test_concurrent_writers_lose_nothing(emulator: EmulatorHandle) -> None:
+    """Many clients at once (the fan-out over users): every write lands, each delta sees it."""
+    control(emulator, "POST", "limits", {"concurrent": 100})
+
+    def writer(n: int) -> list[int]:
+        s = graph_session(emulator)
+        user = f"{emulator.graph_url}/users/u{n % 3}@example.com"
+        return [s.post(f"{user}/contacts", json={"givenName": f"w{n}-{i}"}).status_code for i in range(10)]
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = [c for batch in pool.map(writer, range(12)) for c in batch]
+    assert codes == [201] * 120
+    s = graph_session(emulator)
+    total = 0
+    for m in range(3):
+        body = s.get(f"{emulator.graph_url}/users/u{m}@example.com/contactFolders/contacts/contacts/delta",
+                     headers={"Prefer": "odata.maxpagesize=1000"}).json()
+        total += len({c["id"] for c in body["value"]})
+    assert total == 120
