@@ -63,6 +63,14 @@ class _NoAnswer(Response):
         return None
 
 
+def _headers(request: Request) -> dict[str, str]:
+    """Lower-case names; a header sent twice (two ``Prefer`` lines) keeps both values."""
+    out: dict[str, str] = {}
+    for name, value in request.headers.items():
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
 def _mailbox_key(path: str) -> str:
     parts = [p for p in path.split("/") if p]
     return parts[1].lower() if len(parts) >= 2 and parts[0].lower() == "users" else ""
@@ -158,7 +166,7 @@ class Emulator:
                     return _json_response(error_response(405, "BadRequest", "$batch takes POST."))
                 return _json_response(await self._batch(request, body, base))
             req = GraphRequest(method, path, dict(request.query_params),
-                               {k.lower(): v for k, v in request.headers.items()}, body, base)
+                               _headers(request), body, base)
             return _json_response(await self._single(request, req))
         except _Dropped:
             return _NoAnswer()
@@ -325,8 +333,7 @@ class Emulator:
             return _json_response(error_response(404, "ErrorItemNotFound",
                                                  "The contact or the destination folder was not found."))
         moved = self.store.move_contact(contact, folder.id)
-        view = View(immutable=immutable_ids(GraphRequest("POST", "", headers={
-            k.lower(): v for k, v in request.headers.items()})))
+        view = View(immutable=immutable_ids(GraphRequest("POST", "", headers=_headers(request))))
         return JSONResponse(render_contact(moved, view), status_code=201)
 
     async def seed(self, request: Request) -> Response:
@@ -347,13 +354,12 @@ class Emulator:
         except BodyError as exc:
             return _json_response(error_response(400, "ErrorInvalidRequest", str(exc)))
         made = self.store.create_contacts(mbx, folder.id, [p for p, _ in pairs], [e for _, e in pairs])
-        imm = immutable_ids(GraphRequest("POST", "", headers={k.lower(): v for k, v in request.headers.items()}))
+        imm = immutable_ids(GraphRequest("POST", "", headers=_headers(request)))
         return JSONResponse({"ids": [c.iid if imm else c.id for c in made]}, status_code=201)
 
     async def deleted(self, request: Request) -> Response:
         mbx = self.store.mailbox(request.path_params["upn"])
-        view = View(immutable=immutable_ids(GraphRequest("GET", "", headers={
-            k.lower(): v for k, v in request.headers.items()})))
+        view = View(immutable=immutable_ids(GraphRequest("GET", "", headers=_headers(request))))
         return JSONResponse({"value": [render_contact(c, view) for c in self.store.folder_contacts(mbx.deleted_id)]})
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+from urllib.parse import urlsplit
+
 import requests
 
 from contactsync.emulator import EmulatorHandle
@@ -97,6 +101,17 @@ def test_delta_rejects_top_and_pages_by_prefer(graph: requests.Session, user: st
     r = graph.get(url, headers={"Prefer": "odata.maxpagesize=2"})
     assert len(r.json()["value"]) == 2 and "@odata.nextLink" in r.json()
     assert r.headers["Preference-Applied"] == "odata.maxpagesize=2"
+    # Two Prefer header lines count as one list of preferences.
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.putrequest("GET", parts.path)
+    for name, value in (("Authorization", "Bearer t"), ("Prefer", 'IdType="ImmutableId"'),
+                        ("Prefer", "odata.maxpagesize=1")):
+        conn.putheader(name, value)
+    conn.endheaders()
+    body = json.loads(conn.getresponse().read())
+    conn.close()
+    assert len(body["value"]) == 1 and body["value"][0]["id"].startswith("AAkA")  # immutable ids
 
 
 def test_delta_410_on_garbled_or_foreign_token(emulator: EmulatorHandle, graph: requests.Session, user: str) -> None:
