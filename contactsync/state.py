@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from contactsync.errors import LockedError
+from contactsync.errors import LockedError, TransientError
 from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform, empty_frame, unpad_user
 from contactsync.plan.schema import (
     ACTION_COLUMNS,
@@ -327,7 +327,15 @@ class StateStore:
         self.lock_ttl = lock_ttl
         self.heartbeat = heartbeat
         self.engine = self._make_engine(url, busy_timeout)
-        self.schema_version = self._migrate()
+        try:
+            self.schema_version = self._migrate()
+        except sa.exc.OperationalError as exc:
+            self.engine.dispose()
+            shown = self.engine.url.render_as_string(hide_password=True)
+            raise TransientError(
+                f"the state store {shown} cannot be opened: {exc.orig}",
+                hint="check [state] url in the configuration and that its database is reachable",
+            ) from exc
 
     # -- engine and schema --------------------------------------------------------------
     @staticmethod

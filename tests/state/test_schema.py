@@ -83,3 +83,12 @@ def test_memory_store_works_for_one_process() -> None:
     store.save_pairs(USER, pd.DataFrame({"crm_id": ["C1"], "outlook_id": ["O1"]}))
     assert len(store.load_links(USER)) == 1
     store.close()
+
+
+def test_unreachable_store_is_a_transient_error_without_password() -> None:
+    from contactsync.errors import TransientError
+
+    with pytest.raises(TransientError) as info:
+        StateStore("postgresql+psycopg://sync:pw-secret@127.0.0.1:1/state")
+    assert "pw-secret" not in info.value.describe()
+    assert "[state] url" in info.value.describe()
