@@ -44,6 +44,7 @@ from contactsync.crm.extract import (
 )
 from contactsync.crm.ids import IdAllocator
 from contactsync.crm.schema import crm_tables
+from contactsync.errors import TransientError
 
 RESULT_COLUMNS: tuple[str, ...] = ("action_id", "status", "crm_id", "account_id", "error")
 CHUNK = 1000
@@ -53,6 +54,13 @@ OP_ORDER = ("create_account", "create", "update", "group_add", "group_remove")
 NOOP_OPS = ("link", "unlink", "skip")
 _CONTACT_COLUMN_LIMITS = {col: model.CRM_LENGTHS[f] for f, col in CONTACT_FIELD_COLUMNS.items()
                           if f in model.CRM_LENGTHS}
+
+
+def _is_transient(exc: sa.exc.SQLAlchemyError) -> bool:
+    """A lost connection or a lock timeout: retrying the cycle helps, quarantining does not."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError)
 
 
 class ValueTooLong(ValueError):
@@ -451,7 +459,14 @@ class CrmWriter:
                             grouped.setdefault(key, (stmt, []))[1].append(params)
                     for stmt, params in grouped.values():
                         conn.execute(stmt, params)
-            except sa.exc.SQLAlchemyError:
+            except sa.exc.SQLAlchemyError as exc:
+                if _is_transient(exc):
+                    # The database, not a record, failed: nothing of this chunk was
+                    # written; earlier chunks are committed and were reported (R18).
+                    raise TransientError(
+                        f"the CRM database failed while writing ({str(exc).splitlines()[0]})",
+                        hint="the next cycle resumes; check the CRM database connection",
+                    ) from exc
                 for u in pending:
                     try:
                         with self.engine.begin() as conn:

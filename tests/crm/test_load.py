@@ -315,3 +315,23 @@ def test_r5_a_contact_whose_new_account_failed_is_not_created(
     assert "R5" in result["error"].iloc[1] and "was not created" in result["error"].iloc[1]
     with crm_engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(T.contact)).scalar() == 30
+
+
+def test_a_lost_database_is_a_transient_error_not_a_failed_record(
+    lee_writer: CrmWriter, crm_engine: sa.Engine
+) -> None:
+    from contactsync.errors import TransientError
+
+    def drop_connection(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith('INSERT INTO "CONTACT"'):
+            raise sa.exc.OperationalError(statement, {}, Exception("server closed the connection"))
+
+    sa.event.listen(crm_engine, "before_cursor_execute", drop_connection)
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(TransientError, match="CRM database failed"):
+        lee_writer.apply(actions(new_contact(11, account_id=demo.aid(1))),
+                         group_id=demo.LEE_GROUP, on_result=seen.append)
+    sa.event.remove(crm_engine, "before_cursor_execute", drop_connection)
+    assert seen == []  # nothing reported as failed: the cycle is retried instead
+    with crm_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(T.contact)).scalar() == 30
