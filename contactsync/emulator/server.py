@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -32,9 +31,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contactsync.emulator.batch import MAX_BATCH, check_item, dependency_order, split_url
 from contactsync.emulator.controls import Controls, Fault, retry_after_header
-from contactsync.emulator.graph import (
-    GraphApi,
+from contactsync.emulator.graph import GraphApi
+from contactsync.emulator.odata import (
     GraphRequest,
     GraphResponse,
     View,
@@ -46,8 +46,6 @@ from contactsync.emulator.graph import (
 from contactsync.emulator.props import BodyError
 from contactsync.emulator.store import Store
 
-MAX_BATCH = 20
-WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 _CYCLE_KEY = "contactsync.emulator.cycle"
 
@@ -234,14 +232,14 @@ class Emulator:
                                   f"A $batch holds at most {MAX_BATCH} requests; got {len(items)}.")
         parsed: dict[str, dict[str, Any]] = {}
         for item in items:
-            problem = _check_item(item, parsed)
+            problem = check_item(item, parsed)
             if problem:
                 return error_response(400, "BadRequest", problem)
             parsed[str(item["id"])] = item
-        order = _dependency_order(parsed)
+        order = dependency_order(parsed)
         if order is None:
             return error_response(400, "BadRequest", "dependsOn names an unknown request or forms a cycle.")
-        mailboxes = {_mailbox_key(_split_url(i["url"])[0]) for i in parsed.values()}
+        mailboxes = {_mailbox_key(split_url(i["url"])[0]) for i in parsed.values()}
         held = {m for m in mailboxes if self.controls.acquire_slot(m)}
         results: dict[str, GraphResponse] = {}
         try:
@@ -254,7 +252,7 @@ class Emulator:
                     results[rid] = error_response(424, "FailedDependency",
                                                   "A request this one depends on failed.")
                     continue
-                path, query = _split_url(item["url"])
+                path, query = split_url(item["url"])
                 mailbox = _mailbox_key(path)
                 if mailbox not in held:
                     self.controls.count_throttled()
@@ -361,56 +359,6 @@ class Emulator:
         mbx = self.store.mailbox(request.path_params["upn"])
         view = View(immutable=immutable_ids(GraphRequest("GET", "", headers=_headers(request))))
         return JSONResponse({"value": [render_contact(c, view) for c in self.store.folder_contacts(mbx.deleted_id)]})
-
-
-def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    """A batch item's relative url -> (decoded path, decoded query)."""
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    if path.startswith("/v1.0/"):
-        path = path[5:]
-    if not path.startswith("/"):
-        path = "/" + path
-    return path, dict(parse_qsl(parts.query, keep_blank_values=True))
-
-
-def _check_item(item: Any, seen: dict[str, Any]) -> str | None:
-    if not isinstance(item, dict):
-        return "Each $batch request must be an object."
-    for key in ("id", "method", "url"):
-        if not item.get(key):
-            return f"A $batch request lacks '{key}'."
-    rid = str(item["id"])
-    if rid in seen:
-        return f"Duplicate $batch request id '{rid}'."
-    url = str(item["url"])
-    if urlsplit(url).scheme:
-        return f"$batch request '{rid}': the url must be relative, not '{url}'."
-    headers = item.get("headers") or {}
-    if not isinstance(headers, dict):
-        return f"$batch request '{rid}': headers must be an object."
-    if item.get("body") is not None and not any(str(k).lower() == "content-type" for k in headers):
-        return f"$batch request '{rid}' has a body but no Content-Type header."
-    deps = item.get("dependsOn") or []
-    if not isinstance(deps, list):
-        return f"$batch request '{rid}': dependsOn must be a list."
-    return None
-
-
-def _dependency_order(items: dict[str, dict[str, Any]]) -> list[str] | None:
-    """Request ids in an order where each comes after what it depends on; None if impossible."""
-    order: list[str] = []
-    done: set[str] = set()
-    pending = list(items)
-    while pending:
-        ready = [r for r in pending if all(str(d) in done for d in items[r].get("dependsOn") or [])]
-        if not ready:
-            return None
-        for rid in ready:
-            order.append(rid)
-            done.add(rid)
-        pending = [r for r in pending if r not in done]
-    return order
 
 
 def create_app(db_path: str | Path | None = None) -> Starlette:

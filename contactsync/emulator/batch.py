@@ -1,0 +1,62 @@
+"""``$batch`` envelopes: what makes one valid, and the order its requests run in.
+
+Graph refuses a whole batch that is malformed (400) but answers each valid inner request
+on its own; the running itself (throttling, faults, the call) is the server's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+MAX_BATCH = 20
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """A batch item's relative url -> (decoded path, decoded query)."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if path.startswith("/v1.0/"):
+        path = path[5:]
+    if not path.startswith("/"):
+        path = "/" + path
+    return path, dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def check_item(item: Any, seen: dict[str, Any]) -> str | None:
+    if not isinstance(item, dict):
+        return "Each $batch request must be an object."
+    for key in ("id", "method", "url"):
+        if not item.get(key):
+            return f"A $batch request lacks '{key}'."
+    rid = str(item["id"])
+    if rid in seen:
+        return f"Duplicate $batch request id '{rid}'."
+    url = str(item["url"])
+    if urlsplit(url).scheme:
+        return f"$batch request '{rid}': the url must be relative, not '{url}'."
+    headers = item.get("headers") or {}
+    if not isinstance(headers, dict):
+        return f"$batch request '{rid}': headers must be an object."
+    if item.get("body") is not None and not any(str(k).lower() == "content-type" for k in headers):
+        return f"$batch request '{rid}' has a body but no Content-Type header."
+    deps = item.get("dependsOn") or []
+    if not isinstance(deps, list):
+        return f"$batch request '{rid}': dependsOn must be a list."
+    return None
+
+
+def dependency_order(items: dict[str, dict[str, Any]]) -> list[str] | None:
+    """Request ids in an order where each comes after what it depends on; None if impossible."""
+    order: list[str] = []
+    done: set[str] = set()
+    pending = list(items)
+    while pending:
+        ready = [r for r in pending if all(str(d) in done for d in items[r].get("dependsOn") or [])]
+        if not ready:
+            return None
+        for rid in ready:
+            order.append(rid)
+            done.add(rid)
+        pending = [r for r in pending if r not in done]
+    return order
