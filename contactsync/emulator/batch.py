@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from contactsync.emulator.odata import GraphResponse
+
 MAX_BATCH = 20
 
 
@@ -60,3 +62,36 @@ def dependency_order(items: dict[str, dict[str, Any]]) -> list[str] | None:
             done.add(rid)
         pending = [r for r in pending if r not in done]
     return order
+
+
+def parse_batch(body: Any) -> tuple[dict[str, dict[str, Any]], list[str]] | str:
+    """(requests by id, the order to run them in), or why Graph would refuse the whole batch."""
+    items = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        return "A $batch body needs a non-empty 'requests' list."
+    if len(items) > MAX_BATCH:
+        return f"A $batch holds at most {MAX_BATCH} requests; got {len(items)}."
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in items:
+        problem = check_item(item, parsed)
+        if problem:
+            return problem
+        parsed[str(item["id"])] = item
+    order = dependency_order(parsed)
+    if order is None:
+        return "dependsOn names an unknown request or forms a cycle."
+    return parsed, order
+
+
+def batch_answer(order: list[str], results: dict[str, GraphResponse]) -> dict[str, Any]:
+    """``{"responses": [...]}``, deliberately not in request order (Graph promises none)."""
+    responses = []
+    for rid in reversed(order):
+        r = results[rid]
+        entry: dict[str, Any] = {"id": rid, "status": r.status, "headers": dict(r.headers)}
+        body = r.json_body()
+        if body is not None:
+            entry["headers"].setdefault("Content-Type", "application/json")
+            entry["body"] = body
+        responses.append(entry)
+    return {"responses": responses}

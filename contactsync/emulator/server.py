@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from contactsync.emulator.batch import MAX_BATCH, check_item, dependency_order, split_url
+from contactsync.emulator.batch import batch_answer, parse_batch, split_url
 from contactsync.emulator.controls import Controls, Fault, retry_after_header
 from contactsync.emulator.graph import GraphApi
 from contactsync.emulator.odata import (
@@ -224,21 +224,10 @@ class Emulator:
         raise _Dropped()
 
     async def _batch(self, request: Request, body: Any, base: str) -> GraphResponse:
-        items = body.get("requests") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            return error_response(400, "BadRequest", "A $batch body needs a non-empty 'requests' list.")
-        if len(items) > MAX_BATCH:
-            return error_response(400, "BadRequest",
-                                  f"A $batch holds at most {MAX_BATCH} requests; got {len(items)}.")
-        parsed: dict[str, dict[str, Any]] = {}
-        for item in items:
-            problem = check_item(item, parsed)
-            if problem:
-                return error_response(400, "BadRequest", problem)
-            parsed[str(item["id"])] = item
-        order = dependency_order(parsed)
-        if order is None:
-            return error_response(400, "BadRequest", "dependsOn names an unknown request or forms a cycle.")
+        envelope = parse_batch(body)
+        if isinstance(envelope, str):
+            return error_response(400, "BadRequest", envelope)
+        parsed, order = envelope
         mailboxes = {_mailbox_key(split_url(i["url"])[0]) for i in parsed.values()}
         held = {m for m in mailboxes if self.controls.acquire_slot(m)}
         results: dict[str, GraphResponse] = {}
@@ -264,17 +253,7 @@ class Emulator:
         finally:
             for m in held:
                 self.controls.release_slot(m)
-        responses = []
-        for rid in reversed(order):  # any order, as Graph: clients must match by id
-            r = results[rid]
-            entry: dict[str, Any] = {"id": rid, "status": r.status,
-                                     "headers": dict(r.headers)}
-            body = r.json_body()
-            if body is not None:
-                entry["headers"].setdefault("Content-Type", "application/json")
-                entry["body"] = body
-            responses.append(entry)
-        return GraphResponse(200, {"responses": responses})
+        return GraphResponse(200, batch_answer(order, results))
 
     # -- control endpoints ------------------------------------------------------------
 
