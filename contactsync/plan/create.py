@@ -87,14 +87,15 @@ def r5_account_for_new_contacts(
     """R5a/R5b/R5c per Outlook contact: rule, account_id or account_key, account_name."""
     n = len(outlook)
     company = norm(as_objects(outlook["company"]))
-    first = norm(as_objects(outlook["first_name"]))
-    last = norm(as_objects(outlook["last_name"]))
-    first_t, last_t = text(first), text(last)
-    person = first_t + np.where((first_t != "") & (last_t != ""), " ", "") + last_t
-    person[person == ""] = NO_NAME_ACCOUNT
     no_company = pd.isna(company)
     rule = np.where(no_company, "R5a", "R5c").astype(object)
-    name = np.where(no_company, person, company).astype(object)
+    name = company.copy()
+    if no_company.any():
+        first = text(norm(as_objects(outlook["first_name"])[no_company]))
+        last = text(norm(as_objects(outlook["last_name"])[no_company]))
+        person = first + np.where((first != "") & (last != ""), " ", "") + last
+        person[person == ""] = NO_NAME_ACCOUNT
+        name[no_company] = person
     account_id = np.full(n, None, dtype=object)
     if accounts is not None and len(accounts) and (~no_company).any():
         first_found = accounts.sort_values(

@@ -142,6 +142,8 @@ def make_actions(
             return none
         if isinstance(v, str):
             return np.full(n, v, dtype=object)
+        if isinstance(v, np.ndarray) and v.dtype == object:
+            return v  # planning's own arrays: already None for missing
         return as_objects(v)
 
     crm, olk, new = col(crm_id), col(outlook_id), col(new_key)
@@ -163,7 +165,7 @@ def make_actions(
     }
     for f in FIELDS:
         data[f] = col(values.get(f)) if values is not None and f in values else none
-    return pd.DataFrame(data, columns=list(ACTION_COLUMNS))
+    return pd.DataFrame(data, columns=list(ACTION_COLUMNS), dtype=object)
 
 
 #: Order in which the loaders must apply operations (accounts before the contacts that

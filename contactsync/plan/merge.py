@@ -215,7 +215,8 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
     # Outlook updates, including tag-only ones for new links (R7a needs the tag).
     o_fields = join_flags(to_outlook, n)
     crm_tag = pairs["crm_tag"]
-    needs_tag = ~equal_values(crm_tag, crm_id) if outlook_writable else np.zeros(n, bool)
+    # the tag is written exactly as the CRM id: a raw comparison says whether it is there
+    needs_tag = ~np.asarray(crm_tag == crm_id, dtype=bool) if outlook_writable else np.zeros(n, bool)
     o_rows = np.flatnonzero((o_fields != "") | needs_tag)
     if o_rows.size:
         rule = _rule_of_updates(
