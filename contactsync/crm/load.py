@@ -130,7 +130,9 @@ def split_street(street: str | None, record: str) -> dict[str, str | None]:
         )
     out: dict[str, str | None] = {}
     for i, col in enumerate(STREET_COLUMNS):
-        line = _val(lines[i]) if i < len(lines) else None
+        # Lines are kept as they are (a blank middle line stays blank, not NULL), so the
+        # street reads back exactly as written.
+        line = (lines[i] or None) if i < len(lines) else None
         _check_length("ADDRESS", col, line, model.STREET_LINE_LENGTH, record)
         out[col] = line
     return out
