@@ -27,6 +27,9 @@ from contactsync.crm.schema import CrmTables, crm_tables
 from contactsync.errors import FatalError
 
 IN_CHUNK = 500  # values per IN list: 3 lists of 500 stay under SQL Server's 2,100 parameters
+#: Above this many distinct emails, one scan of the visible emails beats IN lists.
+SCAN_THRESHOLD = 4 * IN_CHUNK
+EMAIL_COLUMNS = ("EMAIL", "SECONDARYEMAIL", "EMAIL3")
 GROUP_TYPE = 8
 GROUP_FAMILY = "Contact"
 
@@ -174,12 +177,34 @@ class CrmReader:
             in_group = sa.literal(0).label("in_group")
         frames = []
         with self.engine.connect() as conn:
-            for chunk in _chunks(keys):
-                cond = sa.or_(*(sa.func.lower(sa.func.trim(c.c[col])).in_(chunk)
-                                for col in ("EMAIL", "SECONDARYEMAIL", "EMAIL3")))
-                frames.append(_read_frame(conn, self._contact_select(in_group).where(cond)))
+            if len(set(keys)) <= SCAN_THRESHOLD:
+                for chunk in _chunks(keys):
+                    cond = sa.or_(*(sa.func.lower(sa.func.trim(c.c[col])).in_(chunk)
+                                    for col in EMAIL_COLUMNS))
+                    frames.append(_read_frame(conn, self._contact_select(in_group).where(cond)))
+            else:
+                # Many emails (a first sync): lower(EMAIL) can use no index, so each IN
+                # chunk would scan the table. Scan the visible emails once instead, match
+                # in pandas, then read the matches by key.
+                for chunk in _chunks(self._ids_with_email(conn, set(keys))):
+                    stmt = self._contact_select(in_group).where(c.c.CONTACTID.in_(chunk))
+                    frames.append(_read_frame(conn, stmt))
+        if not frames:
+            return model.empty_frame(model.CRM_COLUMNS)
         frame = pd.concat(frames, ignore_index=True).drop_duplicates("crm_id")
         return self._canonical(frame)
+
+    def _ids_with_email(self, conn: sa.Connection, keys: set[str]) -> list[str]:
+        """CONTACTIDs of visible contacts with one of ``keys`` in an email column (R1, R7)."""
+        c = self.tables.contact
+        rights = rights_subquery(self.tables, self.user)
+        stmt = sa.select(c.c.CONTACTID, *(c.c[col] for col in EMAIL_COLUMNS)).select_from(
+            c.join(rights, rights.c.seccodeid == c.c.SECCODEID))
+        emails = _read_frame(conn, stmt)
+        hit = pd.Series(False, index=emails.index)
+        for col in EMAIL_COLUMNS:
+            hit |= model.email_key(emails[col]).isin(keys)
+        return emails.loc[hit, "CONTACTID"].tolist()
 
     def gone_status(self, crm_ids: Sequence[str]) -> pd.DataFrame:
         """Whether each CONTACT row still exists (R12 vs R13); nothing else is read (R1)."""

@@ -135,9 +135,13 @@ def test_r7_candidates_compare_stored_emails_trimmed_and_case_insensitively(
     assert not found["in_group"].iloc[0]
 
 
-def test_candidates_by_email_chunks_long_lists(lee: CrmReader) -> None:
-    emails = [f"nobody{i}@x.example" for i in range(1200)] + ["info@fabrikam.example"]
-    assert sorted(lee.candidates_by_email(emails)["crm_id"]) == [demo.cid(20), demo.cid(21)]
+@pytest.mark.parametrize("padding", [1200, 2500])  # IN lists in chunks / one scan of emails
+def test_r1_r7_candidates_by_email_for_long_lists(lee: CrmReader, padding: int) -> None:
+    emails = [f"nobody{i}@x.example" for i in range(padding)]
+    emails += ["INFO@fabrikam.example ".strip().lower(), "jonas.weber@proseware.example", "chloe@martin.example"]
+    found = lee.candidates_by_email(emails, group_name=GROUP).set_index("crm_id")
+    assert sorted(found.index) == [demo.cid(3), demo.cid(20), demo.cid(21)]  # never Jonas (R1)
+    assert found["in_group"].to_dict() == {demo.cid(3): True, demo.cid(20): False, demo.cid(21): False}
 
 
 def test_r5b_accounts_by_name_is_exact_visible_and_oldest_first(
