@@ -71,6 +71,10 @@ class SyncSettings(_Section):
     mass_change_share: float = Field(0.2, ge=0.0, le=1.0)
     mass_change_min: int = Field(10, ge=0)
     field_direction: dict[str, Direction] = Field(default_factory=dict)
+    #: Run the Great Expectations suites on what each cycle writes (Data Docs for the
+    #: report). Quarantine (R19) never depends on it; turning it off saves GX's start-up
+    #: (several seconds) on cycles with changes.
+    gx_validation: bool = True
 
     @field_validator("field_direction")
     @classmethod

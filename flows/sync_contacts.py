@@ -69,11 +69,15 @@ def run_cycle(
         inputs = t.gather_inputs(sides, crm, out, relink=relink)
         planned = t.plan(inputs, plan_settings(settings, policy=policy, direction=direction))
         planned, problems = t.quarantine(planned, inputs)
-        gx = validate(inputs, planned, str(data_docs_dir(settings, user)))
+        gx = (
+            validate(inputs, planned, str(data_docs_dir(settings, user)))
+            if settings.sync.gx_validation
+            else {"ran": False}
+        )
         store.record_conflicts(run_id, uid, planned.conflicts)
         store.record_quarantine(run_id, uid, problems)
         outcome.conflicts = int(len(planned.conflicts))
-        outcome.quarantined = int(problems["record_id"].nunique()) if not problems.empty else 0
+        outcome.quarantined = quarantined_records(problems)
         outcome.conflict_rows = _records(planned.conflicts)
         outcome.problems = _records(problems)
         outcome.actions = steps.describe_actions(planned.actions, limit=200)
@@ -119,6 +123,14 @@ def run_cycle(
         lock.__exit__(None, None, None)
     outcome.duration_s = round(time.monotonic() - started, 3)
     return outcome
+
+
+def quarantined_records(problems: Any) -> int:
+    """How many records were held back: a record found both on its side and in the plan
+    (as the ``new:`` key of the CRM row it would have made) counts once."""
+    if problems is None or problems.empty:
+        return 0
+    return int(problems["record_id"].dropna().astype(str).str.removeprefix("new:").nunique())
 
 
 def _records(frame: Any, limit: int = 500) -> list[dict[str, Any]]:

@@ -70,3 +70,30 @@ def test_missing_config_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path / "nope.toml")
     assert "--config" in (err.value.hint or "")
+
+
+def test_compact_emails_closes_gaps_in_order_and_keeps_full_rows() -> None:
+    frame = pd.DataFrame(
+        {"email1": ["a@x.io", None, "a@x.io"], "email2": [None, " ", "b@x.io"], "email3": ["c@x.io", "d@x.io", "c@x.io"]}
+    )
+    out = model.compact_emails(frame)
+    assert out.to_dict("records") == [
+        {"email1": "a@x.io", "email2": "c@x.io", "email3": None},
+        {"email1": "d@x.io", "email2": None, "email3": None},
+        {"email1": "a@x.io", "email2": "b@x.io", "email3": "c@x.io"},
+    ]
+
+
+def test_worst_exit_code_order_is_failed_then_guard_then_locked() -> None:
+    from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
+
+    def o(status: str) -> CycleOutcome:
+        return CycleOutcome(user="U", status=status, dry_run=False)
+
+    assert worst_exit_code([o("ok"), o("locked"), o("guard-stopped")]) == 3
+    assert worst_exit_code([o("locked"), o("failed"), o("guard-stopped")]) == 1
+    assert worst_exit_code([o("ok"), o("locked")]) == 4
+    assert worst_exit_code([o("ok"), o("dry-run")]) == 0
+    line = o("ok").json_line()
+    assert set(line) == {"user", "status", "dry_run", "counts", "conflicts", "quarantined", "run_id"}
+    assert set(line["counts"]["crm"]) == {"create", "update", "unlink", "group_add", "group_remove"}

@@ -133,8 +133,8 @@ def whole_email_list(crm_rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.Data
     ids = rows.loc[touches, "crm_id"]
     known = ids.isin(merged.index)
     idx = ids[known].index
-    for field in EMAIL_FIELDS:
-        rows.loc[idx, field] = ids[known].map(merged[field]).to_numpy()
+    for name in EMAIL_FIELDS:
+        rows.loc[idx, name] = ids[known].map(merged[name]).to_numpy()
     listed = rows.loc[idx, "fields"].str.split(",")
     rows.loc[idx, "fields"] = [
         ",".join([f for f in names if f not in EMAIL_FIELDS] + list(EMAIL_FIELDS)) for names in listed

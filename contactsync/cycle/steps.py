@@ -117,7 +117,12 @@ def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.Dat
     Its partner in the pair is held back too (``quality.quarantine_actions``), so a
     half-written pair never happens. Returns the filtered plan and the problems found.
     """
-    from contactsync.quality import empty_problems, plan_problems, quarantine_actions, record_problems
+    from contactsync.quality import (
+        empty_problems,
+        plan_problems,
+        quarantine_actions,
+        record_problems,
+    )
 
     acts = plan.actions
     if acts.empty:
