@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from contactsync import crashpoint
 from contactsync.model import EMAIL_FIELDS
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, SNAPSHOT_COLUMNS, PlanResult
 
@@ -67,14 +68,18 @@ def load(
     acts = allocate_ids(sides, plan.actions)
     store.journal_add(user, run_id, acts)
 
+    side_of = dict(zip(acts["action_id"], acts["side"], strict=True))
+
     def journal(result: dict) -> None:
         status = result.get("status")
         if status in ("applied", "failed"):
             store.journal_mark(
                 user, result["action_id"], status,
                 crm_id=result.get("crm_id"), outlook_id=result.get("outlook_id"),
-                error=result.get("error"),
+                error=result.get("error"), final=False,
             )
+        if status == "applied":
+            crashpoint.committed(side_of.get(result["action_id"], ""))
 
     crm_rows = whole_email_list(acts[acts["side"] == "crm"], plan.snapshots)
     crm_results = sides.writer.apply(crm_rows, group_id=group_id, on_result=journal)
