@@ -239,7 +239,7 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
                 "outlook", "update", rule, reason, o_rows.size,
                 crm_id=crm_id[o_rows], outlook_id=outlook_id[o_rows], fields=o_fields[o_rows],
                 values={f: np.where(m[o_rows], out_values[f][o_rows], None)
-                        for f, m in to_outlook.items()},
+                        for f, m in to_outlook.items() if m.any()},
             )
         )
     c_fields = join_flags(to_crm, n)
@@ -261,7 +261,7 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
                 "crm", "update", rule, reason, c_rows.size,
                 crm_id=crm_id[c_rows], outlook_id=outlook_id[c_rows], fields=c_fields[c_rows],
                 values={f: np.where(m[c_rows], crm_values[f][c_rows], None)
-                        for f, m in to_crm.items()},
+                        for f, m in to_crm.items() if m.any()},
             )
         )
     s_fields = join_flags(skipped, n)
