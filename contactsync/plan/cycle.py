@@ -123,9 +123,10 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
     free_crm = crm_all[~crm_all["crm_id"].isin(fate.reserved_crm)]
     matches = match_free(free_outlook, free_crm)
 
-    relink = fate.relink.assign(link_rule="R12")
-    for_merge = [fate.merge.assign(link_rule=None), relink, matches.reindex(
-        columns=[*matches.columns, *FIELDS])]  # new matches: empty snapshot (merge.py)
+    # R12 re-links and R7/R7a matches are new matches: merged against an empty snapshot
+    relink = fate.relink[["crm_id", "outlook_id"]].assign(link_rule="R12")
+    new_pairs = [p.reindex(columns=[*p.columns, *FIELDS]) for p in (relink, matches)]
+    for_merge = [fate.merge.assign(link_rule=None), *new_pairs]
     pairs = pd.concat([p for p in for_merge if len(p)] or for_merge[:1], ignore_index=True)
     table = _pair_table(pairs, crm_all, outlook)
     merged = merge_pairs(table, settings)

@@ -327,6 +327,13 @@ def test_r10_fields_not_in_the_map_are_not_synced():
     assert plan([c], [{**o, "city": "Oslo"}], [lk], fields=fields).actions.empty
 
 
+def test_r1_a_new_match_with_a_read_only_contact_skips_the_outlook_values():
+    result = plan([crm("C1", read_only=True, **ANN)], [olk("O1", **ANN, mobile_phone="555")], [])
+    assert rows(result, "crm", "update").empty
+    assert "mobile_phone" in one(result, "crm", "skip")["reason"]
+    assert one(result, "crm", "link")["rule"] == "R7"
+
+
 # --- R1 ---------------------------------------------------------------------------------
 def test_r1_outlook_edits_of_a_read_only_contact_are_skipped_with_a_reason():
     c, o, lk = linked("C1", "O1", **ANN)
@@ -379,6 +386,15 @@ def test_r12_a_stopped_pair_relinks_as_a_new_match_when_back_in_the_group():
     assert one(result, "crm", "link")["rule"] == "R12"
     assert fields_of(one(result, "crm", "update")) == {"job_title": "Boss"}  # R7 merge
     assert result.snapshots.iloc[0]["status"] == "active"
+
+
+def test_r12_a_relink_is_merged_as_a_new_match_without_the_old_snapshot():
+    c, o, lk = linked("C1", "O1", **ANN, job_title="Dev")
+    result = plan([{**c, "job_title": "Lead", "crm_modified": ts(9)}], [o],
+                  [{**lk, "status": "stopped"}])
+    conflict = result.conflicts.iloc[0]  # R7 merge: differing values follow R9
+    assert (conflict["snapshot_value"], conflict["winner"]) == (None, "crm")
+    assert fields_of(one(result, "outlook", "update")) == {"job_title": "Lead"}
 
 
 def test_r12_a_stopped_pair_whose_copy_left_the_folder_is_forgotten():
