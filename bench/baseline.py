@@ -27,6 +27,7 @@ Choices, so the comparison is honest:
   email, job title, company, business phone, street, city), which flatters the baseline.
 """
 
+# ruff: noqa: SIM300  (SQLAlchemy column comparisons read column == value)
 from __future__ import annotations
 
 import time
