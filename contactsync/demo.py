@@ -55,8 +55,13 @@ def explain(outcome: CycleOutcome, *, limit: int = 25) -> None:
         f"{c['crm']['group_add']} added to / {c['crm']['group_remove']} removed from the sync group"
     )
     shown = [a for a in outcome.actions if not (a.get("op") == "update" and not a.get("fields"))]
+    creates = [a for a in shown if a["op"] == "create" and a["side"] == "outlook" and a.get("rule") == "R4"]
+    if len(creates) > 3:  # a first sync: say it once, not per contact
+        ids = ", ".join((a.get("crm_id") or "").strip() for a in creates)
+        say(f"      R4 outlook create          {len(creates)} group members made in the sync folder ({ids})")
+        shown = [a for a in shown if a not in creates]
     for action in shown[:limit]:
-        fields = f" [{action['fields']}]" if action.get("fields") else ""
+        fields = f" [{action['fields']}]" if action.get("fields") and action["op"] == "update" else ""
         say(f"    {action.get('rule', ''):>4} {action['side']:>7} {action['op']:<14}{fields} {action.get('reason') or ''}")
     if len(shown) > limit:
         say(f"    ... and {len(shown) - limit} more")
@@ -78,6 +83,7 @@ class Graph:
         self.base = f"{graph_url}/users/{mailbox}"
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {DEMO_TOKEN}"
+        self.http.headers["Prefer"] = 'IdType="ImmutableId"'  # the ids the sync stores
 
     def folder_id(self, name: str) -> str:
         r = self.http.get(f"{self.base}/contactFolders", params={"$filter": f"displayName eq '{name}'"})

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -28,11 +27,15 @@ DIRECTIONS = ("two-way", "crm-to-outlook", "outlook-to-crm")
 
 def prepare_prefect_env() -> None:
     """Quiet, persistent Prefect settings unless the user configured their own."""
-    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".contact-sync" / "prefect"))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".contact-sync" / "prefect")))
+    home.expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes only the last folder
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # The first start of the local API runs Prefect's database migrations: on a busy
+    # 2-core machine that takes longer than Prefect's default 20 s wait.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _settings(config: Path | None) -> Settings:
@@ -62,7 +65,13 @@ def progress_bar(enabled: bool) -> Iterator[None]:
         with progress.installed(None):
             yield
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from contactsync.cli import app
 from contactsync.emulator import EmulatorHandle, start_in_thread
+from contactsync.outlook.mapping import CRM_TAG_EXPAND
 
 LEE, SAM = "UDEMOA000001", "UDEMOA000002"
 MAILBOXES = {LEE: "lee@example.com", SAM: "sam@example.com"}
@@ -94,6 +95,7 @@ class Mailbox:
         self.upn = upn
         self.http = requests.Session()
         self.http.headers["Authorization"] = "Bearer test"
+        self.http.headers["Prefer"] = 'IdType="ImmutableId"'  # the ids the sync stores
 
     def folder_id(self, name: str = "CRM Contacts") -> str | None:
         r = self.http.get(f"{self.base}/contactFolders", params={"$filter": f"displayName eq '{name}'"})
@@ -101,10 +103,12 @@ class Mailbox:
         value = r.json()["value"]
         return value[0]["id"] if value else None
 
-    def contacts(self, folder: str | None = None) -> list[dict[str, Any]]:
+    def contacts(self, folder: str | None = None, *, with_tags: bool = False) -> list[dict[str, Any]]:
         folder = folder or self.folder_id()
         out: list[dict[str, Any]] = []
         url: str | None = f"{self.base}/contactFolders/{folder}/contacts?$top=500"
+        if with_tags:
+            url += f"&$expand={CRM_TAG_EXPAND}"
         while url:
             r = self.http.get(url)
             r.raise_for_status()
