@@ -1,9 +1,11 @@
 """Backfill: a full re-read of both sides, re-matching and repair, then a normal cycle.
 
 The full re-read ignores the Outlook delta token and mirror (so anything the mirror missed
-is seen again); with ``relink`` the link table is set aside for the planning so every
-pair is found again by tag (R7a) and email (R7), repairing a damaged state store. The
-normal cycle afterwards checks that the repaired state is quiet.
+is seen again) and distrusts the snapshots of the pairs touched since ``since`` (all of
+them without it): those pairs are merged as new matches (R7: an empty side takes the other
+side's value, differences follow the conflict policy and are reported). With ``relink`` the
+link table is set aside instead, so every pair is found again by tag (R7a) and email (R7),
+repairing a damaged state store. The normal cycle afterwards confirms the state is quiet.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def backfill(
     out: list[dict[str, Any]] = []
     for uid in ids:
         user = settings.user(uid)
-        repaired = run_cycle(settings, user, full=True, relink=relink)
+        repaired = run_cycle(settings, user, full=True, relink=relink, repair=not relink, since=since)
         if repaired.status != "ok":
             out.append(repaired.to_dict())
             continue

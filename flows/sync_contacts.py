@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger
 
 from contactsync.config import Settings, UserSettings, load_settings
@@ -40,8 +41,14 @@ def run_cycle(
     direction: str | None = None,
     full: bool = False,
     relink: bool = False,
+    repair: bool = False,
+    since: str | None = None,
 ) -> CycleOutcome:
-    """One cycle for one user; never raises for a cycle's own failure (status 'failed')."""
+    """One cycle for one user; never raises for a cycle's own failure (status 'failed').
+
+    ``full``/``relink``/``repair``/``since`` are the backfill's: re-read the whole folder,
+    forget the links (re-match), or distrust the snapshots of pairs touched since a date.
+    """
     logger = get_run_logger()
     started = time.monotonic()
     uid = user.crm_user
@@ -56,7 +63,10 @@ def run_cycle(
         logger.error("user %s: %s", uid.strip(), exc.describe())
         return CycleOutcome(user=uid, status="failed", dry_run=dry_run, message=exc.describe(), errors=[exc.describe()])
     store = sides.store
-    params = {"dry_run": dry_run, "force": force, "policy": policy, "direction": direction, "full": full, "relink": relink}
+    params = {
+        "dry_run": dry_run, "force": force, "policy": policy, "direction": direction,
+        "full": full, "relink": relink, "repair": repair, "since": since,
+    }
     run_id = store.start_run(uid, dry_run=dry_run, params=params)
     outcome = CycleOutcome(user=uid, status="failed", dry_run=dry_run, run_id=run_id)
     try:
@@ -66,7 +76,8 @@ def run_cycle(
                 logger.info("resumed a cut cycle: %d pair(s) re-linked from the journal (R18)", relinked)
         crm = t.extract_crm(sides, create_group=not dry_run)
         out = t.extract_outlook(sides, create_folder=not dry_run, full=full)
-        inputs = t.gather_inputs(sides, crm, out, relink=relink)
+        since_ts = pd.Timestamp(since, tz="UTC") if since else None
+        inputs = t.gather_inputs(sides, crm, out, relink=relink, repair=repair, since=since_ts)
         planned = t.plan(inputs, plan_settings(settings, policy=policy, direction=direction))
         planned, problems = t.quarantine(planned, inputs)
         gx = (

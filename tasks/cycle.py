@@ -61,8 +61,11 @@ def extract_outlook(sides: Sides, create_folder: bool, full: bool = False) -> st
 
 
 @io_task(name="crm-lookups")
-def gather_inputs(sides: Sides, crm: steps.CrmSide, outlook: steps.OutlookSide, relink: bool = False) -> PlanInputs:
-    return steps.gather_inputs(sides, crm, outlook, relink=relink)
+def gather_inputs(
+    sides: Sides, crm: steps.CrmSide, outlook: steps.OutlookSide, relink: bool = False,
+    repair: bool = False, since: pd.Timestamp | None = None,
+) -> PlanInputs:
+    return steps.gather_inputs(sides, crm, outlook, relink=relink, repair=repair, since=since)
 
 
 @pure_task(name="plan")

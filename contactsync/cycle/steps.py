@@ -82,11 +82,21 @@ def _find_folder(sides: Sides, name: str) -> str | None:
     return str(folder.folder_id) if folder is not None and folder.folder_id else None
 
 
-def gather_inputs(sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: bool = False) -> PlanInputs:
-    """Read the links and the lookups that matching (R5b, R7) and stopping (R12/R13) need."""
+def gather_inputs(
+    sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: bool = False,
+    repair: bool = False, since: pd.Timestamp | None = None,
+) -> PlanInputs:
+    """Read the links and the lookups that matching (R5b, R7) and stopping (R12/R13) need.
+
+    A backfill passes ``relink`` (forget the links: every pair is found again by tag,
+    R7a, and email, R7) or ``repair`` (keep the links but distrust their snapshots, for
+    pairs modified on either side since ``since``: such pairs are merged as new matches).
+    """
     links = sides.store.load_links(sides.user_id)
     if relink:
         links = links.iloc[0:0]
+    elif repair:
+        links = distrust_snapshots(links, crm.frame, outlook.frame, since)
     out = outlook.frame
     emails = candidate_emails(out, links)
     candidates = (
@@ -107,6 +117,31 @@ def gather_inputs(sides: Sides, crm: CrmSide, outlook: OutlookSide, *, relink: b
         crm=crm.frame, outlook=out, links=links,
         crm_candidates=candidates, crm_gone=gone, accounts=accounts,
     )
+
+
+def distrust_snapshots(
+    links: pd.DataFrame, crm: pd.DataFrame, outlook: pd.DataFrame, since: pd.Timestamp | None
+) -> pd.DataFrame:
+    """Blank the snapshots of pairs touched since ``since`` (all pairs when None).
+
+    With no snapshot the three-way merge (R8) becomes the merge of a new match (R7): equal
+    values stay, an empty side takes the other's value, and differing values follow the
+    conflict policy (R9) and are reported. That repairs pairs whose snapshot is wrong
+    without trusting either side blindly.
+    """
+    if links.empty:
+        return links
+    touched = pd.Series(True, index=links.index)
+    if since is not None:
+        crm_t = links["crm_id"].map(crm.set_index("crm_id")["crm_modified"]) if not crm.empty else None
+        out_t = links["outlook_id"].map(outlook.set_index("outlook_id")["outlook_modified"]) if not outlook.empty else None
+        touched = pd.Series(False, index=links.index)
+        for t in (crm_t, out_t):
+            if t is not None:
+                touched |= (pd.to_datetime(t, utc=True) >= since).fillna(False).astype(bool)
+    out = links.copy()
+    out.loc[touched, list(model.FIELDS)] = None
+    return out
 
 
 def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.DataFrame]:
