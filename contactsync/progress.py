@@ -3,9 +3,8 @@ knowing about terminals (the pipeline runs headless under Prefect workers too)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterator
 
 #: Called with (user, done, total) as a load advances.
 ProgressHook = Callable[[str, int, int], None]
