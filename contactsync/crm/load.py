@@ -258,10 +258,20 @@ class CrmWriter:
             "group_add": self._group_add,
             "group_remove": self._group_remove,
         }
-        for op in OP_ORDER:
+        # R18: new accounts commit in the same transaction as the first chunk of contacts
+        # (the ones they are made for), so a cycle cut between the two never leaves an
+        # account without its contact - R5a would make a second one on the next cycle.
+        account_units = self._create_accounts(by_op["create_account"]) if by_op.get("create_account") else []
+        if account_units and not by_op.get("create"):
+            self._execute(account_units, emit)
+            self._forget_failed(account_units)
+            account_units = []
+        for op in OP_ORDER[1:]:
             for chunk_start in range(0, len(by_op.get(op, [])), CHUNK):
                 chunk = by_op[op][chunk_start : chunk_start + CHUNK]
                 units = handlers[op](chunk)
+                if account_units:
+                    units, account_units = account_units + units, []
                 self._execute(units, emit)
                 self._forget_failed(units)
         out = pd.DataFrame.from_records(results, columns=list(RESULT_COLUMNS))
@@ -469,7 +479,12 @@ class CrmWriter:
                         f"the CRM database failed while writing ({str(exc).splitlines()[0]})",
                         hint="the next cycle resumes; check the CRM database connection",
                     ) from exc
+                dead_accounts: set[str] = set()
                 for u in pending:
+                    if u.result["crm_id"] and u.result.get("account_id") in dead_accounts:
+                        self._fail(u, f"no account for new contact {u.result['crm_id']}: its account "
+                                      f"{u.result['account_id']} was not created (R5)")
+                        continue
                     try:
                         with self.engine.begin() as conn:
                             for _, stmt, params in u.ops:
@@ -478,6 +493,8 @@ class CrmWriter:
                         orig = getattr(exc, "orig", None) or exc
                         self._fail(u, f"writing {u.result['crm_id'] or u.result['action_id']} "
                                       f"failed and was rolled back: {str(orig).splitlines()[0]}")
+                        if not u.result["crm_id"] and u.result.get("account_id"):
+                            dead_accounts.add(u.result["account_id"])
         for u in units:
             emit(u.result)
 
