@@ -1,0 +1,106 @@
+"""R18/R17: a cycle SIGKILLed after its k-th committed write, then resumed, ends exactly where
+an uninterrupted cycle ends - for every k, on either side.
+
+The victim runs in a child process (``cycle_child``) with ``CONTACT_SYNC_CRASH_AFTER_WRITES``;
+the two recovery cycles run through the real ``contact-sync sync`` (Prefect flow). The end
+state is compared as a picture of both sides (``world.py``): same CRM rows, same Outlook
+contacts and tags, same Deleted Items; no duplicates; an empty journal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import LEE
+from tests.reliability import scenario
+from tests.reliability.world import child_cycle, clone, diff, journal_pending, world_picture
+
+
+def writes(line: dict[str, Any]) -> int:
+    return sum(sum(side.values()) for side in line["counts"].values())
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return scenario.build(tmp_path_factory.mktemp("crash-base"))
+
+
+@pytest.fixture(scope="module")
+def reference(base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The uninterrupted cycle: its end state and how many writes it committed per side."""
+    env, emu = clone(base, tmp_path_factory.mktemp("crash-ref"), scenario.EXTRA)
+    try:
+        run = child_cycle(env.config, LEE)
+        assert run.returncode == 0, run.stdout + run.stderr
+        outcome = run.outcome()
+        again = env.sync("--user", LEE).by_user()[LEE]
+        assert again["status"] == "ok" and writes(again) == 0, again  # R17
+        return {"picture": world_picture(env), "outcome": outcome}
+    finally:
+        emu.stop()
+
+
+def count_writes(base: Path, tmp: Path, side: str) -> int:
+    """How many committed writes of ``side`` a cycle makes: crash after k until it survives."""
+    k = 0
+    while True:
+        k += 1
+        env, emu = clone(base, tmp / f"probe-{side}-{k}", scenario.EXTRA)
+        try:
+            if not child_cycle(env.config, LEE, crash_after=k, side=side).killed:
+                return k - 1
+        finally:
+            emu.stop()
+
+
+def crash_and_recover(base: Path, folder: Path, k: int, side: str | None, reference: dict[str, Any]) -> str | None:
+    """Crash after the k-th write, recover with two real cycles; the problem found, if any."""
+    env, emu = clone(base, folder, scenario.EXTRA)
+    try:
+        victim = child_cycle(env.config, LEE, crash_after=k, side=side)
+        if not victim.killed:
+            return f"k={k} side={side}: the cycle was not killed (rc {victim.returncode}) {victim.stderr[-500:]}"
+        first = env.sync("--user", LEE)
+        second = env.sync("--user", LEE).by_user()[LEE]
+        problems = []
+        if first.exit_code != 0:
+            problems.append(f"recovery cycle exit {first.exit_code}: {first.stdout[-800:]}")
+        if writes(second) != 0:
+            problems.append(f"second recovery cycle still wrote: {second['counts']}")
+        pending = journal_pending(env, LEE)
+        if pending:
+            problems.append(f"{pending} journal row(s) left")
+        delta = diff(world_picture(env), reference["picture"])
+        if delta:
+            problems.append(delta)
+        return f"k={k} side={side}: " + "\n".join(problems) if problems else None
+    finally:
+        emu.stop()
+
+
+@pytest.mark.parametrize("side,k", [("crm", 1), ("crm", 4), ("outlook", 1), ("outlook", 5)])
+def test_r18_crash_after_kth_write_then_recovery_matches_uninterrupted_cycle(
+    base: Path, reference: dict[str, Any], tmp_path: Path, side: str, k: int
+) -> None:
+    problem = crash_and_recover(base, tmp_path / "w", k, side, reference)
+    assert problem is None, problem
+
+
+@pytest.mark.slow
+def test_r18_every_crash_point_of_a_cycle_recovers_to_the_uninterrupted_end_state(
+    base: Path, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    crm_writes = count_writes(base, tmp_path, "crm")
+    outlook_writes = count_writes(base, tmp_path, "outlook")
+    assert crm_writes >= 8 and outlook_writes >= 8, (crm_writes, outlook_writes)
+    problems = []
+    for side, total in (("crm", crm_writes), ("outlook", outlook_writes)):
+        for k in range(1, total + 1):
+            found = crash_and_recover(base, tmp_path / f"{side}-{k}", k, side, reference)
+            if found:
+                problems.append(found)
+    print(f"crash points tried: crm {crm_writes}, outlook {outlook_writes}")
+    assert not problems, f"{len(problems)} of {crm_writes + outlook_writes} crash points diverged:\n" + "\n\n".join(problems)
