@@ -282,5 +282,53 @@ def test_core_cycle_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         )
         env.graph(LEE).create({"givenName": "Pg", "surname": "User", "emailAddresses": [{"address": "pg@user.example"}]})
         line = env.sync("--user", LEE).by_user()[LEE]
-        assert line["counts"]["outlook"]["update"] == 1 and line["counts"]["crm"]["create"] == 1
+        # R8 (the title) and R5a/R6 (the new account "Pg User" flows to Outlook's company)
+        assert line["counts"]["outlook"]["update"] == 2 and line["counts"]["crm"]["create"] == 1
+        assert total_writes(env.sync("--user", LEE).by_user()[LEE]) == 0
+
+
+def test_r10_one_way_crm_to_outlook_overwrites_outlook_edits_and_never_writes_crm(env: SyncEnv) -> None:
+    first_cycle(env, LEE)
+    mb = env.graph(LEE)
+    ana = by_email(mb.contacts(), "ana.lopez@contoso.example")
+    mb.patch(ana["id"], {"jobTitle": "Edited in Outlook"})
+    before = env.crm_rows("SELECT TITLE FROM CONTACT WHERE CONTACTID = :id", id=cid(1))[0]["TITLE"]
+    line = env.sync("--user", LEE, "--direction", "crm-to-outlook").by_user()[LEE]
+    assert line["counts"]["crm"]["update"] == 0 and line["counts"]["outlook"]["update"] == 1
+    assert env.crm_rows("SELECT TITLE FROM CONTACT WHERE CONTACTID = :id", id=cid(1))[0]["TITLE"] == before
+    assert by_email(mb.contacts(), "ana.lopez@contoso.example")["jobTitle"] == before
+
+
+def test_r10a_without_create_in_crm_new_outlook_contacts_stay_outlook_only(tmp_path: Path) -> None:
+    with start_in_thread(db_path=tmp_path / "g.db") as emu:
+        env = make_env(tmp_path, f"sqlite:///{tmp_path / 'crm.db'}", emu, extra="create_in_crm = false\n")
+        first_cycle(env, LEE)
+        env.graph(LEE).create({"givenName": "Only", "surname": "Outlook", "emailAddresses": [{"address": "only@outlook.example"}]})
+        for _ in range(2):  # reported as skipped every cycle, never written
+            line = env.sync("--user", LEE).by_user()[LEE]
+            assert total_writes(line) == 0
+        assert not env.crm_rows("SELECT * FROM CONTACT WHERE EMAIL = 'only@outlook.example'")
+
+
+def test_r12_keep_copy_leaves_the_outlook_contact_and_relinks_when_back_in_the_group(tmp_path: Path) -> None:
+    with start_in_thread(db_path=tmp_path / "g.db") as emu:
+        env = make_env(
+            tmp_path, f"sqlite:///{tmp_path / 'crm.db'}", emu, extra="keep_outlook_copy_on_group_removal = true\n"
+        )
+        first_cycle(env, LEE)
+        env.crm_exec("DELETE FROM ADHOCGROUP WHERE ENTITYID = :id AND GROUPID = 'pDEMOA000001'", id=cid(9))
+        line = env.sync("--user", LEE).by_user()[LEE]
+        assert line["counts"]["outlook"]["delete"] == 0 and line["counts"]["crm"]["unlink"] == 1
+        mb = env.graph(LEE)
+        costa = next(c for c in mb.contacts() if c.get("surname") == "Costa")
+        mb.patch(costa["id"], {"jobTitle": "Goes nowhere"})
+        assert env.sync("--user", LEE).by_user()[LEE]["counts"]["crm"]["update"] == 0  # stopped: no match
+        env.crm_exec(
+            "INSERT INTO ADHOCGROUP (GROUPID, ENTITYID, CREATEDATE, CREATEUSER, MODIFYDATE, MODIFYUSER) "
+            "VALUES ('pDEMOA000001', :id, CURRENT_TIMESTAMP, 'ADMIN       ', CURRENT_TIMESTAMP, 'ADMIN       ')",
+            id=cid(9),
+        )
+        line = env.sync("--user", LEE).by_user()[LEE]
+        assert line["counts"]["outlook"]["create"] == 0 and line["counts"]["crm"]["create"] == 0
+        assert len([c for c in mb.contacts() if c.get("surname") == "Costa"]) == 1
         assert total_writes(env.sync("--user", LEE).by_user()[LEE]) == 0
