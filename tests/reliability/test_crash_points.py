@@ -16,31 +16,7 @@ import pytest
 
 from tests.e2e.conftest import LEE
 from tests.reliability import scenario
-from tests.reliability.world import child_cycle, clone, diff, journal_pending, world_picture
-
-
-def writes(line: dict[str, Any]) -> int:
-    return sum(sum(side.values()) for side in line["counts"].values())
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return scenario.build(tmp_path_factory.mktemp("crash-base"))
-
-
-@pytest.fixture(scope="module")
-def reference(base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The uninterrupted cycle: its end state and how many writes it committed per side."""
-    env, emu = clone(base, tmp_path_factory.mktemp("crash-ref"), scenario.EXTRA)
-    try:
-        run = child_cycle(env.config, LEE)
-        assert run.returncode == 0, run.stdout + run.stderr
-        outcome = run.outcome()
-        again = env.sync("--user", LEE).by_user()[LEE]
-        assert again["status"] == "ok" and writes(again) == 0, again  # R17
-        return {"picture": world_picture(env), "outcome": outcome}
-    finally:
-        emu.stop()
+from tests.reliability.world import child_cycle, clone, diff, journal_pending, world_picture, writes
 
 
 def count_writes(base: Path, tmp: Path, side: str) -> int:

@@ -245,3 +245,8 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> str:
                 f" (counts {len(va or [])} vs {len(vb or [])})"
             )
     return "\n".join(lines)
+
+
+def writes(line: dict[str, Any]) -> int:
+    """All writes a --json line (or a child's outcome) reports."""
+    return sum(sum(side.values()) for side in (line.get("counts") or {}).values())
