@@ -161,6 +161,12 @@ def test_r7_outlook_contact_matching_a_crm_contact_outside_the_group_is_linked_a
     assert line["counts"]["crm"]["create"] == 0 and line["counts"]["crm"]["group_add"] == 1
     assert env.crm_rows("SELECT COUNT(*) AS n FROM CONTACT")[0]["n"] == before
     assert env.crm_rows("SELECT * FROM ADHOCGROUP WHERE ENTITYID = :id AND GROUPID = 'pDEMOA000001'", id=cid(22))
+    # R7's merge: a field empty on one side takes the other side's value; nothing is blanked.
+    crm = env.crm_rows("SELECT TITLE, WORKPHONE FROM CONTACT WHERE CONTACTID = :id", id=cid(22))[0]
+    assert crm["TITLE"] and crm["WORKPHONE"]
+    uma = by_email(env.graph(LEE).contacts(), "uma.patel@northwind.example")
+    assert uma["jobTitle"] == crm["TITLE"] and uma["businessPhones"][0] == crm["WORKPHONE"]
+    assert line["conflicts"] == 0
 
 
 def test_r11_contact_moved_out_of_the_folder_leaves_the_group_but_stays_in_crm(env: SyncEnv) -> None:
