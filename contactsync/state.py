@@ -14,6 +14,7 @@ for missing, datetimes as UTC). Pure SQLAlchemy Core, so it runs on any backend.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -169,6 +170,37 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1}
 # --- small helpers -----------------------------------------------------------------------
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _mark_values(state: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The journal columns a mark sets (``attempts`` is the expression ``attempts + 1``)."""
+    if state not in JOURNAL_STATES:
+        raise ValueError(f"journal state must be one of {JOURNAL_STATES}, got {state!r}")
+    unknown = set(result) - {"crm_id", "outlook_id", "error", "allocated", "final"}
+    if unknown:
+        raise TypeError(f"journal_mark got unexpected result keys {sorted(unknown)}")
+    values: dict[str, Any] = {"state": state, "updated_at": _now_iso()}
+    for key in ("crm_id", "outlook_id", "error"):
+        if result.get(key) is not None:
+            values[key] = str(result[key])
+    values["final"] = bool(result.get("final", True)) if state == "failed" else False
+    if state == "started":
+        values["attempts"] = journal_table.c.attempts + 1
+    return values
+
+
+@functools.lru_cache(maxsize=64)
+def _mark_statement(columns: tuple[str, ...], started: bool) -> sa.Update:
+    """One journal row's update setting ``columns`` from ``v_<column>`` parameters."""
+    j = journal_table
+    values: dict[str, Any] = {c: sa.bindparam(f"v_{c}") for c in columns}
+    if started:
+        values["attempts"] = j.c.attempts + 1
+    return (
+        sa.update(j)
+        .where(j.c.crm_user == sa.bindparam("_user"), j.c.action_id == sa.bindparam("_action"))
+        .values(values)
+    )
 
 
 def _chunks(seq: Sequence[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -624,8 +656,20 @@ class StateStore:
         return len(new_rows)
 
     def journal_mark(self, user: str, action_id: str, state: str, **result: Any) -> None:
-        """Move one action on: started | applied | failed (see :meth:`journal_mark_many`)."""
-        self.journal_mark_many(user, [action_id], state, **result)
+        """Move one action on: started | applied | failed (see :meth:`journal_mark_many`).
+
+        Called once per committed write (R18), so it is on the load's critical path: the
+        statement is built once per column set and reused (SQLAlchemy's compiled cache),
+        instead of constructing an ``IN`` update per call.
+        """
+        if result.get("allocated"):
+            self.journal_mark_many(user, [action_id], state, **result)
+            return
+        values = _mark_values(state, result)
+        started = values.pop("attempts", None) is not None
+        stmt = _mark_statement(tuple(sorted(values)), started)
+        with self._write() as conn:
+            conn.execute(stmt, {"_user": user, "_action": action_id, **{f"v_{k}": v for k, v in values.items()}})
 
     def journal_mark_many(
         self, user: str, action_ids: Sequence[str], state: str, **result: Any
@@ -636,19 +680,8 @@ class StateStore:
         ``error``, ``allocated`` (dict merged into the allocated ids) and, for 'failed',
         ``final`` (default True; False = retry next cycle, the entry stays pending).
         """
-        if state not in JOURNAL_STATES:
-            raise ValueError(f"journal state must be one of {JOURNAL_STATES}, got {state!r}")
-        unknown = set(result) - {"crm_id", "outlook_id", "error", "allocated", "final"}
-        if unknown:
-            raise TypeError(f"journal_mark got unexpected result keys {sorted(unknown)}")
         j = journal_table
-        values: dict[str, Any] = {"state": state, "updated_at": _now_iso()}
-        for key in ("crm_id", "outlook_id", "error"):
-            if result.get(key) is not None:
-                values[key] = str(result[key])
-        values["final"] = bool(result.get("final", True)) if state == "failed" else False
-        if state == "started":
-            values["attempts"] = j.c.attempts + 1
+        values = _mark_values(state, result)
         n = 0
         with self._write() as conn:
             for chunk in _chunks(action_ids):

@@ -1,7 +1,8 @@
 """The `contact-sync` command (spec/INTERFACE.md): the outermost shell of the program.
 
-It is the one module of ``contactsync`` that may import ``flows`` (inside the commands that
-run them), and the one place where errors become messages and exit codes.
+``contactsync.cli`` is the one part of ``contactsync`` that may import ``flows`` (inside
+the commands that run them: ``commands.py``, ``demo.py``), and the one place where errors
+become messages and exit codes. This module parses the arguments.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def sync(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per user and line.")] = False,
 ) -> None:
     """Run one sync cycle per user, as the Prefect flow."""
-    from contactsync.runner import run_sync_command
+    from contactsync.cli.commands import run_sync_command
 
     raise typer.Exit(
         run_sync_command(
@@ -78,7 +79,7 @@ def backfill(
     relink: Annotated[bool, typer.Option("--relink", help="Forget links and re-match (R7a, R7).")] = False,
 ) -> None:
     """Full re-read of both sides, re-match and repair; then a normal cycle."""
-    from contactsync.runner import run_backfill_command
+    from contactsync.cli.commands import run_backfill_command
 
     raise typer.Exit(run_backfill_command(config=config, users=user or [], since=since, relink=relink))
 
@@ -90,7 +91,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Folder for the HTML and JSON report.")] = Path("report"),
 ) -> None:
     """Write the data-quality report of the last cycle(s): HTML and JSON."""
-    from contactsync.runner import run_report_command
+    from contactsync.cli.commands import run_report_command
 
     raise typer.Exit(run_report_command(config=config, users=user or [], out=out))
 
@@ -128,7 +129,7 @@ def demo(
     dir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's CRM, emulator and report.")] = Path("demo"),
 ) -> None:
     """The guided demo: two cycles with scripted edits on both sides, explained by rule."""
-    from contactsync.demo import run_demo
+    from contactsync.cli.demo import run_demo
 
     raise typer.Exit(run_demo(dir))
 
