@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,32 +107,67 @@ class FixedTokenBackend(BaseTokenBackend):
 
 
 # --- the pacer -------------------------------------------------------------------------
-class Pacer:
-    """At most ``concurrent`` requests in flight per mailbox; after a 429 everybody waits.
+#: Graph's per-mailbox request window (spec/GRAPH_API.md): 10,000 requests in 600 s, each
+#: request inside a ``$batch`` counted. New pacers use it; a test or a benchmark against a
+#: scaled-down emulator may set it before the first client of a mailbox is made.
+MAILBOX_WINDOW: tuple[int, float] = (10_000, 600.0)
+#: Seconds added to the window: the server counts a request when it arrives, the pacer
+#: when it leaves, so a place is re-used only once the server has surely freed it.
+WINDOW_MARGIN_S = 0.5
 
-    Shared by every client of the same mailbox in this process (see :func:`pacer_for`), so
-    parallel loads of one user cannot exceed Graph's per-mailbox limit between them.
+
+class Pacer:
+    """At most ``concurrent`` requests in flight per mailbox, at most ``window[0]`` requests
+    (inner ``$batch`` requests each counted) in any ``window[1]`` seconds; after a 429
+    everybody waits.
+
+    Keeping to the window on the client side is what makes a bulk load run at the
+    throttle-limited rate without a storm of 429s (each of which costs a ``Retry-After``
+    wait and a re-send). Shared by every client of the same mailbox in this process (see
+    :func:`pacer_for`), so parallel loads of one user cannot exceed Graph's per-mailbox
+    limit between them.
     """
 
-    def __init__(self, concurrent: int = MAX_CONCURRENT, spacing_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        concurrent: int = MAX_CONCURRENT,
+        spacing_s: float = 0.05,
+        window: tuple[int, float] | None = None,
+    ) -> None:
         self.concurrent = concurrent
         self.spacing_s = spacing_s
+        self.window_limit, self.window_s = window or MAILBOX_WINDOW
         self._sem = threading.BoundedSemaphore(concurrent)
         self._lock = threading.Lock()
         self._not_before = 0.0
         self._spaced_until = 0.0
         self._next_slot = 0.0
+        self._sent: deque[float] = deque()  # start time of every request in the window
+
+    def _window_start(self, now: float, weight: int) -> float:
+        """The earliest time ``weight`` more requests fit in the window (lock held)."""
+        horizon = self.window_s + WINDOW_MARGIN_S
+        sent = self._sent
+        while sent and sent[0] <= now - horizon:
+            sent.popleft()
+        weight = min(weight, self.window_limit)
+        over = len(sent) + weight - self.window_limit
+        if over <= 0:
+            return now
+        return sent[over - 1] + horizon
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, weight: int = 1) -> Iterator[None]:
+        """Hold one of the concurrent places for a request counting ``weight`` in the window."""
         self._sem.acquire()
         try:
             with self._lock:
                 now = time.monotonic()
-                start = max(now, self._not_before)
+                start = max(now, self._not_before, self._window_start(now, weight))
                 if start < self._spaced_until:
                     start = max(start, self._next_slot)
                     self._next_slot = start + self.spacing_s
+                self._sent.extend([start] * weight)
             if start > now:
                 time.sleep(start - now)
             yield
@@ -286,6 +322,8 @@ class GraphConnection(Connection):
             headers.setdefault("Content-Type", "application/json")
             kwargs["data"] = json.dumps(data, cls=self.json_encoder) if not isinstance(data, (str, bytes)) else data
         kwargs.setdefault("timeout", self.request_timeout)
+        # A $batch counts once per inner request in Graph's window (spec/GRAPH_API.md).
+        weight = len(data["requests"]) if url == self.batch_url and isinstance(data, dict) and data.get("requests") else 1
         first_failure: float | None = None  # the budget runs from the first failure
         attempt = 0
         while True:
@@ -293,7 +331,7 @@ class GraphConnection(Connection):
             headers["Authorization"] = f"Bearer {self._bearer()}"
             status: int | None = None
             retry_after: float | None = None
-            with self.pacer.slot():
+            with self.pacer.slot(weight):
                 try:
                     log.debug("Graph %s %s (attempt %d)", method.upper(), url, attempt)
                     response = session_obj.request(method, url, headers=headers, **kwargs)
@@ -397,6 +435,8 @@ class GraphConnection(Connection):
                     if status != 429 and pending[rid]["method"] != "GET":
                         ambiguous.add(rid)
                     wait = max(wait, _retry_after(answer.get("headers")) or 0.0)
+                    if status == 429:  # the mailbox is throttled: every request waits, not just this batch
+                        self.pacer.throttled(_retry_after(answer.get("headers")) or 1.0)
                     final[rid] = {**answer, "id": rid, "ambiguous": rid in ambiguous}
                 else:
                     final[rid] = {**answer, "id": rid, "ambiguous": rid in ambiguous}
