@@ -119,8 +119,11 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
         links, pd.Index(crm["crm_id"]), pd.Index(outlook["outlook_id"]), inputs.crm_gone,
         settings,
     )
-    free_outlook = outlook[~outlook["outlook_id"].isin(fate.reserved_outlook)]
-    free_crm = crm_all[~crm_all["crm_id"].isin(fate.reserved_crm)]
+    free_outlook, free_crm = outlook, crm_all  # (no copy when nothing is linked yet)
+    if len(fate.reserved_outlook):
+        free_outlook = outlook[~outlook["outlook_id"].isin(fate.reserved_outlook)]
+    if len(fate.reserved_crm):
+        free_crm = crm_all[~crm_all["crm_id"].isin(fate.reserved_crm)]
     matches = match_free(free_outlook, free_crm)
 
     # R12 re-links and R7/R7a matches are new matches: merged against an empty snapshot
