@@ -190,14 +190,20 @@ class KeepCopySyncMachine(SyncMachine):
 #: Modest by default (the suite must stay fast); raise for a deeper hunt, e.g.
 #: CONTACTSYNC_MACHINE_EXAMPLES=500 pytest tests/plan/test_machine.py
 MACHINE_SETTINGS = settings(
-    max_examples=int(os.environ.get("CONTACTSYNC_MACHINE_EXAMPLES", "15")),
+    max_examples=int(os.environ.get("CONTACTSYNC_MACHINE_EXAMPLES", "10")),
     stateful_step_count=10,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-TestSync = SyncMachine.TestCase
+TestSync = pytest.mark.slow(SyncMachine.TestCase)
 TestSync.settings = MACHINE_SETTINGS
-TestKeepCopySync = KeepCopySyncMachine.TestCase
+TestKeepCopySync = pytest.mark.slow(KeepCopySyncMachine.TestCase)
 TestKeepCopySync.settings = MACHINE_SETTINGS
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+
+class QuickSyncMachine(SyncMachine):
+    """A few short runs for the fast suite (-m 'not slow'); the slow ones go deeper."""
+
+
+TestSyncQuick = QuickSyncMachine.TestCase
+TestSyncQuick.settings = settings(MACHINE_SETTINGS, max_examples=3, stateful_step_count=8)
