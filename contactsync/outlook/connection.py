@@ -111,9 +111,8 @@ class FixedTokenBackend(BaseTokenBackend):
 #: request inside a ``$batch`` counted. New pacers use it; a test or a benchmark against a
 #: scaled-down emulator may set it before the first client of a mailbox is made.
 MAILBOX_WINDOW: tuple[int, float] = (10_000, 600.0)
-#: Seconds added to the window: the server counts a request when it arrives, the pacer
-#: when it leaves, so a place is re-used only once the server has surely freed it.
-WINDOW_MARGIN_S = 0.5
+#: Seconds added to the window for clock granularity (places are freed by completion time).
+WINDOW_MARGIN_S = 0.05
 
 
 class Pacer:
@@ -123,9 +122,11 @@ class Pacer:
 
     Keeping to the window on the client side is what makes a bulk load run at the
     throttle-limited rate without a storm of 429s (each of which costs a ``Retry-After``
-    wait and a re-send). Shared by every client of the same mailbox in this process (see
-    :func:`pacer_for`), so parallel loads of one user cannot exceed Graph's per-mailbox
-    limit between them.
+    wait and a re-send). A request holds its places from the moment it leaves until its
+    answer is back, and then for one window from that answer: the server counted it at
+    some moment in between, so its place is surely free again when the pacer re-uses it.
+    Shared by every client of the same mailbox in this process (see :func:`pacer_for`), so
+    parallel loads of one user cannot exceed Graph's per-mailbox limit between them.
     """
 
     def __init__(
@@ -142,35 +143,47 @@ class Pacer:
         self._not_before = 0.0
         self._spaced_until = 0.0
         self._next_slot = 0.0
-        self._sent: deque[float] = deque()  # start time of every request in the window
+        self._done: deque[float] = deque()  # answer time of each counted request in the window
+        self._in_flight = 0  # places held by requests not answered yet
 
-    def _window_start(self, now: float, weight: int) -> float:
-        """The earliest time ``weight`` more requests fit in the window (lock held)."""
+    def _window_wait(self, now: float, weight: int) -> float:
+        """Seconds until ``weight`` more requests fit in the window (lock held)."""
         horizon = self.window_s + WINDOW_MARGIN_S
-        sent = self._sent
-        while sent and sent[0] <= now - horizon:
-            sent.popleft()
+        done = self._done
+        while done and done[0] <= now - horizon:
+            done.popleft()
         weight = min(weight, self.window_limit)
-        over = len(sent) + weight - self.window_limit
+        over = len(done) + self._in_flight + weight - self.window_limit
         if over <= 0:
-            return now
-        return sent[over - 1] + horizon
+            return 0.0
+        if over <= len(done):
+            return max(0.0, done[over - 1] + horizon - now)
+        return 0.05  # places held by requests in flight: look again shortly
 
     @contextmanager
     def slot(self, weight: int = 1) -> Iterator[None]:
         """Hold one of the concurrent places for a request counting ``weight`` in the window."""
         self._sem.acquire()
         try:
-            with self._lock:
-                now = time.monotonic()
-                start = max(now, self._not_before, self._window_start(now, weight))
-                if start < self._spaced_until:
-                    start = max(start, self._next_slot)
-                    self._next_slot = start + self.spacing_s
-                self._sent.extend([start] * weight)
+            while True:
+                with self._lock:
+                    now = time.monotonic()
+                    start = max(now, self._not_before, now + self._window_wait(now, weight))
+                    if start <= now:
+                        if now < self._spaced_until:
+                            start = max(now, self._next_slot)
+                            self._next_slot = start + self.spacing_s
+                        self._in_flight += weight
+                        break
+                time.sleep(start - now)
             if start > now:
                 time.sleep(start - now)
-            yield
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._in_flight -= weight
+                    self._done.extend([time.monotonic()] * weight)
         finally:
             self._sem.release()
 
