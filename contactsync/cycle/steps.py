@@ -65,6 +65,10 @@ def extract_outlook(sides: Sides, *, create_folder: bool, full: bool = False) ->
         return OutlookSide(None, None)
     user = sides.user_id
     delta_link, snapshot = (None, None) if full else sides.store.load_outlook(user, folder_id)
+    if delta_link and not delta_link.startswith(sides.settings.outlook.graph_url):
+        # Delta links are absolute: one from another endpoint (graph_url changed) cannot
+        # be followed; read the folder in full once instead.
+        delta_link = None
     result = extract(sides.graph, folder_id, snapshot=snapshot, delta_link=delta_link)
     if create_folder:  # i.e. not a dry run
         sides.store.save_outlook(
