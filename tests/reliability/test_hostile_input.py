@@ -137,3 +137,92 @@ def test_r19_corpus_has_both_outcomes_and_the_kinds_the_issue_names() -> None:
 
 
 _ = SyncEnv  # re-exported type for readers of the fixture
+
+
+# --- CRM -> Outlook -------------------------------------------------------------------------
+CRM_RECORDS: list[dict[str, Any]] = json.loads(CORPUS.read_text(encoding="utf-8"))["crm_records"]
+
+
+def hostile_id(i: int, prefix: str = "C") -> str:
+    return f"{prefix}HOSTL{i:06d}"
+
+
+@pytest.fixture(scope="module")
+def crm_synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Lee's group with the CRM corpus added, after two cycles."""
+    folder = tmp_path_factory.mktemp("hostile-crm")
+    with start_in_thread(db_path=folder / "graph.db") as emu:
+        env = make_env(folder, f"sqlite:///{folder / 'crm.db'}", emu)
+        assert env.sync("--user", LEE).exit_code == 0
+        stamp = "2026-01-02 10:00:00"
+        for i, rec in enumerate(CRM_RECORDS, start=1):
+            cid_, aid_ = hostile_id(i), hostile_id(i, "a")
+            env.crm_exec(
+                "INSERT INTO ADDRESS (ADDRESSID, ENTITYID, TYPE, DESCRIPTION, ISPRIMARY, ISMAILING, "
+                + "".join(f"{k}, " for k in rec["address"])
+                + "CREATEDATE, CREATEUSER, MODIFYDATE, MODIFYUSER) VALUES (:id, :e, 'Business', 'Business', 'T', 'T', "
+                + "".join(f":{k}, " for k in rec["address"]) + ":d, :u, :d, :u)",
+                id=aid_, e=cid_, d=stamp, u=LEE, **rec["address"])
+            cols = rec["contact"]
+            env.crm_exec(
+                "INSERT INTO CONTACT (CONTACTID, ACCOUNTID, ACCOUNT, ADDRESSID, SECCODEID, ACCOUNTMANAGERID, "
+                + "".join(f"{k}, " for k in cols)
+                + "CREATEDATE, CREATEUSER, MODIFYDATE, MODIFYUSER) VALUES (:id, 'ADEMOA000001', 'Contoso Ltd', :a, :u, :u, "
+                + "".join(f":{k}, " for k in cols) + ":d, :u, :d, :u)",
+                id=cid_, a=aid_, d=stamp, u=LEE, **cols)
+            env.crm_exec(
+                "INSERT INTO ADHOCGROUP (GROUPID, ENTITYID, CREATEDATE, CREATEUSER, MODIFYDATE, MODIFYUSER) "
+                "VALUES ('pDEMOA000001', :id, :d, :u, :d, :u)", id=cid_, d=stamp, u=LEE)
+        first = env.sync("--user", LEE)
+        second = env.sync("--user", LEE)
+        store = StateStore(f"sqlite:///{folder / 'state.db'}")
+        try:
+            runs = store.recent_runs(pad_user(LEE), limit=1)
+            quarantine = store.quarantine(runs["run_id"].iloc[0])
+        finally:
+            store.close()
+        engine = sa.create_engine(env.crm_url)
+        try:
+            crm = CrmReader(engine, schema=None, user_id=LEE).extract_group("Outlook Sync")
+        finally:
+            engine.dispose()
+        contacts = outlook_contacts(env, LEE)
+        yield {
+            "first": first, "second": second, "quarantine": quarantine,
+            "crm": crm.set_index("crm_id"),
+            "by_tag": {contact_to_row(c)["crm_tag"]: c for c in contacts},
+            "outlook_count": len(contacts),
+        }
+
+
+def test_r19_crm_corpus_cycles_complete_and_settle(crm_synced: dict[str, Any]) -> None:
+    first = crm_synced["first"].by_user()[LEE]
+    second = crm_synced["second"].by_user()[LEE]
+    assert crm_synced["first"].exit_code == 0, crm_synced["first"].stdout
+    expected = {hostile_id(i) for i, r in enumerate(CRM_RECORDS, start=1) if r["expect"] == "quarantine"}
+    held = set(crm_synced["quarantine"]["record_id"].astype(str)) & {hostile_id(i) for i in range(1, 100)}
+    assert held == expected, (sorted(held - expected), sorted(expected - held))
+    assert writes(second) == 0, second
+    assert first["counts"]["outlook"]["create"] == len(CRM_RECORDS) - len(expected)
+    assert first["counts"]["crm"]["update"] == 0, first  # the CRM rows are read, never "fixed"
+    print(f"hostile CRM corpus: {len(CRM_RECORDS)} records, {len(CRM_RECORDS) - len(expected)} "
+          f"round-tripped, {len(expected)} quarantined")
+
+
+@pytest.mark.parametrize("index", range(1, len(CRM_RECORDS) + 1), ids=[r["id"] for r in CRM_RECORDS])
+def test_r19_crm_record_reaches_outlook_exactly_or_is_quarantined(crm_synced: dict[str, Any], index: int) -> None:
+    record, crm_id = CRM_RECORDS[index - 1], hostile_id(index)
+    q = crm_synced["quarantine"]
+    reasons = q.loc[q["record_id"].astype(str) == crm_id, "reason"].tolist()
+    contact = crm_synced["by_tag"].get(crm_id)
+    if record["expect"] == "quarantine":
+        assert contact is None, f"quarantined {crm_id} reached Outlook"
+        assert reasons and all(reasons)
+        return
+    assert not reasons, f"{record['id']} ({record['why']}) was quarantined: {reasons}"
+    assert contact is not None, f"{record['id']} did not reach Outlook"
+    crm = crm_synced["crm"].loc[crm_id]
+    crm_values = {f: (None if pd_isna(crm[f]) else crm[f]) for f in model.FIELDS}
+    out = canonical(contact)
+    differ = {f: (crm_values[f], out[f]) for f in model.FIELDS if crm_values[f] != out[f]}
+    assert not differ, f"Outlook differs from CRM (crm, outlook): {differ}"
