@@ -128,7 +128,8 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
 
     # R12 re-links and R7/R7a matches are new matches: merged against an empty snapshot
     relink = fate.relink[["crm_id", "outlook_id"]].assign(link_rule="R12")
-    new_pairs = [p.reindex(columns=[*p.columns, *FIELDS]) for p in (relink, matches)]
+    no_snapshot = dict.fromkeys(FIELDS)  # None, not NaN: NaN would count as a value
+    new_pairs = [p.assign(**no_snapshot) for p in (relink, matches)]
     for_merge = [fate.merge.assign(link_rule=None), *new_pairs]
     pairs = pd.concat([p for p in for_merge if len(p)] or for_merge[:1], ignore_index=True)
     table = _pair_table(pairs, crm_all, outlook)

@@ -115,7 +115,7 @@ def _decide(
         return differ, none, none
     if direction == "outlook-to-crm":
         return none, differ, none
-    ns = norm(s, email=email) if not pd.isna(s).all() else s
+    ns = norm(s, email=email)  # also turns a stray NaN into None (= empty)
     c_changed = ~np.asarray(nc == ns, dtype=bool)
     o_changed = ~np.asarray(no == ns, dtype=bool)
     conflict = c_changed & o_changed & differ

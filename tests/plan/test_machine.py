@@ -136,6 +136,10 @@ class SyncMachine(RuleBasedStateMachine):
             email = c["field"] in EMAIL_FIELDS
             assert not same(c["crm_value"], c["outlook_value"], email)
             assert c["winner"] in ("crm", "outlook") and c["rule"] == "R9"
+            # an empty side is a conflict only when it was cleared (R7: empty takes the
+            # other value; R8: unchanged-empty is no change)
+            if same(c["crm_value"], None) or same(c["outlook_value"], None):
+                assert not same(c["snapshot_value"], None), c
         w.apply(result)
         assert before_crm <= set(w.crm), "R15: a cycle never deletes a CRM row"
         again = w.plan(self.plan_settings)

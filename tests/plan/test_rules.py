@@ -205,6 +205,17 @@ def test_r7_new_match_merge_fills_empty_fields_and_reports_differences_as_confli
     assert (snap["mobile_phone"], snap["job_title"]) == ("555", "CEO")
 
 
+def test_r7_new_match_beside_linked_pairs_never_blanks_a_field():
+    """Regression: the empty snapshot of a new match must be empty, not NaN."""
+    c, o, lk = linked("C1", "O1", **ANN)
+    result = plan([c, crm("C2", modified=1, **BOB, job_title="CEO", work_phone="555")],
+                  [o, olk("O2", modified=9, **{**BOB, "company": None})], [lk])
+    assert result.conflicts.empty
+    assert rows(result, "crm", "update").empty
+    assert fields_of(one(result, "outlook", "update")) == {
+        "job_title": "CEO", "work_phone": "555", "company": "Acme"}
+
+
 # --- R7a --------------------------------------------------------------------------------
 def test_r7a_tag_relinks_before_any_email_matching():
     result = plan([crm("C1", **ANN), crm("C2", **{**ANN, "email1": "other@x.com"})],
