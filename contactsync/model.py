@@ -84,34 +84,6 @@ CRM_LENGTHS: dict[str, int] = {
 STREET_LINE_LENGTH = 64
 STREET_MAX_LINES = 4
 
-#: Graph property paths of each canonical field (spec/FIELD_MAP.md), for messages/docs.
-GRAPH_PATHS: dict[str, str] = {
-    "first_name": "givenName",
-    "middle_name": "middleName",
-    "last_name": "surname",
-    "prefix": "title",
-    "suffix": "generation",
-    "job_title": "jobTitle",
-    "department": "department",
-    "company": "companyName",
-    "email1": "emailAddresses[0].address",
-    "email2": "emailAddresses[1].address",
-    "email3": "emailAddresses[2].address",
-    "work_phone": "businessPhones[0]",
-    "home_phone": "homePhones[0]",
-    "mobile_phone": "mobilePhone",
-    "web_address": "businessHomePage",
-    "assistant": "assistantName",
-    "spouse": "spouseName",
-    "birthday": "birthday",
-    "street": "businessAddress.street",
-    "city": "businessAddress.city",
-    "state": "businessAddress.state",
-    "postal_code": "businessAddress.postalCode",
-    "country": "businessAddress.countryOrRegion",
-    "categories": "categories",
-}
-
 # --- id and metadata columns of the side frames ----------------------------------------
 CRM_ID = "crm_id"  # CONTACT.CONTACTID
 OUTLOOK_ID = "outlook_id"  # Graph contact id

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import typer
@@ -38,10 +39,6 @@ def prepare_prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
-def _settings(config: Path | None) -> Settings:
-    return load_settings(config)
-
-
 def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:
     if not settings.users:
         raise ConfigError(
@@ -54,6 +51,21 @@ def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:
 def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
     if value is not None and value not in choices:
         raise ConfigError(f"--{name} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _setup(config: Path | None, users: Sequence[str]) -> tuple[list[str], str | None]:
+    """Validate the configuration and the users, then prepare Prefect; raises ConfigError.
+
+    Returns the selected users and the configuration path to hand to the flows.
+    """
+    selected = _selected_users(load_settings(config), users)
+    prepare_prefect_env()
+    return selected, (str(Path(config).resolve()) if config else None)
+
+
+def _fail(exc: ContactSyncError) -> int:
+    typer.echo(f"contact-sync: {exc.describe()}", err=True)
+    return exc.exit_code
 
 
 @contextmanager
@@ -116,15 +128,11 @@ def run_sync_command(
     try:
         _check_choice("policy", policy, POLICIES)
         _check_choice("direction", direction, DIRECTIONS)
-        settings = _settings(config)
-        selected = _selected_users(settings, users)
+        selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
-        typer.echo(f"contact-sync: {exc.describe()}", err=True)
-        return exc.exit_code
-    prepare_prefect_env()
+        return _fail(exc)
     from flows.sync_contacts import sync_contacts
 
-    config_path = str(Path(config).resolve()) if config else None
     outcomes: list[CycleOutcome] = []
     with progress_bar(not json_out):
         for uid in selected:
@@ -143,22 +151,16 @@ def run_backfill_command(
 ) -> int:
     """`contact-sync backfill`: full re-read and repair, then a normal cycle, per user."""
     try:
-        settings = _settings(config)
-        selected = _selected_users(settings, users)
         if since:
-            from datetime import date
-
-            date.fromisoformat(since[:10])
-    except ValueError:
-        typer.echo(f"contact-sync: --since must be an ISO date (YYYY-MM-DD), got {since!r}", err=True)
-        return 2
+            try:
+                date.fromisoformat(since[:10])
+            except ValueError:
+                raise ConfigError(f"--since must be an ISO date (YYYY-MM-DD), got {since!r}") from None
+        selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
-        typer.echo(f"contact-sync: {exc.describe()}", err=True)
-        return exc.exit_code
-    prepare_prefect_env()
+        return _fail(exc)
     from flows.backfill import backfill
 
-    config_path = str(Path(config).resolve()) if config else None
     with progress_bar(True):
         results = backfill(users=selected, since=since, relink=relink, config_path=config_path)
     outcomes = [CycleOutcome.from_dict(r) for r in results]
@@ -170,15 +172,11 @@ def run_backfill_command(
 def run_report_command(*, config: Path | None, users: Sequence[str], out: Path) -> int:
     """`contact-sync report`: the data-quality report of the last cycle(s)."""
     try:
-        settings = _settings(config)
-        selected = _selected_users(settings, users)
+        selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
-        typer.echo(f"contact-sync: {exc.describe()}", err=True)
-        return exc.exit_code
-    prepare_prefect_env()
+        return _fail(exc)
     from flows.quality_report import quality_report
 
-    config_path = str(Path(config).resolve()) if config else None
     paths = quality_report(out_dir=str(out), users=selected, config_path=config_path)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
