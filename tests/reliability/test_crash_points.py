@@ -94,3 +94,45 @@ def test_r18_every_crash_point_of_a_cycle_recovers_to_the_uninterrupted_end_stat
                 problems.append(found)
     print(f"crash points tried: crm {crm_writes}, outlook {outlook_writes}")
     assert not problems, f"{len(problems)} of {crm_writes + outlook_writes} crash points diverged:\n" + "\n\n".join(problems)
+
+
+# --- the first cycle: a crash among the initial creates must not duplicate them ------------
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A world before its first cycle (demo CRM, empty mailbox) and its uninterrupted end."""
+    from contactsync.emulator import start_in_thread
+    from tests.e2e.conftest import make_env
+
+    folder = tmp_path_factory.mktemp("fresh-base")
+    emu = start_in_thread(db_path=folder / "graph.db")
+    try:
+        make_env(folder, f"sqlite:///{folder / 'crm.db'}", emu, extra=scenario.EXTRA)
+    finally:
+        emu.stop()
+    env, emu = clone(folder, tmp_path_factory.mktemp("fresh-ref"), scenario.EXTRA)
+    try:
+        run = child_cycle(env.config, LEE)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return folder, {"picture": world_picture(env)}
+    finally:
+        emu.stop()
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_r18_crash_in_the_first_cycle_never_duplicates_the_initial_creates(
+    fresh: tuple[Path, dict[str, Any]], tmp_path: Path, k: int
+) -> None:
+    folder, ref = fresh
+    problem = crash_and_recover(folder, tmp_path / "w", k, "outlook", ref)
+    assert problem is None, problem
+
+
+@pytest.mark.slow
+def test_r18_every_crash_point_of_the_first_cycle(fresh: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    folder, ref = fresh
+    total = count_writes(folder, tmp_path, "outlook")
+    assert total == 9
+    problems = [p for k in range(1, total + 1)
+                if (p := crash_and_recover(folder, tmp_path / f"k{k}", k, "outlook", ref))]
+    print(f"first-cycle crash points tried: {total}")
+    assert not problems, "\n\n".join(problems)
