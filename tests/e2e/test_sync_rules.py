@@ -31,7 +31,7 @@ def tag_of(contact: dict) -> str | None:
 
 def by_email(contacts: list[dict], email: str) -> dict:
     for c in contacts:
-        if any(e.get("address", "").lower() == email for e in c.get("emailAddresses") or []):
+        if any(e.get("address", "").strip().lower() == email for e in c.get("emailAddresses") or []):
             return c
     raise AssertionError(f"no Outlook contact with {email}")
 
