@@ -3,7 +3,7 @@
 Graph answers with the full v1.0 representation (every property, ``null`` or ``[]`` or
 ``{}`` when unset), so the emulator does too: a client that breaks on a null breaks here
 before it breaks against a real tenant. Every name below exists in
-``/work/shared/graph/contacts-csdl.xml`` with the kind given here (a test checks it).
+``../shared/graph/contacts-csdl.xml`` (copy in tests/emulator) with the kind given here (a test checks it).
 """
 
 from __future__ import annotations
