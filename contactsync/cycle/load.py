@@ -224,7 +224,9 @@ def resume(sides: Sides) -> int:
     Returns the number of pairs re-linked.
     """
     store, user = sides.store, sides.user_id
-    pending = store.journal_pending(user)
+    # Every entry, 'applied' ones included: a create can commit and be marked applied and
+    # the cycle still be cut before its link was stored (commit_state).
+    pending = store.journal(user)
     if pending.empty:
         return 0
     creates = pending[(pending["side"] == "crm") & (pending["op"] == "create") & pending["crm_id"].notna() & pending["outlook_id"].notna()]
