@@ -109,7 +109,10 @@ def run_cycle(
                 "Check the folder and the group; run with --force if this is intended."
             )
         else:
-            loaded = t.load(sides, planned, run_id, crm.group_id, out.folder_id, out.frame)
+            prepared = t.prepare(sides, planned, run_id)
+            crm_results = t.load_crm(prepared, crm.group_id)
+            out_results = t.load_outlook(prepared, crm_results, out.folder_id, out.frame)
+            loaded = t.record_state(prepared, crm_results, out_results)
             outcome.counts = steps.counts(loaded.applied)
             outcome.errors = loaded.errors
             outcome.status = "ok" if not loaded.errors else "failed"

@@ -80,16 +80,29 @@ def quarantine(result: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.D
 
 # Loads are not retried as a whole: each write is retried inside the clients, and a
 # half-done load is finished by the next cycle from the journal (R18), never re-sent blind.
-@pure_task(name="load")
-def load(
-    sides: Sides, result: PlanResult, run_id: str, group_id: str, folder_id: str | None,
-    outlook_frame: pd.DataFrame,
-) -> load_step.LoadOutcome:
+@pure_task(name="journal-plan")
+def prepare(sides: Sides, result: PlanResult, run_id: str) -> load_step.Prepared:
+    return load_step.prepare(sides, result, run_id=run_id)
+
+
+@pure_task(name="load-crm")
+def load_crm(prepared: load_step.Prepared, group_id: str) -> pd.DataFrame:
+    return load_step.load_crm(prepared, group_id=group_id)
+
+
+@pure_task(name="load-outlook")
+def load_outlook(
+    prepared: load_step.Prepared, crm_results: pd.DataFrame, folder_id: str | None, outlook_frame: pd.DataFrame
+) -> pd.DataFrame:
     from contactsync import progress
 
-    user = sides.user_id.strip()
-    return load_step.load(
-        sides, result, run_id=run_id, group_id=group_id, folder_id=folder_id,
-        outlook_frame=outlook_frame,
+    user = prepared.sides.user_id.strip()
+    return load_step.load_outlook(
+        prepared, crm_results, folder_id=folder_id, outlook_frame=outlook_frame,
         progress=lambda done, total: progress.report(user, done, total),
     )
+
+
+@pure_task(name="record-state")
+def record_state(prepared: load_step.Prepared, crm_results: pd.DataFrame, outlook_results: pd.DataFrame) -> load_step.LoadOutcome:
+    return load_step.finish(prepared, crm_results, outlook_results)

@@ -53,6 +53,89 @@ def allocate_ids(sides: Sides, actions: pd.DataFrame) -> pd.DataFrame:
     return acts
 
 
+@dataclass
+class Prepared:
+    """A plan ready to load: ids allocated and every action journaled (R18)."""
+
+    sides: Sides
+    plan: PlanResult
+    actions: pd.DataFrame
+    run_id: str
+
+    def journal(self, result: dict) -> None:
+        """Record one write's result as soon as it is known; crash tests hook in here."""
+        status = result.get("status")
+        if status in ("applied", "failed"):
+            self.sides.store.journal_mark(
+                self.sides.user_id, result["action_id"], status,
+                crm_id=result.get("crm_id"), outlook_id=result.get("outlook_id"),
+                error=result.get("error"), final=False,
+            )
+        if status == "applied":
+            crashpoint.committed(self._side_of.get(result["action_id"], ""))
+
+    def __post_init__(self) -> None:
+        self._side_of = dict(zip(self.actions["action_id"], self.actions["side"], strict=True))
+
+
+def prepare(sides: Sides, plan: PlanResult, *, run_id: str) -> Prepared:
+    """Allocate the ids of new CRM rows and journal every action before any write."""
+    acts = allocate_ids(sides, plan.actions)
+    sides.store.journal_add(sides.user_id, run_id, acts)
+    return Prepared(sides, plan, acts, run_id)
+
+
+def load_crm(prepared: Prepared, *, group_id: str) -> pd.DataFrame:
+    """The CRM writes (accounts, contacts, updates, group membership), in transactions."""
+    acts = prepared.actions
+    crm_rows = whole_email_list(acts[acts["side"] == "crm"], prepared.plan.snapshots)
+    return _norm_results(prepared.sides.writer.apply(crm_rows, group_id=group_id, on_result=prepared.journal))
+
+
+def load_outlook(
+    prepared: Prepared,
+    crm_results: pd.DataFrame,
+    *,
+    folder_id: str | None,
+    outlook_frame: pd.DataFrame,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The Outlook writes, as $batch requests; held back where the pair's CRM create failed."""
+    acts = prepared.actions
+    crm_rows = acts[acts["side"] == "crm"]
+    failed_crm_ids = set(crm_rows.loc[crm_rows["action_id"].isin(_failed_ids(crm_results)), "crm_id"].dropna())
+    out_rows = acts[acts["side"] == "outlook"]
+    # An Outlook write for a pair whose CRM create failed would tag a contact with an id
+    # that does not exist: hold it back; the next cycle plans it again.
+    held = out_rows["crm_id"].isin(failed_crm_ids) & out_rows["new_key"].notna()
+    out_results = None
+    if folder_id is not None and (~held).any():
+        from contactsync.outlook.load import OutlookWriter
+
+        writer = OutlookWriter(prepared.sides.graph, folder_id)
+        out_results = writer.apply(out_rows[~held], outlook_frame, on_result=prepared.journal, progress=progress)
+    held_results = pd.DataFrame(
+        {
+            "action_id": out_rows.loc[held, "action_id"],
+            "status": "failed",
+            "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
+        }
+    )
+    return pd.concat([_norm_results(out_results), _norm_results(held_results)], ignore_index=True)
+
+
+def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
+    """Advance links and snapshots for what committed; say what did not."""
+    acts = prepared.actions
+    done = pd.concat([_norm_results(r) for r in results], ignore_index=True)
+    commit_state(prepared.sides, acts, prepared.plan, done, prepared.run_id)
+    ok = done.loc[done["status"].isin(OK_STATUSES), "action_id"]
+    applied = acts[acts["action_id"].isin(ok)]
+    failed = acts.merge(done.loc[~done["status"].isin(OK_STATUSES), ["action_id", "error"]], on="action_id")
+    errors = [f"{r.side} {r.op} of {r.crm_id or r.outlook_id} ({r.rule}): {r.error}" for r in failed.itertuples()]
+    return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors)
+
+
 def load(
     sides: Sides,
     plan: PlanResult,
@@ -63,64 +146,16 @@ def load(
     outlook_frame: pd.DataFrame,
     progress: Progress | None = None,
 ) -> LoadOutcome:
-    """Execute the plan (both sides), journaling each write, then advance the state."""
-    store, user = sides.store, sides.user_id
-    acts = allocate_ids(sides, plan.actions)
-    store.journal_add(user, run_id, acts)
+    """Execute the plan (both sides), journaling each write, then advance the state.
 
-    side_of = dict(zip(acts["action_id"], acts["side"], strict=True))
-
-    def journal(result: dict) -> None:
-        status = result.get("status")
-        if status in ("applied", "failed"):
-            store.journal_mark(
-                user, result["action_id"], status,
-                crm_id=result.get("crm_id"), outlook_id=result.get("outlook_id"),
-                error=result.get("error"), final=False,
-            )
-        if status == "applied":
-            crashpoint.committed(side_of.get(result["action_id"], ""))
-
-    crm_rows = whole_email_list(acts[acts["side"] == "crm"], plan.snapshots)
-    crm_results = sides.writer.apply(crm_rows, group_id=group_id, on_result=journal)
-    failed_crm_ids = set(
-        crm_rows.loc[crm_rows["action_id"].isin(_failed_ids(crm_results)), "crm_id"].dropna()
+    The same steps the flow runs as separate tasks, for callers without Prefect.
+    """
+    prepared = prepare(sides, plan, run_id=run_id)
+    crm_results = load_crm(prepared, group_id=group_id)
+    out_results = load_outlook(
+        prepared, crm_results, folder_id=folder_id, outlook_frame=outlook_frame, progress=progress
     )
-
-    out_rows = acts[acts["side"] == "outlook"]
-    # An Outlook write for a pair whose CRM create failed would tag a contact with an id
-    # that does not exist: hold it back; the next cycle plans it again.
-    held = out_rows["crm_id"].isin(failed_crm_ids) & out_rows["new_key"].notna()
-    out_results = pd.DataFrame(columns=["action_id", "status", "outlook_id", "error"])
-    if folder_id is not None and (~held).any():
-        from contactsync.outlook.load import OutlookWriter
-
-        writer = OutlookWriter(sides.graph, folder_id)
-        out_results = writer.apply(
-            out_rows[~held], outlook_frame, on_result=journal, progress=progress
-        )
-    held_results = pd.DataFrame(
-        {
-            "action_id": out_rows.loc[held, "action_id"],
-            "status": "failed",
-            "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
-        }
-    )
-    results = pd.concat(
-        [_norm_results(crm_results), _norm_results(out_results), _norm_results(held_results)],
-        ignore_index=True,
-    )
-    commit_state(sides, acts, plan, results, run_id)
-    ok = results.loc[results["status"].isin(OK_STATUSES), "action_id"]
-    applied = acts[acts["action_id"].isin(ok)]
-    failed = acts.merge(
-        results.loc[~results["status"].isin(OK_STATUSES), ["action_id", "error"]], on="action_id"
-    )
-    errors = [
-        f"{r.side} {r.op} of {r.crm_id or r.outlook_id} ({r.rule}): {r.error}"
-        for r in failed.itertuples()
-    ]
-    return LoadOutcome(results=results, applied=applied, failed=failed, errors=errors)
+    return finish(prepared, crm_results, out_results)
 
 
 def whole_email_list(crm_rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
