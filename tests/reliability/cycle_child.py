@@ -46,6 +46,7 @@ def run(config: str, user_id: str, *, force: bool = False) -> dict:
         planned, problems = steps.quarantine(planned, inputs)
         out["planned"] = steps.counts(planned.actions)
         out["quarantined"] = len(problems)
+        out["actions"] = steps.describe_actions(planned.actions, limit=1000)
         if planned.guard.stopped and not force:
             out["status"] = "guard-stopped"
         else:

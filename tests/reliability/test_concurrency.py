@@ -32,7 +32,7 @@ def finish(proc: Any) -> tuple[int, dict[str, Any]]:
     return proc.returncode, json.loads(lines[-1])
 
 
-@pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.parametrize("attempt", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_two_cycles_for_one_user_at_once_one_writes_the_other_exits_4_never_duplicates(
     base: Path, reference: dict[str, Any], tmp_path: Path, attempt: int
 ) -> None:
@@ -55,6 +55,7 @@ def test_two_cycles_for_one_user_at_once_one_writes_the_other_exits_4_never_dupl
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_cycles_for_different_users_run_in_parallel_on_a_shared_postgres_state_store(
     tmp_path: Path, postgres_url: str
 ) -> None:

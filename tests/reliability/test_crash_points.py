@@ -17,7 +17,6 @@ import pytest
 from tests.e2e.conftest import LEE
 from tests.reliability import scenario
 from tests.reliability.world import (
-    RESUME_DEFECT,
     child_cycle,
     clone,
     diff,
@@ -65,12 +64,9 @@ def crash_and_recover(base: Path, folder: Path, k: int, side: str | None, refere
         emu.stop()
 
 
-@pytest.mark.parametrize("side,k", [
-    ("crm", 1), ("crm", 4), ("outlook", 1), ("outlook", 5), ("outlook", 10),
-    # the 5th CRM write is the create of the contact without email (R5a): only the journal
-    # can re-link it
-    pytest.param("crm", 5, marks=pytest.mark.xfail(reason=RESUME_DEFECT, strict=True)),
-])
+# The default suite tries two crash points; the slow sweep below tries them all. The 5th CRM
+# write is the create of the contact without email (R5a): only the journal can re-link it.
+@pytest.mark.parametrize("side,k", [("crm", 5), ("outlook", 5)])
 def test_r18_crash_after_kth_write_then_recovery_matches_uninterrupted_cycle(
     base: Path, reference: dict[str, Any], tmp_path: Path, side: str, k: int
 ) -> None:
@@ -79,7 +75,6 @@ def test_r18_crash_after_kth_write_then_recovery_matches_uninterrupted_cycle(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=RESUME_DEFECT, strict=True)
 def test_r18_every_crash_point_of_a_cycle_recovers_to_the_uninterrupted_end_state(
     base: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -118,7 +113,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
         emu.stop()
 
 
-@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("k", [5])
 def test_r18_crash_in_the_first_cycle_never_duplicates_the_initial_creates(
     fresh: tuple[Path, dict[str, Any]], tmp_path: Path, k: int
 ) -> None:

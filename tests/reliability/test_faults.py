@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from tests.e2e.conftest import LEE, SyncEnv
 from tests.reliability import scenario
 from tests.reliability.world import (
-    RESUME_DEFECT,
     child_cycle,
     clone,
     diff,
@@ -135,7 +134,6 @@ def test_crm_constraint_rolls_back_one_unit_and_the_next_cycle_completes_it(
         emu.stop()
 
 
-@pytest.mark.xfail(reason=RESUME_DEFECT, strict=True)
 def test_crm_database_failing_mid_load_fails_the_cycle_cleanly_and_the_next_completes(
     base: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:

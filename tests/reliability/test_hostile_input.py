@@ -195,6 +195,7 @@ def crm_synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         }
 
 
+@pytest.mark.slow
 def test_r19_crm_corpus_cycles_complete_and_settle(crm_synced: dict[str, Any]) -> None:
     first = crm_synced["first"].by_user()[LEE]
     second = crm_synced["second"].by_user()[LEE]
@@ -209,6 +210,7 @@ def test_r19_crm_corpus_cycles_complete_and_settle(crm_synced: dict[str, Any]) -
           f"round-tripped, {len(expected)} quarantined")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(1, len(CRM_RECORDS) + 1), ids=[r["id"] for r in CRM_RECORDS])
 def test_r19_crm_record_reaches_outlook_exactly_or_is_quarantined(crm_synced: dict[str, Any], index: int) -> None:
     record, crm_id = CRM_RECORDS[index - 1], hostile_id(index)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from contactsync.crm.demo import cid
 from contactsync.emulator import start_in_thread
 from tests.e2e.conftest import LEE, SyncEnv, make_env
@@ -69,6 +71,7 @@ def test_r16_emptying_the_crm_group_stops_before_any_write_and_force_goes_ahead(
         env.emulator.stop()
 
 
+@pytest.mark.slow
 def test_r16_a_few_deletes_under_the_threshold_go_ahead(tmp_path: Path) -> None:
     env = grown(tmp_path)
     try:

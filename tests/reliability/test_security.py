@@ -123,6 +123,7 @@ def test_r1_read_only_row_is_never_written_whatever_outlook_does(world: SyncEnv)
     assert all(a["CITY"] != "Elsewhere" for a in addr)
 
 
+@pytest.mark.slow
 def test_r1_overlapping_rights_a_shared_contact_flows_between_the_two_users(world: SyncEnv) -> None:
     """Emma Novak (Everyone) is in both groups: Lee's Outlook edit reaches CRM, then Sam's Outlook."""
     env = world

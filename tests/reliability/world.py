@@ -30,13 +30,6 @@ from tests.e2e.conftest import MAILBOXES, SyncEnv, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Defect found by these tests (contactsync/cycle/load.py, owned by the integrator): resume()
-#: reads ``store.journal_pending()``, which leaves out entries already marked 'applied', so a
-#: CRM create that committed in a cycle cut (or failed) before commit_state is never re-linked;
-#: the next cycle then creates the pair again (an Outlook contact without email, R5a, can only
-#: be re-linked from the journal). Fix: ``pending = store.journal(user)`` in resume().
-RESUME_DEFECT = ("R18: resume() skips journaled CRM creates already marked 'applied' "
-                 "(journal_pending excludes them), so the next cycle duplicates the pair")
 SYNC_ID = re.compile(r"^[A-Za-z]SYNC[0-9A-Za-z]+$")
 AUDIT = {"CREATEDATE", "MODIFYDATE"}
 OUTLOOK_VOLATILE = {"@odata.etag", "id", "changeKey", "createdDateTime", "lastModifiedDateTime", "parentFolderId"}
