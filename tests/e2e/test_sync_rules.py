@@ -338,3 +338,38 @@ def test_r12_keep_copy_leaves_the_outlook_contact_and_relinks_when_back_in_the_g
         assert line["counts"]["outlook"]["create"] == 0 and line["counts"]["crm"]["create"] == 0
         assert len([c for c in mb.contacts() if c.get("surname") == "Costa"]) == 1
         assert total_writes(env.sync("--user", LEE).by_user()[LEE]) == 0
+
+
+def test_r2_r3_the_sync_group_and_folder_are_created_when_missing(env: SyncEnv) -> None:
+    env.crm_exec("DELETE FROM ADHOCGROUP WHERE GROUPID = 'pDEMOA000001'")
+    env.crm_exec("DELETE FROM PLUGIN WHERE PLUGINID = 'pDEMOA000001'")
+    line = env.sync("--user", LEE).by_user()[LEE]
+    assert line["status"] == "ok" and total_writes(line) == 0
+    group = env.crm_rows("SELECT * FROM PLUGIN WHERE USERID = :u AND NAME = 'Outlook Sync'", u=LEE)
+    assert len(group) == 1 and group[0]["TYPE"] == 8 and group[0]["FAMILY"] == "Contact"
+    assert env.graph(LEE).folder_id("CRM Contacts") is not None
+
+
+def test_r6_company_edits_in_outlook_never_reach_crm_and_the_account_name_wins(env: SyncEnv) -> None:
+    first_cycle(env, LEE)
+    mb = env.graph(LEE)
+    ana = by_email(mb.contacts(), "ana.lopez@contoso.example")
+    mb.patch(ana["id"], {"companyName": "Renamed In Outlook"})
+    line = env.sync("--user", LEE).by_user()[LEE]
+    assert line["counts"]["crm"]["update"] == 0
+    assert env.crm_rows("SELECT ACCOUNT FROM ACCOUNT WHERE ACCOUNTID = 'ADEMOA000001'")[0]["ACCOUNT"] == "Contoso Ltd"
+    assert by_email(mb.contacts(), "ana.lopez@contoso.example")["companyName"] == "Contoso Ltd"
+
+
+def test_r14_deleting_in_crm_after_the_contact_stopped_syncing_leaves_outlook_alone(env: SyncEnv) -> None:
+    first_cycle(env, LEE)
+    mb = env.graph(LEE)
+    personal = mb.make_folder("Personal")
+    ines = next(c for c in mb.contacts() if c.get("surname") == "Costa")
+    mb.move(ines["id"], personal)
+    env.sync("--user", LEE)  # R11: out of the group, unlinked
+    env.crm_exec("DELETE FROM CONTACT WHERE CONTACTID = :id", id=cid(9))
+    line = env.sync("--user", LEE).by_user()[LEE]
+    assert total_writes(line) == 0
+    assert [c for c in mb.contacts(personal) if c.get("surname") == "Costa"]
+    assert not [c for c in mb.deleted() if c.get("surname") == "Costa"]
