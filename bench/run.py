@@ -98,6 +98,14 @@ class Emulator:
             time.sleep(0.1)
         raise RuntimeError("the emulator did not start")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the emulator process has used (user + system), from /proc."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -291,7 +299,9 @@ def child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
 
 def measured(emu: Emulator, ds: DataSet, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     emu.reset_stats()
+    cpu = emu.cpu_s()
     result = child(args, env)
+    result["emulator_cpu_s"] = round(emu.cpu_s() - cpu, 2)  # the server's share of the wall time
     stats = emu.stats()
     result["http_requests"] = stats["requests"]
     result["inner_requests"] = stats["inner_requests"]
