@@ -161,6 +161,7 @@ class OutlookWriter:
         requests: list[dict] = []
         by_req: dict[str, dict] = {}
         tags: dict[str, str] = {}
+        deletes: dict[str, str] = {}
         immediate: list[dict] = []
         for n, row in enumerate(chunk):
             rid = str(n + 1)
@@ -183,10 +184,13 @@ class OutlookWriter:
                     continue
                 requests.append({"id": rid, "method": "PATCH", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}"), "body": body})
             else:
+                deletes[rid] = oid or ""
                 requests.append({"id": rid, "method": "DELETE", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}")})
 
         def resolve(unclear: list[dict]) -> dict[str, dict]:
-            return self._find_committed_creates(unclear, tags)
+            found = self._find_committed_creates(unclear, tags)
+            found.update(self._find_committed_deletes(unclear, deletes))
+            return found
 
         if not requests:
             return immediate
@@ -255,6 +259,30 @@ class OutlookWriter:
         for rid in found:
             if rid in tags:
                 log.info("create for CRM %s was committed without an answer: found it by its tag", tags[rid])
+        return found
+
+    def _find_committed_deletes(self, unclear: list[dict], deletes: dict[str, str]) -> dict[str, dict]:
+        """Deletes whose unclear attempt was committed after all: the contact left the folder.
+
+        A contact deleted once sits in Deleted Items under the same (immutable) id, where a
+        second DELETE would remove it for good: R12/R13 promise a copy the user can recover,
+        so a delete is re-sent only while the contact is still in the sync folder.
+        """
+        asked = [r for r in unclear if r["method"] == "DELETE" and deletes.get(r["id"])]
+        if not asked:
+            return {}
+        gets = [{"id": r["id"], "method": "GET",
+                 "url": self.client.path(f"contacts/{quote(deletes[r['id']], safe='')}?$select=parentFolderId")}
+                for r in asked]
+        found: dict[str, dict] = {}
+        for answer in self.client.batch(gets):
+            status = int(answer.get("status", 0))
+            body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
+            moved = 200 <= status < 300 and body.get("parentFolderId") not in (None, self.folder_id)
+            if status == 404 or moved:
+                log.info("delete of Outlook contact %s was committed without an answer: not re-sent",
+                         deletes[answer["id"]])
+                found[answer["id"]] = {"status": 204, "headers": {}, "body": None}
         return found
 
     def _lookup_by_filter(self, creates: list[dict], tags: dict[str, str]) -> dict[str, dict] | None:
