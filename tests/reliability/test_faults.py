@@ -38,6 +38,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "drop": {"status": "drop"},
     "commit-then-fail-post": {"status": "commit-then-fail", "methods": ["POST"]},
     "commit-then-fail-patch": {"status": "commit-then-fail", "methods": ["PATCH"]},
+    "commit-then-fail-delete": {"status": "commit-then-fail", "methods": ["DELETE"]},
 }
 
 
@@ -90,6 +91,24 @@ def test_commit_then_fail_on_post_never_duplicates_a_created_contact(
     """The answer of a create is lost although it happened; the retry must not create twice."""
     cycles = outlook_fault_case(base, tmp_path / "w", reference, "commit-then-fail-post", seed=7)
     assert cycles <= MAX_CYCLES
+
+
+def test_r12_a_delete_whose_answer_was_lost_is_not_resent_into_deleted_items(
+    base: Path, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """Every DELETE is applied and its answer lost. A blind retry hit the copy in Deleted
+    Items (same immutable id) and removed it for good; R12/R13 promise a recoverable copy."""
+    env, emu = clone(base, tmp_path / "w", scenario.EXTRA)
+    try:
+        set_fault(env, {"status": "commit-then-fail", "methods": ["DELETE"], "rate": 1.0, "retry_after": 0})
+        out = child_cycle(env.config, LEE).outcome()
+        assert out["status"] == "ok", out
+        set_fault(env, None)
+        assert sorted(c["surname"] for c in env.graph(LEE).deleted()) == ["Costa", "Kim", "Liu"]
+        assert writes(child_cycle(env.config, LEE).outcome()) == 0
+        assert_reference(env, reference)
+    finally:
+        emu.stop()
 
 
 @pytest.mark.slow
