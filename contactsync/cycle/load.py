@@ -63,19 +63,34 @@ class Prepared:
     run_id: str
 
     def journal(self, result: dict) -> None:
-        """Record one write's result as soon as it is known; crash tests hook in here."""
+        """Note one write's result as soon as it is known; crash tests hook in here.
+
+        Applied marks are written in bulk (``flush``): recovery never depends on them
+        (``resume`` checks the rows that journaled ids name), so a mark per write would
+        only cost a transaction each. Failures are written at once, with their error.
+        """
         status = result.get("status")
-        if status in ("applied", "failed"):
+        if status == "applied":
+            self._applied.append(result["action_id"])
+            if len(self._applied) >= 500:
+                self.flush()
+            crashpoint.committed(self._side_of.get(result["action_id"], ""))
+        elif status == "failed":
             self.sides.store.journal_mark(
                 self.sides.user_id, result["action_id"], status,
                 crm_id=result.get("crm_id"), outlook_id=result.get("outlook_id"),
                 error=result.get("error"), final=False,
             )
-        if status == "applied":
-            crashpoint.committed(self._side_of.get(result["action_id"], ""))
+
+    def flush(self) -> None:
+        """Write the pending 'applied' marks in one transaction."""
+        if self._applied:
+            self.sides.store.journal_mark_many(self.sides.user_id, self._applied, "applied")
+            self._applied = []
 
     def __post_init__(self) -> None:
         self._side_of = dict(zip(self.actions["action_id"], self.actions["side"], strict=True))
+        self._applied: list[str] = []
 
 
 def prepare(sides: Sides, plan: PlanResult, *, run_id: str) -> Prepared:
@@ -89,7 +104,9 @@ def load_crm(prepared: Prepared, *, group_id: str) -> pd.DataFrame:
     """The CRM writes (accounts, contacts, updates, group membership), in transactions."""
     acts = prepared.actions
     crm_rows = whole_email_list(acts[acts["side"] == "crm"], prepared.plan.snapshots)
-    return _norm_results(prepared.sides.writer.apply(crm_rows, group_id=group_id, on_result=prepared.journal))
+    results = prepared.sides.writer.apply(crm_rows, group_id=group_id, on_result=prepared.journal)
+    prepared.flush()
+    return _norm_results(results)
 
 
 def load_outlook(
@@ -114,6 +131,7 @@ def load_outlook(
 
         writer = OutlookWriter(prepared.sides.graph, folder_id)
         out_results = writer.apply(out_rows[~held], outlook_frame, on_result=prepared.journal, progress=progress)
+        prepared.flush()
     held_results = pd.DataFrame(
         {
             "action_id": out_rows.loc[held, "action_id"],
