@@ -124,13 +124,14 @@ def test_outlook_faults_at_20_percent_converge_without_duplicates(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["drop", "commit-then-fail-post", "commit-then-fail-delete", "500"])
-def test_outlook_faults_at_60_percent_fail_cleanly_and_converge(
+@pytest.mark.parametrize("name", ["commit-then-fail-post", "commit-then-fail-delete", "500"])
+def test_outlook_faults_at_50_percent_converge_without_duplicates(
     base: Path, reference: dict[str, Any], tmp_path: Path, name: str
 ) -> None:
-    """Harsher than the issue asks: cycles do fail (retry budget spent), cleanly, and converge."""
-    cycles, statuses = outlook_fault_case(base, tmp_path / "w", reference, name, seed=11, rate=0.6)
-    print(f"fault {name} at 60% seed 11: quiet after {cycles} cycle(s): {statuses}")
+    """Harsher than the issue asks. (A dropped connection loses the whole $batch, so "drop"
+    at 50 % never lets a batch of 20 through: not tried.)"""
+    cycles, statuses = outlook_fault_case(base, tmp_path / "w", reference, name, seed=11, rate=0.5)
+    print(f"fault {name} at 50% seed 11: quiet after {cycles} cycle(s): {statuses}")
 
 
 # --- the CRM side ------------------------------------------------------------------------
