@@ -140,11 +140,13 @@ def run_cycle(
 
 
 def quarantined_records(problems: Any) -> int:
-    """How many records were held back: a record found both on its side and in the plan
-    (as the ``new:`` key of the CRM row it would have made) counts once."""
+    """How many contact records were held back: a record found both on its side and in the
+    plan (as the ``new:`` key of the CRM row it would have made) counts once, and an
+    account that would have been made for it (``acct:`` key) is not a record of its own."""
     if problems is None or problems.empty:
         return 0
-    return int(problems["record_id"].dropna().astype(str).str.removeprefix("new:").nunique())
+    ids = problems["record_id"].dropna().astype(str)
+    return int(ids[~ids.str.startswith("acct:")].str.removeprefix("new:").nunique())
 
 
 def _records(frame: Any, limit: int = 500) -> list[dict[str, Any]]:

@@ -73,9 +73,8 @@ def test_r19_corpus_cycles_complete_and_settle(synced: dict[str, Any]) -> None:
     expected_q = len(expected)
     held = {name for name, _, _ in quarantined_names(synced) if not name.startswith("acct:")}
     assert held == expected, (sorted(held - expected), sorted(expected - held))
-    # The --json count also counts the R5a/R5c accounts held back with their contacts
-    # (record ids "acct:<name>"), so it is at least the number of contacts.
-    assert first["quarantined"] >= expected_q and second["quarantined"] == first["quarantined"], (first, second)
+    # The --json count is of contact records (accounts held back with them do not count).
+    assert first["quarantined"] == expected_q and second["quarantined"] == first["quarantined"], (first, second)
     assert writes(second) == 0, second  # R17: nothing mangled that would ping-pong
     assert synced["new_contacts"] == len(RECORDS) - expected_q
     print(f"hostile corpus: {len(RECORDS)} records, {len(RECORDS) - expected_q} round-tripped, "
