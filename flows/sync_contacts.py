@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger
 from contactsync.config import Settings, UserSettings, load_settings
 from contactsync.cycle import steps
 from contactsync.cycle.outcome import CycleOutcome
-from contactsync.cycle.sides import open_sides, plan_settings
+from contactsync.cycle.sides import Sides, open_sides, plan_settings
 from contactsync.errors import ContactSyncError, LockedError
 from flows.artifacts import publish
 from tasks import cycle as t
@@ -54,15 +54,30 @@ def run_cycle(
     uid = user.crm_user
     try:
         sides = open_sides(settings, user)
-        lock = sides.store.lock(uid)
-        lock.__enter__()
+        with sides.store.lock(uid):
+            outcome = _locked_cycle(
+                sides, dry_run=dry_run, force=force, policy=policy, direction=direction,
+                full=full, relink=relink, repair=repair, since=since,
+            )
     except LockedError as exc:
         logger.warning("user %s: %s", uid.strip(), exc.message)
         return CycleOutcome(user=uid, status="locked", dry_run=dry_run, message=exc.describe())
     except ContactSyncError as exc:
         logger.error("user %s: %s", uid.strip(), exc.describe())
         return CycleOutcome(user=uid, status="failed", dry_run=dry_run, message=exc.describe(), errors=[exc.describe()])
-    store = sides.store
+    outcome.duration_s = round(time.monotonic() - started, 3)
+    return outcome
+
+
+def _locked_cycle(
+    sides: Sides, *, dry_run: bool, force: bool, policy: str | None, direction: str | None,
+    full: bool, relink: bool, repair: bool, since: str | None,
+) -> CycleOutcome:
+    """The cycle proper, under the user's lock; a failure is recorded, not raised."""
+    logger = get_run_logger()
+    started = time.monotonic()
+    settings, user, store = sides.settings, sides.user, sides.store
+    uid = user.crm_user
     params = {
         "dry_run": dry_run, "force": force, "policy": policy, "direction": direction,
         "full": full, "relink": relink, "repair": repair, "since": since,
@@ -133,9 +148,6 @@ def run_cycle(
         outcome.errors.append(outcome.message)
         logger.exception("user %s: cycle failed", uid.strip())
         store.finish_run(run_id, "failed", _summary(outcome, {}))
-    finally:
-        lock.__exit__(None, None, None)
-    outcome.duration_s = round(time.monotonic() - started, 3)
     return outcome
 
 
