@@ -104,8 +104,8 @@ def _locked_cycle(
         store.record_quarantine(run_id, uid, problems)
         outcome.conflicts = int(len(planned.conflicts))
         outcome.quarantined = quarantined_records(problems)
-        outcome.conflict_rows = _records(planned.conflicts)
-        outcome.problems = _records(problems)
+        outcome.conflict_rows = steps.records(planned.conflicts)
+        outcome.problems = steps.records(problems)
         outcome.actions = steps.describe_actions(planned.actions, limit=200)
         logger.info(
             "user %s: plan of %d action(s), %d conflict(s), %d quarantined; guard: %s",
@@ -159,13 +159,6 @@ def quarantined_records(problems: Any) -> int:
         return 0
     ids = problems["record_id"].dropna().astype(str)
     return int(ids[~ids.str.startswith("acct:")].str.removeprefix("new:").nunique())
-
-
-def _records(frame: Any, limit: int = 500) -> list[dict[str, Any]]:
-    if frame is None or frame.empty:
-        return []
-    head = frame.head(limit).astype(object)
-    return head.where(head.notna(), None).to_dict("records")
 
 
 def _summary(outcome: CycleOutcome, gx: dict[str, Any]) -> dict[str, Any]:

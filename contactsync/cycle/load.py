@@ -249,19 +249,14 @@ def commit_state(sides: Sides, acts: pd.DataFrame, plan: PlanResult, results: pd
         snaps = snaps[keep]
         if "status" not in snaps:
             snaps = snaps.assign(status=LINK_STATUS_ACTIVE)
-        stopped = snaps[snaps["status"] == "stopped"]
-        active = snaps[snaps["status"] != "stopped"]
-    else:
-        stopped = active = snaps
+    stopped = set(snaps.loc[snaps["status"] == "stopped", "crm_id"]) if not snaps.empty else set()
 
     unlinks = acts[(acts["op"] == "unlink") & acts["_pair"].isin(good_pairs)]
-    gone = set(unlinks["crm_id"].dropna()) - set(stopped["crm_id"]) if not unlinks.empty else set()
+    gone = set(unlinks["crm_id"].dropna()) - stopped
     if gone:
         store.remove_links(user, sorted(gone))
-    if not stopped.empty:
-        store.save_pairs(user, stopped)
-    if not active.empty:
-        store.save_pairs(user, active)
+    if not snaps.empty:  # each row carries its status: active, or stopped (R12 keep-copy)
+        store.save_pairs(user, snaps)
     # The journal has served once everything committed; after a failure it stays for
     # resume() at the start of the next cycle.
     if bool(acts["_ok"].all()):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from contactsync import model
+from contactsync.cycle.outcome import empty_counts
 from contactsync.plan import candidate_company_names, candidate_emails
 from contactsync.plan.schema import PlanInputs, PlanResult
 
@@ -195,10 +196,7 @@ def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.Dat
 
 def counts(actions: pd.DataFrame) -> dict[str, dict[str, int]]:
     """The --json counts of spec/INTERFACE.md from a frame of (applied or planned) actions."""
-    out: dict[str, dict[str, int]] = {
-        "outlook": {"create": 0, "update": 0, "delete": 0},
-        "crm": {"create": 0, "update": 0, "unlink": 0, "group_add": 0, "group_remove": 0},
-    }
+    out = empty_counts()
     if actions.empty:
         return out
     real = actions
@@ -214,5 +212,12 @@ def counts(actions: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 def describe_actions(actions: pd.DataFrame, limit: int = 50) -> list[dict[str, Any]]:
     """A short, readable list of actions (side, op, rule, reason) for reports and the demo."""
-    cols = ["side", "op", "rule", "reason", "crm_id", "outlook_id", "fields"]
-    return actions[cols].head(limit).astype(object).where(actions[cols].head(limit).notna(), None).to_dict("records")
+    return records(actions[["side", "op", "rule", "reason", "crm_id", "outlook_id", "fields"]], limit)
+
+
+def records(frame: pd.DataFrame | None, limit: int = 500) -> list[dict[str, Any]]:
+    """The first ``limit`` rows as plain dicts (None for missing), for JSON and reports."""
+    if frame is None or frame.empty:
+        return []
+    head = frame.head(limit).astype(object)
+    return head.where(head.notna(), None).to_dict("records")
