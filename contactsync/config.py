@@ -23,6 +23,7 @@ DEFAULT_CONFIG_NAME = "contact-sync.toml"
 
 Policy = Literal["latest", "crm", "outlook"]
 Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]
+TagLinks = Literal["with-write", "at-link"]
 
 
 class _Section(BaseModel):
@@ -71,6 +72,13 @@ class SyncSettings(_Section):
     mass_change_share: float = Field(0.2, ge=0.0, le=1.0)
     mass_change_min: int = Field(10, ge=0)
     field_direction: dict[str, Direction] = Field(default_factory=dict)
+    #: R7a: when a new link's Outlook contact gets its CrmContactId tag. ``with-write``
+    #: (default): in the POST that creates it, else with the pair's next Outlook write, and
+    #: at once only where email matching (R7) could not find the pair again after a lost
+    #: state store (no email address). ``at-link``: every new link is tagged at once, one
+    #: Graph request per linked pair, which on a first sync can cost four times the
+    #: requests (Graph allows 10,000 per 10 minutes per mailbox).
+    tag_links: TagLinks = "with-write"
     #: Run the Great Expectations suites on what each cycle writes (Data Docs for the
     #: report). Quarantine (R19) never depends on it; turning it off saves GX's start-up
     #: (several seconds) on cycles with changes.

@@ -89,4 +89,5 @@ def plan_settings(
         keep_outlook_copy=sync.keep_outlook_copy_on_group_removal,
         mass_change_share=sync.mass_change_share,
         mass_change_min=sync.mass_change_min,
+        tag_links=sync.tag_links,
     )

@@ -24,6 +24,7 @@ from contactsync.plan.frames import (
     norm,
     text,
 )
+from contactsync.plan.merge import tag_needed
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanSettings
 
 #: Account name of an R5a contact with no name at all (R19 quarantines such a record;
@@ -162,18 +163,24 @@ def r5_create_in_crm(
         fields=_all_fields(settings), values=values,
     ))
     if settings.direction != "outlook-to-crm":
-        # R6: the account name flows to the Outlook company (R5a); every new link also
-        # writes the CRM id tag (R7a), so the Outlook side is always touched once.
+        # R6: the account name flows to the Outlook company (R5a), and that write carries
+        # the new CRM id tag (R7a); a contact that R7 could not find again by email after a
+        # lost state store is tagged even with nothing else to write (merge.tag_needed).
         company_new = (
             ~equal_values(values["company"], original_company)
             if "company" in settings.fields else np.zeros(n, dtype=bool)
         )
+        email1 = values["email1"] if "email1" in values else as_objects(outlook["email1"])
+        tag_now = tag_needed(np.full(n, None, dtype=object), as_objects(outlook["crm_tag"]), email1, settings)
+        rows = np.flatnonzero(company_new | tag_now)
+        company_new = company_new[rows]
         fields = np.where(company_new, "company", "").astype(object)
-        reason = (text(rule) + ": tag Outlook contact " + oid
+        reason = (text(rule[rows]) + ": tag Outlook contact " + oid[rows]
                   + " with its new CRM id" + np.where(company_new, " and set its company", ""))
         actions.append(make_actions(
-            "outlook", "update", rule, reason, n,
-            outlook_id=outlook_id, new_key=new_key, fields=fields,
-            values={"company": np.where(company_new, values.get("company"), None)},
+            "outlook", "update", rule[rows], reason, rows.size,
+            outlook_id=outlook_id[rows], new_key=new_key[rows], fields=fields,
+            values={"company": np.where(company_new, values.get("company")[rows], None)}
+            if "company" in values else None,
         ))
     return CreateResult(actions, _snapshot(None, outlook_id, new_key, values, n))

@@ -92,9 +92,35 @@ def _quiet_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> np.
         s = pairs[f"s:{f}"]
         quiet &= np.asarray(pairs[f"c:{f}"] == s, dtype=bool)
         quiet &= np.asarray(pairs[f"o:{f}"] == s, dtype=bool)
-    if settings.direction != "outlook-to-crm":
-        quiet &= np.asarray(pairs["crm_tag"] == pairs["crm_id"], dtype=bool)
+    quiet &= ~tag_needed(pairs["crm_id"], pairs["crm_tag"], pairs["o:email1"], settings)
     return quiet
+
+
+def tag_needed(
+    crm_id: np.ndarray, crm_tag: np.ndarray, email1: np.ndarray, settings: PlanSettings
+) -> np.ndarray:
+    """R7a: the pairs whose Outlook contact gets its CrmContactId tag now, even with no field to write.
+
+    ``at-link`` tags every pair whose tag is missing. ``with-write`` leaves the tag to the
+    pair's next Outlook write (every Outlook write carries it) and writes it at once only
+    where a lost state store could not be recovered by email matching (R7): the contact
+    has no email address (``email1`` is empty once emails are compacted), or it carries
+    another contact's tag (a copied contact), which R7a would follow to the wrong record.
+    """
+    n = len(crm_id)
+    if settings.direction == "outlook-to-crm" or n == 0:
+        return np.zeros(n, dtype=bool)
+    # the tag is written exactly as the CRM id: a raw comparison says whether it is there
+    # (a CRM contact still to be created, crm_id None, has no tag yet)
+    missing = ~np.asarray(crm_tag == crm_id, dtype=bool) | pd.isna(crm_id)
+    if settings.tag_links == "at-link":
+        return missing
+    todo = np.flatnonzero(missing)
+    if todo.size:
+        wrong = ~pd.isna(norm(crm_tag[todo]))
+        no_email = pd.isna(norm(email1[todo], email=True))
+        missing[todo] = wrong | no_email
+    return missing
 
 
 def _decide(
@@ -212,11 +238,9 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
             changed_snapshot[check] |= ~equal_values(value[check], s[check], email=email)
 
     actions: list[pd.DataFrame] = []
-    # Outlook updates, including tag-only ones for new links (R7a needs the tag).
+    # Outlook updates (each carries the tag), and tag-only ones where R7a needs it now.
     o_fields = join_flags(to_outlook, n)
-    crm_tag = pairs["crm_tag"]
-    # the tag is written exactly as the CRM id: a raw comparison says whether it is there
-    needs_tag = ~np.asarray(crm_tag == crm_id, dtype=bool) if outlook_writable else np.zeros(n, bool)
+    needs_tag = tag_needed(crm_id, pairs["crm_tag"], merged["email1"], settings)
     o_rows = np.flatnonzero((o_fields != "") | needs_tag)
     if o_rows.size:
         rule = _rule_of_updates(

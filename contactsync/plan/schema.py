@@ -126,6 +126,11 @@ SNAPSHOT_COLUMNS: tuple[str, ...] = ("crm_id", "outlook_id", "new_key", "status"
 
 Policy = Literal["latest", "crm", "outlook"]
 Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]
+#: When a new link's Outlook contact gets its CrmContactId tag (R7a): ``with-write`` = with
+#: the POST that creates it or with the pair's next Outlook write, and at once only where
+#: R7 could not find the pair again (no email address) or a wrong tag must be replaced;
+#: ``at-link`` = every new link writes it at once (one Graph request per linked pair).
+TagLinks = Literal["with-write", "at-link"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class PlanSettings:
     keep_outlook_copy: bool = False  # R12
     mass_change_share: float = 0.2  # R16
     mass_change_min: int = 10  # R16
+    tag_links: TagLinks = "with-write"  # R7a
     fields: tuple[str, ...] = FIELDS  # the synced fields (the map is configuration)
 
 

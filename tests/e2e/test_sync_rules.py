@@ -239,6 +239,39 @@ def test_r7a_lost_state_store_relinks_by_tag_without_duplicates(env: SyncEnv) ->
     assert all(tag_of(c) for c in env.graph(LEE).contacts(with_tags=True))
 
 
+def test_r7a_tags_ride_on_writes_and_a_lost_state_store_still_duplicates_nothing(env: SyncEnv) -> None:
+    """tag_links = with-write (default): a new link costs no Graph request of its own unless
+    only the tag could find the pair again (no email); its next Outlook write tags it."""
+    first_cycle(env, LEE)
+    mb = env.graph(LEE)
+    mb.create({"givenName": "Nina", "surname": "Mail", "companyName": "Contoso Ltd",
+               "emailAddresses": [{"address": "nina@contoso.example"}]})
+    mb.create({"givenName": "Noah", "surname": "Nomail", "companyName": "Contoso Ltd"})
+    line = env.sync("--user", LEE).by_user()[LEE]
+    assert line["counts"]["crm"]["create"] == 2, line
+    assert line["counts"]["outlook"]["update"] == 0, line  # a tag alone is not an edit
+    ids = {r["LASTNAME"]: r["CONTACTID"] for r in env.crm_rows(
+        "SELECT LASTNAME, CONTACTID FROM CONTACT WHERE LASTNAME IN ('Mail', 'Nomail')")}
+    tags = {c["surname"]: tag_of(c) for c in mb.contacts(with_tags=True)}
+    assert tags["Nomail"] == ids["Nomail"] and tags["Mail"] is None
+    env.crm_exec("UPDATE CONTACT SET TITLE = 'Buyer', MODIFYDATE = CURRENT_TIMESTAMP WHERE CONTACTID = :id",
+                 id=ids["Mail"])
+    line = env.sync("--user", LEE).by_user()[LEE]
+    assert line["counts"]["outlook"]["update"] == 1, line
+    tags = {c["surname"]: tag_of(c) for c in mb.contacts(with_tags=True)}
+    assert tags["Mail"] == ids["Mail"]  # the title's write carried the tag
+
+    from contactsync.cycle.sides import state_store
+
+    state_store.cache_clear()
+    for suffix in ("", "-wal", "-shm"):
+        (env.folder / f"state.db{suffix}").unlink(missing_ok=True)
+    line = env.sync("--user", LEE).by_user()[LEE]
+    assert line["counts"]["crm"]["create"] == 0 and line["counts"]["outlook"]["create"] == 0, line
+    assert len(mb.contacts()) == 11
+    assert env.crm_rows("SELECT COUNT(*) AS n FROM CONTACT WHERE LASTNAME IN ('Mail', 'Nomail')")[0]["n"] == 2
+
+
 def test_r19_invalid_record_is_quarantined_and_the_rest_goes_on(env: SyncEnv) -> None:
     first_cycle(env, LEE)
     mb = env.graph(LEE)

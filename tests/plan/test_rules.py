@@ -53,7 +53,8 @@ def test_r4_visible_contact_outside_the_group_is_not_created():
 
 # --- R5 ---------------------------------------------------------------------------------
 def test_r5_unmatched_outlook_contact_is_created_in_crm_with_new_key_and_tag():
-    result = plan([], [olk("O1", **ANN)], [], accounts=[account("A1", "Acme")])
+    result = plan([], [olk("O1", **ANN)], [], accounts=[account("A1", "Acme")],
+                  tag_links="at-link")
     create = one(result, "crm", "create")
     assert create["new_key"] == "new:O1" and create["outlook_id"] == "O1"
     assert filled(create) == ANN
@@ -185,7 +186,7 @@ def test_r7_a_linked_record_is_never_matched_again():
 
 
 def test_r7_a_match_outside_the_group_is_linked_and_added_to_the_group():
-    result = plan([], [olk("O1", **ANN)], [], candidates=[crm("C7", **ANN)])
+    result = plan([], [olk("O1", **ANN)], [], candidates=[crm("C7", **ANN)], tag_links="at-link")
     assert ops(result) == [("crm", "link", "R7"), ("crm", "group_add", "R7"),
                            ("outlook", "update", "R7")]  # the update writes the tag
     assert one(result, "crm", "group_add")["crm_id"] == "C7"
@@ -217,6 +218,51 @@ def test_r7_new_match_beside_linked_pairs_never_blanks_a_field():
 
 
 # --- R7a --------------------------------------------------------------------------------
+def test_r7a_with_write_an_email_match_writes_nothing_to_outlook_when_values_agree():
+    """Default tag_links: the tag of an R7 pair waits for the pair's next Outlook write,
+    since R7 finds the pair again by email if the state store is lost."""
+    result = plan([crm("C1", **ANN)], [olk("O1", **ANN)], [])
+    assert ops(result) == [("crm", "link", "R7")]
+    assert rows(result, "outlook").empty
+
+
+def test_r7a_with_write_a_new_crm_contact_with_email_is_not_tagged_separately():
+    result = plan([], [olk("O1", **ANN)], [], accounts=[account("A1", "Acme")])
+    assert ops(result) == [("crm", "create", "R5b")]
+
+
+def test_r7a_with_write_a_contact_without_email_is_tagged_at_once():
+    """No email: after a lost state store only the tag could find the pair (R7a)."""
+    no_mail = {k: v for k, v in ANN.items() if k != "email1"}
+    result = plan([], [olk("O1", **no_mail)], [], accounts=[account("A1", "Acme")])
+    tag = one(result, "outlook", "update")
+    assert (tag["new_key"], tag["fields"], tag["rule"]) == ("new:O1", "", "R5b")
+    c, o, lk = linked("C1", "O1", **no_mail)
+    result = plan([c], [{**o, "crm_tag": None}], [lk])  # linked, lost its tag (or never had one)
+    tag = one(result, "outlook", "update")
+    assert (tag["crm_id"], tag["fields"], tag["rule"]) == ("C1", "", "R7a")
+
+
+def test_r7a_with_write_a_copied_contact_carrying_another_contacts_tag_is_retagged():
+    c, o, lk = linked("C1", "O1", **ANN)
+    result = plan([c], [{**o, "crm_tag": "C2"}], [lk])
+    assert one(result, "outlook", "update")["crm_id"] == "C1"
+
+
+def test_r7a_with_write_an_untagged_linked_pair_with_email_is_quiet():
+    c, o, lk = linked("C1", "O1", **ANN)
+    assert plan([c], [{**o, "crm_tag": None}], [lk]).actions.empty
+
+
+def test_r7a_with_write_a_field_write_carries_the_tag():
+    """The pair's first Outlook write is an update naming the CRM id: the writer adds the tag."""
+    c, o, lk = linked("C1", "O1", **ANN)
+    result = plan([{**c, "job_title": "CEO"}],
+                  [{**o, "crm_tag": None}], [lk])
+    upd = one(result, "outlook", "update")
+    assert (upd["crm_id"], fields_of(upd)) == ("C1", {"job_title": "CEO"})
+
+
 def test_r7a_tag_relinks_before_any_email_matching():
     result = plan([crm("C1", **ANN), crm("C2", **{**ANN, "email1": "other@x.com"})],
                   [olk("O1", tag="C2", **ANN)], [])
