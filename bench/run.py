@@ -61,7 +61,10 @@ PREFER = {"Prefer": 'IdType="ImmutableId"'}
 #: first_sync; echo = the next cycle, which reads back the first sync's own writes through
 #: the folder's delta (Graph returns every change, the sync's too); quiet = a cycle with
 #: nothing changed since the last; edits_1pct = after 1 % edits on each side.
-SCENARIOS = ("first_sync", "echo", "quiet", "edits_1pct")
+#: quiet_full = the same quiet cycle without the settled shortcut (contactsync.cycle.settled),
+#: i.e. what every cycle after one with changes costs at least: the mirror and the links
+#: read and the whole plan made.
+SCENARIOS = ("first_sync", "echo", "quiet", "quiet_full", "edits_1pct")
 UNLIMITED = 1_000_000_000
 #: Graph's per-mailbox window (spec/GRAPH_API.md): the floor of a cycle's wall time.
 GRAPH_WINDOW = (10_000, 600.0)
@@ -340,7 +343,8 @@ def scenarios(emu: Emulator, ds: DataSet, args: list[str], label: str) -> dict[s
             emu.latency(LATENCY_MS)
         log(f"{label} N={ds.n}: {name} ...")
         # The window is lifted on both ends: the emulator's and the client's pacer.
-        out[name] = measured(emu, ds, args, {"BENCH_CLIENT_WINDOW": f"{UNLIMITED}/600"})
+        env = {"BENCH_CLIENT_WINDOW": f"{UNLIMITED}/600", "BENCH_SETTLED": "0" if name == "quiet_full" else "1"}
+        out[name] = measured(emu, ds, args, env)
         if edits:
             out[name]["edits"] = edits
         r = out[name]
@@ -463,8 +467,9 @@ def results_markdown(
                 b = (e.get("baseline") or {}).get(name)
                 ratio = (e.get("ratios") or {}).get(name, {})
                 base_wall = "-" if b is None else _fmt(b["wall_s"]) + (" *" if b.get("extrapolated") else "")
+                label = f"{name} (settled)" if r.get("settled") else name
                 lines.append(
-                    f"| {e['n']:,} | {name} | {_fmt(r['wall_s'], 2)} | {r['http_requests']:,} ({r['inner_requests']:,}) "
+                    f"| {e['n']:,} | {label} | {_fmt(r['wall_s'], 2)} | {r['http_requests']:,} ({r['inner_requests']:,}) "
                     f"| {_fmt(r.get('graph_window_floor_s'), 0)} | {r['sql_statements']:,} | {_fmt(r['peak_rss_mb'], 0)} | {base_wall} "
                     f"| {'-' if b is None else _fmt(b['http_requests'])} | {_fmt(ratio.get('requests'))} "
                     f"| {_fmt(ratio.get('wall'))} |"

@@ -532,6 +532,31 @@ class StateStore:
         return n
 
     # -- Outlook snapshot and delta token --------------------------------------------------
+    def load_delta_link(self, user: str, folder_id: str) -> str | None:
+        """The folder's last delta link alone (None = never synced): a quiet cycle that
+        finds nothing new behind it never needs the mirror (contactsync.cycle.settled)."""
+        d = delta_table
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(d.c.delta_link).where(d.c.crm_user == user, d.c.folder_id == folder_id)
+            ).scalar()
+
+    def previous_run(self, user: str, run_id: str) -> dict[str, Any] | None:
+        """The user's newest run other than ``run_id`` that was not a dry run (a dry run
+        writes nothing, R20), with its status and summary; None when there is none."""
+        r = runs_table
+        q = (
+            sa.select(r.c.run_id, r.c.status, r.c.summary)
+            .where(r.c.crm_user == user, r.c.run_id != run_id, r.c.dry_run == sa.false())
+            .order_by(r.c.started_at.desc(), r.c.run_id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        return {"run_id": row.run_id, "status": row.status, "summary": _json_load(row.summary)}
+
     def load_outlook(self, user: str, folder_id: str) -> tuple[str | None, pd.DataFrame]:
         """The folder's last delta link (None = never synced) and its contacts snapshot."""
         t, d = outlook_table, delta_table

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from contactsync.config import Settings, UserSettings, load_settings
 from contactsync.cycle import steps
 from contactsync.cycle.outcome import CycleOutcome
+from contactsync.cycle.settled import SUMMARY_KEY, is_settled
 from contactsync.cycle.sides import Sides, open_sides, plan_settings
 from contactsync.errors import ContactSyncError, LockedError
 from flows.artifacts import publish
@@ -90,10 +91,16 @@ def _locked_cycle(
             if relinked:
                 logger.info("resumed a cut cycle: %d pair(s) re-linked from the journal (R18)", relinked)
         crm = t.extract_crm(sides, create_group=not dry_run)
-        out = t.extract_outlook(sides, create_folder=not dry_run, full=full)
+        rules = plan_settings(settings, policy=policy, direction=direction)
+        fingerprint = steps.settled_fingerprint(sides, crm, rules)
+        # A backfill and a dry run (which reports its whole plan) always plan in full.
+        quiet_settles = not (dry_run or full or relink or repair) and steps.previous_settled(sides, run_id) == fingerprint
+        out = t.extract_outlook(sides, create_folder=not dry_run, full=full, settled_if_quiet=quiet_settles)
+        if out.settled:
+            return _settled_cycle(sides, outcome, fingerprint, started)
         since_ts = pd.Timestamp(since, tz="UTC") if since else None
         inputs = t.gather_inputs(sides, crm, out, relink=relink, repair=repair, since=since_ts)
-        planned = t.plan(inputs, plan_settings(settings, policy=policy, direction=direction))
+        planned = t.plan(inputs, rules)
         planned, problems = t.quarantine(planned, inputs)
         gx = (
             validate(inputs, planned, str(data_docs_dir(settings, user)))
@@ -134,7 +141,10 @@ def _locked_cycle(
             if loaded.errors:
                 outcome.message = f"{len(loaded.errors)} write(s) failed; the next cycle retries them"
         outcome.duration_s = round(time.monotonic() - started, 3)
-        store.finish_run(run_id, outcome.status, _summary(outcome, gx))
+        summary = _summary(outcome, gx)
+        if outcome.status == "ok" and is_settled(inputs, planned, problems):
+            summary[SUMMARY_KEY] = fingerprint  # the next quiet cycle can stop early
+        store.finish_run(run_id, outcome.status, summary)
         publish(outcome)
     except ContactSyncError as exc:
         outcome.status = "failed"
@@ -148,6 +158,23 @@ def _locked_cycle(
         outcome.errors.append(outcome.message)
         logger.exception("user %s: cycle failed", uid.strip())
         store.finish_run(run_id, "failed", _summary(outcome, {}))
+    return outcome
+
+
+def _settled_cycle(sides: Sides, outcome: CycleOutcome, fingerprint: str, started: float) -> CycleOutcome:
+    """Nothing changed since a cycle that planned nothing: this one plans nothing either
+    (contactsync.cycle.settled), and says so without reading the mirror or the links."""
+    get_run_logger().info(
+        "user %s: settled: the CRM group reads back unchanged and the folder's delta is empty (R17)",
+        outcome.user.strip(),
+    )
+    outcome.status = "ok"
+    outcome.message = "nothing changed since the last cycle (R17)"
+    outcome.duration_s = round(time.monotonic() - started, 3)
+    summary = _summary(outcome, {"ran": False, "reason": "settled: nothing to validate"})
+    summary[SUMMARY_KEY] = fingerprint
+    sides.store.finish_run(outcome.run_id, "ok", summary)
+    publish(outcome)
     return outcome
 
 

@@ -56,8 +56,10 @@ def extract_crm(sides: Sides, create_group: bool) -> steps.CrmSide:
 
 
 @io_task(name="extract-outlook")
-def extract_outlook(sides: Sides, create_folder: bool, full: bool = False) -> steps.OutlookSide:
-    return steps.extract_outlook(sides, create_folder=create_folder, full=full)
+def extract_outlook(
+    sides: Sides, create_folder: bool, full: bool = False, settled_if_quiet: bool = False
+) -> steps.OutlookSide:
+    return steps.extract_outlook(sides, create_folder=create_folder, full=full, settled_if_quiet=settled_if_quiet)
 
 
 @io_task(name="crm-lookups")

@@ -15,7 +15,7 @@ import pandas as pd
 from contactsync import model
 from contactsync.cycle.outcome import empty_counts
 from contactsync.plan import candidate_company_names, candidate_emails
-from contactsync.plan.schema import PlanInputs, PlanResult
+from contactsync.plan.schema import PlanInputs, PlanResult, PlanSettings
 
 if TYPE_CHECKING:
     from contactsync.cycle.sides import Sides
@@ -32,6 +32,9 @@ class CrmSide:
 class OutlookSide:
     folder_id: str | None
     extract: OutlookExtract | None
+    #: the folder's delta was empty and the caller said that settles the cycle
+    #: (contactsync.cycle.settled): the mirror was not even read
+    settled: bool = False
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -51,27 +54,37 @@ def extract_crm(sides: Sides, *, create_group: bool) -> CrmSide:
     return CrmSide(group_id, model.compact_emails(sides.reader.extract_group(name)))
 
 
-def extract_outlook(sides: Sides, *, create_folder: bool, full: bool = False) -> OutlookSide:
+def extract_outlook(
+    sides: Sides, *, create_folder: bool, full: bool = False, settled_if_quiet: bool = False
+) -> OutlookSide:
     """R3: the sync folder's contacts, as the stored mirror with the folder's delta applied.
 
     The mirror and delta token are saved at once (unless this is a dry run): they are a
     cache of what Outlook holds, not of what was synced, so saving them before the writes
     loses nothing if the cycle is cut (the link snapshots still say what was last synced).
+    ``settled_if_quiet``: the previous cycle settled and the CRM reads back the same
+    (contactsync.cycle.settled), so an empty delta ends the extract without the mirror.
     """
-    from contactsync.outlook.extract import ensure_folder, extract
+    from contactsync.outlook.extract import apply_changes, ensure_folder, read_changes
 
     name = sides.settings.sync.folder_name
     folder_id = ensure_folder(sides.graph, name) if create_folder else _find_folder(sides, name)
     if folder_id is None:
         return OutlookSide(None, None)
     user = sides.user_id
-    delta_link, snapshot = (None, None) if full else sides.store.load_outlook(user, folder_id)
+    delta_link = None if full else sides.store.load_delta_link(user, folder_id)
     if delta_link and not delta_link.startswith(sides.settings.outlook.graph_url):
         # Delta links are absolute: one from another endpoint (graph_url changed) cannot
         # be followed; read the folder in full once instead.
         delta_link = None
-    result = extract(sides.graph, folder_id, snapshot=snapshot, delta_link=delta_link)
-    if create_folder:  # i.e. not a dry run
+    changes = read_changes(sides.graph, folder_id, delta_link=delta_link)
+    if changes.quiet and settled_if_quiet:
+        if create_folder:  # i.e. not a dry run: keep the token fresh, the mirror as it is
+            sides.store.save_outlook(user, folder_id, changes.delta_link)
+        return OutlookSide(folder_id, None, settled=True)
+    snapshot = None if changes.full else sides.store.load_outlook(user, folder_id)[1]
+    result = apply_changes(changes, snapshot)
+    if create_folder:
         sides.store.save_outlook(
             user, folder_id, result.delta_link,
             frame=result.frame if result.full else None,
@@ -79,6 +92,21 @@ def extract_outlook(sides: Sides, *, create_folder: bool, full: bool = False) ->
             removed_ids=result.removed_ids, full=result.full,
         )
     return OutlookSide(folder_id, result)
+
+
+def settled_fingerprint(sides: Sides, crm: CrmSide, settings: PlanSettings) -> str:
+    """The fingerprint of this cycle's settled-ness (contactsync.cycle.settled)."""
+    from contactsync.cycle.settled import fingerprint
+
+    sync = sides.settings.sync
+    return fingerprint(crm.frame, settings, user=sides.user_id, group=sync.group_name, folder=sync.folder_name)
+
+
+def previous_settled(sides: Sides, run_id: str) -> str | None:
+    """The fingerprint the user's previous run settled with (None: it did not settle)."""
+    from contactsync.cycle.settled import previous_fingerprint
+
+    return previous_fingerprint(sides.store.previous_run(sides.user_id, run_id))
 
 
 def _find_folder(sides: Sides, name: str) -> str | None:

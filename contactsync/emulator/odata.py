@@ -21,8 +21,11 @@ from contactsync.emulator.store import Contact, Folder
 
 DEFAULT_TOP = 10
 MAX_TOP = 1000
-DEFAULT_DELTA_PAGE = 100
-MAX_DELTA_PAGE = 1000
+#: Contact delta pages: Graph documents no limit for ``Prefer: odata.maxpagesize``, but
+#: caps contact pages at 200, also without the header (Microsoft Q&A, "contact: delta API
+#: what limit can we use for odata.maxpagesize", answered 2025-05-19); a larger ask gets 200.
+DEFAULT_DELTA_PAGE = 200
+MAX_DELTA_PAGE = 200
 CONTACT_TYPE = "#microsoft.graph.contact"
 ALL_CONTACT_PROPS = ("id", "createdDateTime", "lastModifiedDateTime", "changeKey", "parentFolderId",
                      *P.WRITABLE)

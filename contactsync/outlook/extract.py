@@ -92,6 +92,71 @@ def _read_delta(client: GraphClient, url: str, params: dict | None, page_size: i
     return items, delta_link, pages
 
 
+@dataclass(frozen=True)
+class FolderChanges:
+    """What one delta round returned: {id: contact | None (removed)} and where to go on."""
+
+    items: dict[str, Any]
+    delta_link: str
+    full: bool  # a whole-folder read (first call, or the token had expired)
+    requests: int
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing changed since the delta link the round started from."""
+        return not self.full and not self.items
+
+
+def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None, page_size: int = 500) -> FolderChanges:
+    """One delta round: from ``delta_link``, or the whole folder without one (or when
+    Graph no longer knows the token: 410 / SyncStateNotFound)."""
+    start = client.url(f"contactFolders/{quote(folder_id, safe='')}/contacts/delta")
+    start_params = {"$expand": CRM_TAG_EXPAND}
+    full = not delta_link
+    pages = 0
+    try:
+        if full:
+            items, link, pages = _read_delta(client, start, start_params, page_size)
+        else:
+            items, link, pages = _read_delta(client, str(delta_link), None, page_size)
+    except GraphRequestError as exc:
+        if full or not _is_expired_token(exc):
+            raise
+        log.warning("delta token of %s expired (%s): reading the whole folder", client.mailbox, exc.status)
+        full = True
+        items, link, more = _read_delta(client, start, start_params, page_size)
+        pages += 1 + more
+    return FolderChanges(items, link, full, pages)
+
+
+def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> OutlookExtract:
+    """The folder now: ``snapshot`` (the stored mirror) with ``changes`` applied."""
+    upserts = [c for c in changes.items.values() if c is not None]
+    removed = [cid for cid, c in changes.items.items() if c is None]
+    changed = contacts_to_frame(upserts) if upserts else empty_frame(OUTLOOK_COLUMNS)
+    if changes.full:
+        frame = changed
+        removed = []
+    elif snapshot is None:
+        raise ValueError("apply_changes: a delta round needs the mirror it continues")
+    elif not upserts and not removed:
+        frame = snapshot  # a quiet round: the mirror as stored (already conformed)
+    else:
+        base = conform(snapshot, OUTLOOK_COLUMNS)
+        drop = set(removed) | set(changed["outlook_id"])
+        base = base[~base["outlook_id"].isin(drop)]
+        parts = [f for f in (base, changed) if not f.empty]
+        frame = conform(pd.concat(parts, ignore_index=True), OUTLOOK_COLUMNS) if parts else empty_frame(OUTLOOK_COLUMNS)
+    return OutlookExtract(
+        frame=frame,
+        delta_link=changes.delta_link,
+        changed=changed,
+        removed_ids=removed,
+        full=changes.full,
+        requests=changes.requests,
+    )
+
+
 def extract(
     client: GraphClient,
     folder_id: str,
@@ -106,39 +171,5 @@ def extract(
     returned ``delta_link`` must be stored only once the cycle's writes have committed
     (STYLE.md: state advances only after what it records).
     """
-    start = client.url(f"contactFolders/{quote(folder_id, safe='')}/contacts/delta")
-    start_params = {"$expand": CRM_TAG_EXPAND}
-    full = not delta_link or snapshot is None
-    pages = 0
-    try:
-        if full:
-            items, link, pages = _read_delta(client, start, start_params, page_size)
-        else:
-            items, link, pages = _read_delta(client, str(delta_link), None, page_size)
-    except GraphRequestError as exc:
-        if full or not _is_expired_token(exc):
-            raise
-        log.warning("delta token of %s expired (%s): reading the whole folder", client.mailbox, exc.status)
-        full = True
-        items, link, more = _read_delta(client, start, start_params, page_size)
-        pages += 1 + more
-    upserts = [c for c in items.values() if c is not None]
-    removed = [cid for cid, c in items.items() if c is None]
-    changed = contacts_to_frame(upserts) if upserts else empty_frame(OUTLOOK_COLUMNS)
-    if full:
-        frame = changed
-        removed = []
-    else:
-        base = conform(snapshot, OUTLOOK_COLUMNS) if snapshot is not None else empty_frame(OUTLOOK_COLUMNS)
-        drop = set(removed) | set(changed["outlook_id"])
-        base = base[~base["outlook_id"].isin(drop)]
-        parts = [f for f in (base, changed) if not f.empty]
-        frame = conform(pd.concat(parts, ignore_index=True), OUTLOOK_COLUMNS) if parts else empty_frame(OUTLOOK_COLUMNS)
-    return OutlookExtract(
-        frame=frame,
-        delta_link=link,
-        changed=changed,
-        removed_ids=removed,
-        full=full,
-        requests=pages,
-    )
+    link = delta_link if snapshot is not None else None
+    return apply_changes(read_changes(client, folder_id, delta_link=link, page_size=page_size), snapshot)

@@ -153,3 +153,17 @@ def test_deltatoken_latest_skips_the_initial_read(graph: requests.Session, user:
     new = make_contact(graph, user, fid, givenName="New")
     items, _, _ = read_delta(graph, r.json()["@odata.deltaLink"])
     assert [i["id"] for i in items] == [new["id"]]
+
+
+def test_contact_delta_pages_are_capped_at_200_like_graph(emulator: EmulatorHandle, graph: requests.Session,
+                                                          user: str) -> None:
+    """Graph returns at most 200 contacts per delta page, whatever maxpagesize asks (and 200
+    without it): a client that counts on bigger pages would under-count its requests."""
+    fid = make_folder(graph, user)
+    emulator.store.create_contacts(emulator.store.mailbox("lee@example.com"), fid,
+                                   [{"givenName": f"G{i}"} for i in range(250)])
+    url = f"{user}/contactFolders/{fid}/contacts/delta"
+    asked = graph.get(url, headers={"Prefer": "odata.maxpagesize=1000"})
+    assert len(asked.json()["value"]) == 200 and "@odata.nextLink" in asked.json()
+    assert asked.headers["Preference-Applied"] == "odata.maxpagesize=200"
+    assert len(graph.get(url).json()["value"]) == 200

@@ -47,6 +47,26 @@ def linked(crm_id: str, outlook_id: str, **values: Any) -> tuple[dict, dict, dic
             link(crm_id, outlook_id, **values))
 
 
+def plan_inputs(
+    crm_rows: list[dict] = (),  # type: ignore[assignment]
+    outlook_rows: list[dict] = (),  # type: ignore[assignment]
+    link_rows: list[dict] = (),  # type: ignore[assignment]
+    *,
+    candidates: list[dict] = (),  # type: ignore[assignment]
+    gone: dict[str, bool] | None = None,
+    accounts: list[dict] = (),  # type: ignore[assignment]
+) -> PlanInputs:
+    return PlanInputs(
+        crm=frame(list(crm_rows), CRM_COLUMNS),
+        outlook=frame(list(outlook_rows), OUTLOOK_COLUMNS),
+        links=frame(list(link_rows), LINK_COLUMNS),
+        crm_candidates=frame([{**c, "in_group": False} for c in candidates], CRM_COLUMNS),
+        crm_gone=pd.DataFrame({"crm_id": list((gone or {}).keys()),
+                               "exists": list((gone or {}).values())}),
+        accounts=frame(list(accounts), ACCOUNT_COLUMNS),
+    )
+
+
 def plan(
     crm_rows: list[dict] = (),  # type: ignore[assignment]
     outlook_rows: list[dict] = (),  # type: ignore[assignment]
@@ -57,15 +77,7 @@ def plan(
     accounts: list[dict] = (),  # type: ignore[assignment]
     **settings: Any,
 ) -> PlanResult:
-    inputs = PlanInputs(
-        crm=frame(list(crm_rows), CRM_COLUMNS),
-        outlook=frame(list(outlook_rows), OUTLOOK_COLUMNS),
-        links=frame(list(link_rows), LINK_COLUMNS),
-        crm_candidates=frame([{**c, "in_group": False} for c in candidates], CRM_COLUMNS),
-        crm_gone=pd.DataFrame({"crm_id": list((gone or {}).keys()),
-                               "exists": list((gone or {}).values())}),
-        accounts=frame(list(accounts), ACCOUNT_COLUMNS),
-    )
+    inputs = plan_inputs(crm_rows, outlook_rows, link_rows, candidates=candidates, gone=gone, accounts=accounts)
     return plan_cycle(inputs, PlanSettings(**settings))
 
 
