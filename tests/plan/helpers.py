@@ -67,18 +67,11 @@ def plan_inputs(
     )
 
 
-def plan(
-    crm_rows: list[dict] = (),  # type: ignore[assignment]
-    outlook_rows: list[dict] = (),  # type: ignore[assignment]
-    link_rows: list[dict] = (),  # type: ignore[assignment]
-    *,
-    candidates: list[dict] = (),  # type: ignore[assignment]
-    gone: dict[str, bool] | None = None,
-    accounts: list[dict] = (),  # type: ignore[assignment]
-    **settings: Any,
-) -> PlanResult:
-    inputs = plan_inputs(crm_rows, outlook_rows, link_rows, candidates=candidates, gone=gone, accounts=accounts)
-    return plan_cycle(inputs, PlanSettings(**settings))
+def plan(*rows: list[dict], **options: Any) -> PlanResult:
+    """plan_cycle over :func:`plan_inputs` (``candidates``, ``gone``, ``accounts``); any
+    other keyword is a PlanSettings switch."""
+    lookups = {k: options.pop(k) for k in ("candidates", "gone", "accounts") if k in options}
+    return plan_cycle(plan_inputs(*rows, **lookups), PlanSettings(**options))
 
 
 def rows(result: PlanResult, side: str | None = None, op: str | None = None) -> pd.DataFrame:
