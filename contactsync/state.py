@@ -277,10 +277,19 @@ def _redact(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _frame(result: sa.CursorResult[Any]) -> pd.DataFrame:
-    """A result as an all-object frame (column-wise: 4x faster than from_records)."""
+def _frame(result: sa.CursorResult[Any], *, plain: bool = False) -> pd.DataFrame:
+    """A result as an all-object frame (column-wise: 4x faster than from_records).
+
+    ``plain``: every selected column is text, with no result processor, so the driver's
+    own tuples are the values and SQLAlchemy's Row objects can be skipped (a third of
+    the time of reading 100,000 links or mirror rows).
+    """
     columns = list(result.keys())
-    rows = result.fetchall()
+    if plain and result.cursor is not None:
+        rows = result.cursor.fetchall()
+        result.close()
+    else:
+        rows = result.fetchall()
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     data = {c: np.array(v, dtype=object) for c, v in zip(columns, zip(*rows, strict=True), strict=True)}
@@ -459,7 +468,7 @@ class StateStore:
         """The user's link table with its snapshots (plan.schema.LINK_COLUMNS)."""
         cols = [links_table.c[c] for c in LINK_COLUMNS]
         with self.engine.connect() as conn:
-            frame = _frame(conn.execute(sa.select(*cols).where(links_table.c.crm_user == user)))
+            frame = _frame(conn.execute(sa.select(*cols).where(links_table.c.crm_user == user)), plain=True)
         return conform(frame, LINK_COLUMNS)
 
     def save_pairs(self, user: str, snapshots: pd.DataFrame) -> int:
@@ -567,7 +576,7 @@ class StateStore:
             frame = _frame(conn.execute(
                 sa.select(*[t.c[c] for c in OUTLOOK_COLUMNS])
                 .where(t.c.crm_user == user, t.c.folder_id == folder_id)
-            ))
+            ), plain=True)
         for col in _OUTLOOK_TIMES:
             if not frame.empty:
                 frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
