@@ -278,7 +278,7 @@ def _redact(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _frame(result: sa.CursorResult[Any], *, plain: bool = False) -> pd.DataFrame:
-    """A result as an all-object frame (column-wise: 4x faster than from_records).
+    """A result as an all-object frame (one 2-D object array: faster than from_records).
 
     ``plain``: every selected column is text, with no result processor, so the driver's
     own tuples are the values and SQLAlchemy's Row objects can be skipped (a third of
@@ -292,8 +292,9 @@ def _frame(result: sa.CursorResult[Any], *, plain: bool = False) -> pd.DataFrame
         rows = result.fetchall()
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    data = {c: np.array(v, dtype=object) for c, v in zip(columns, zip(*rows, strict=True), strict=True)}
-    return pd.DataFrame(data, dtype=object)
+    table = np.empty((len(rows), len(columns)), dtype=object)
+    table[:] = rows  # one C loop over the tuples (the values are scalars: text, numbers, None)
+    return pd.DataFrame(table, columns=columns, dtype=object)
 
 
 # --- the per-user lock ---------------------------------------------------------------------
