@@ -475,7 +475,11 @@ def results_markdown(
                     f"| {_fmt(ratio.get('wall'))} |"
                 )
         lines += ["", "Graph window floor: the least time the cycle's requests need under Graph's real "
-                  "window (10,000 per 600 s), which the size runs lift to measure the sync itself."]
+                  "window (10,000 per 600 s), which the size runs lift to measure the sync itself.",
+                  "", "Measured: " + "; ".join(
+                      f"N = {e['n']:,} at {e.get('date')}"
+                      + (" (baseline in the same run)" if e.get("baseline_date") == e.get("date") else "")
+                      for e in sync["sizes"]) + "."]
         if any((e.get("baseline") or {}).get("first_sync", {}).get("extrapolated") for e in sync["sizes"]):
             lines += ["", "\\* extrapolated linearly from a 2,000-person sample (see `sync.json`)."]
         lines.append("")
