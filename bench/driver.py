@@ -69,13 +69,13 @@ def run_cycle(config_path: str, user_id: str, *, force: bool = True) -> dict[str
         crm = steps.extract_crm(sides, create_group=True)
         lap("extract_crm")
         rules = plan_settings(settings)
-        fingerprint = steps.settled_fingerprint(sides, crm, rules)
-        quiet_settles = os.environ.get("BENCH_SETTLED", "1") != "0" and steps.previous_settled(sides, run_id) == fingerprint
+        check = steps.SettledCheck(sides, run_id, crm, rules)
+        quiet_settles = os.environ.get("BENCH_SETTLED", "1") != "0" and check.unchanged()
         out = steps.extract_outlook(sides, create_folder=True, settled_if_quiet=quiet_settles)
         lap("extract_outlook")
         status, counts, errors = "ok", steps.counts(pd.DataFrame()), []
         if out.settled:  # as flows/sync_contacts.py::_settled_cycle
-            store.finish_run(run_id, status, {"counts": counts, "errors": [], SUMMARY_KEY: fingerprint})
+            store.finish_run(run_id, status, {"counts": counts, "errors": [], SUMMARY_KEY: check.fingerprint})
             return _result(status, started, timings, counter, 0, counts, 0, 0, errors, out)
         inputs = steps.gather_inputs(sides, crm, out)
         lap("lookups")
@@ -96,7 +96,7 @@ def run_cycle(config_path: str, user_id: str, *, force: bool = True) -> dict[str
         lap("load")
         summary: dict[str, Any] = {"counts": counts, "errors": errors[:20]}
         if status == "ok" and is_settled(inputs, planned, problems):
-            summary[SUMMARY_KEY] = fingerprint
+            summary[SUMMARY_KEY] = check.fingerprint
         store.finish_run(run_id, status, summary)
     return _result(status, started, timings, counter, len(planned.actions), counts,
                    len(planned.conflicts), len(problems), errors, out)

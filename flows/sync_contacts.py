@@ -92,12 +92,12 @@ def _locked_cycle(
                 logger.info("resumed a cut cycle: %d pair(s) re-linked from the journal (R18)", relinked)
         crm = t.extract_crm(sides, create_group=not dry_run)
         rules = plan_settings(settings, policy=policy, direction=direction)
-        fingerprint = steps.settled_fingerprint(sides, crm, rules)
+        check = steps.SettledCheck(sides, run_id, crm, rules)
         # A backfill and a dry run (which reports its whole plan) always plan in full.
-        quiet_settles = not (dry_run or full or relink or repair) and steps.previous_settled(sides, run_id) == fingerprint
+        quiet_settles = not (dry_run or full or relink or repair) and check.unchanged()
         out = t.extract_outlook(sides, create_folder=not dry_run, full=full, settled_if_quiet=quiet_settles)
         if out.settled:
-            return _settled_cycle(sides, outcome, fingerprint, started)
+            return _settled_cycle(sides, outcome, check.fingerprint, started)
         since_ts = pd.Timestamp(since, tz="UTC") if since else None
         inputs = t.gather_inputs(sides, crm, out, relink=relink, repair=repair, since=since_ts)
         planned = t.plan(inputs, rules)
@@ -143,7 +143,7 @@ def _locked_cycle(
         outcome.duration_s = round(time.monotonic() - started, 3)
         summary = _summary(outcome, gx)
         if outcome.status == "ok" and is_settled(inputs, planned, problems):
-            summary[SUMMARY_KEY] = fingerprint  # the next quiet cycle can stop early
+            summary[SUMMARY_KEY] = check.fingerprint  # the next quiet cycle can stop early
         store.finish_run(run_id, outcome.status, summary)
         publish(outcome)
     except ContactSyncError as exc:
