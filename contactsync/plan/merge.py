@@ -150,6 +150,31 @@ def _decide(
     return w_out, w_crm, conflict
 
 
+def _updates(
+    side: str,
+    rows: np.ndarray,
+    rule: np.ndarray,
+    written: np.ndarray,
+    fields: np.ndarray,
+    crm_id: np.ndarray,
+    outlook_id: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    values: Mapping[str, np.ndarray],
+) -> pd.DataFrame:
+    """The update actions of ``side`` for pair positions ``rows``: each field flagged in
+    ``masks`` carries its value from ``values``, the reason names both records."""
+    if side == "outlook":
+        source, target = "CRM contact " + text(crm_id[rows]), "Outlook contact " + text(outlook_id[rows])
+    else:
+        source, target = "Outlook contact " + text(outlook_id[rows]), "CRM contact " + text(crm_id[rows])
+    reason = rule + ": write " + written + " of " + source + " to " + target
+    return make_actions(
+        side, "update", rule, reason, rows.size,
+        crm_id=crm_id[rows], outlook_id=outlook_id[rows], fields=fields[rows],
+        values={f: np.where(m[rows], values[f][rows], None) for f, m in masks.items() if m.any()},
+    )
+
+
 def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> MergeResult:
     """Plan the field writes of every pair present on both sides."""
     busy = np.flatnonzero(~_quiet_pairs(pairs, settings))
@@ -253,19 +278,7 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
         rule[only_tag & pd.isna(new_rule[o_rows])] = "R7a"
         written = o_fields[o_rows].copy()
         written[written == ""] = "the CRM id tag"
-        reason = (
-            rule + ": write " + written
-            + " of CRM contact " + text(crm_id[o_rows])
-            + " to Outlook contact " + text(outlook_id[o_rows])
-        )
-        actions.append(
-            make_actions(
-                "outlook", "update", rule, reason, o_rows.size,
-                crm_id=crm_id[o_rows], outlook_id=outlook_id[o_rows], fields=o_fields[o_rows],
-                values={f: np.where(m[o_rows], out_values[f][o_rows], None)
-                        for f, m in to_outlook.items() if m.any()},
-            )
-        )
+        actions.append(_updates("outlook", o_rows, rule, written, o_fields, crm_id, outlook_id, to_outlook, out_values))
     c_fields = join_flags(to_crm, n)
     c_rows = np.flatnonzero(c_fields != "")
     if c_rows.size:
@@ -275,19 +288,7 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
             any_two_way_c[c_rows],
             any_one_way_c[c_rows],
         )
-        reason = (
-            rule + ": write " + c_fields[c_rows]
-            + " of Outlook contact " + text(outlook_id[c_rows])
-            + " to CRM contact " + text(crm_id[c_rows])
-        )
-        actions.append(
-            make_actions(
-                "crm", "update", rule, reason, c_rows.size,
-                crm_id=crm_id[c_rows], outlook_id=outlook_id[c_rows], fields=c_fields[c_rows],
-                values={f: np.where(m[c_rows], crm_values[f][c_rows], None)
-                        for f, m in to_crm.items() if m.any()},
-            )
-        )
+        actions.append(_updates("crm", c_rows, rule, c_fields[c_rows], c_fields, crm_id, outlook_id, to_crm, crm_values))
     s_fields = join_flags(skipped, n)
     s_rows = np.flatnonzero(s_fields != "")
     if s_rows.size:
