@@ -818,33 +818,30 @@ class StateStore:
 
     def record_conflicts(self, run_id: str, user: str, conflicts: pd.DataFrame) -> int:
         """Keep every conflict of the run with both values and the winner (R9)."""
-        rows = _records(conflicts, CONFLICT_COLUMNS)
-        for row in rows:
-            row.update(run_id=run_id, crm_user=user)
-            for c in CONFLICT_COLUMNS:
-                if row[c] is not None:
-                    row[c] = str(row[c])
-        if rows:
-            with self._write() as conn:
-                for chunk in _chunks(rows, 5000):
-                    conn.execute(conflicts_table.insert(), chunk)
-        return len(rows)
+        return self._record_run_rows(conflicts_table, CONFLICT_COLUMNS, run_id, user, conflicts)
 
     def record_quarantine(self, run_id: str, user: str, rows: pd.DataFrame) -> int:
         """Keep the run's quarantined records (R19); ``value`` is cut to a short preview."""
-        recs = _records(rows, QUARANTINE_COLUMNS)
+        return self._record_run_rows(quarantine_table, QUARANTINE_COLUMNS, run_id, user, rows, preview="value")
+
+    def _record_run_rows(
+        self, table: sa.Table, columns: Sequence[str], run_id: str, user: str, frame: pd.DataFrame,
+        preview: str | None = None,
+    ) -> int:
+        """Insert a run's report rows, every value as text (``preview``: that column cut short)."""
+        recs = _records(frame, columns)
         for rec in recs:
             rec.update(run_id=run_id, crm_user=user)
-            for c in QUARANTINE_COLUMNS:
+            for c in columns:
                 if rec[c] is not None:
                     rec[c] = str(rec[c])
-            value = rec["value"]
+            value = rec[preview] if preview else None
             if value is not None and len(value) > VALUE_PREVIEW:
-                rec["value"] = value[: VALUE_PREVIEW - 1] + "…"
+                rec[preview] = value[: VALUE_PREVIEW - 1] + "…"
         if recs:
             with self._write() as conn:
                 for chunk in _chunks(recs, 5000):
-                    conn.execute(quarantine_table.insert(), chunk)
+                    conn.execute(table.insert(), chunk)
         return len(recs)
 
     def conflicts(self, run_id: str) -> pd.DataFrame:
