@@ -24,6 +24,7 @@ from contactsync.outlook.mapping import (
     CRM_TAG_PROPERTY_ID,
     crm_tag_of,
     row_to_payload,
+    text_or_none,
 )
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,8 @@ _RAW_SELECT = "emailAddresses,businessPhones,homePhones"
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    text = str(value).strip()
-    return text or None
+    """Ids and keys of an action row: outer spaces never meant (mapping.text_or_none)."""
+    return text_or_none(value, strip=True)
 
 
 def _fields_of(row: dict) -> list[str]:

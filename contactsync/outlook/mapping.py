@@ -52,8 +52,9 @@ EMAIL_INDEX: dict[str, int] = {"email1": 0, "email2": 1, "email3": 2}
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
-def _text(value: Any) -> str | None:
-    """A canonical string value: missing and empty are the same (None)."""
+def text_or_none(value: Any, *, strip: bool = False) -> str | None:
+    """A canonical string value: missing and empty are the same (None). Field values are
+    kept exactly; ``strip`` is for ids and keys, where outer spaces are never meant."""
     if value is None:
         return None
     try:
@@ -61,15 +62,16 @@ def _text(value: Any) -> str | None:
             return None
     except (TypeError, ValueError):
         pass
-    text = str(value)
-    return text if text != "" else None
+    text = str(value).strip() if strip else str(value)
+    return text or None
+
 
 
 def crm_tag_of(contact: Mapping[str, Any]) -> str | None:
     """The CrmContactId tag of a Graph contact, if it carries one (R7a)."""
     for prop in contact.get("singleValueExtendedProperties") or []:
         if str(prop.get("id", "")).lower() == CRM_TAG_PROPERTY_ID.lower():
-            return _text(prop.get("value"))
+            return text_or_none(prop.get("value"))
     return None
 
 
@@ -83,20 +85,20 @@ def contact_to_row(contact: Mapping[str, Any]) -> dict[str, Any]:
         "crm_tag": crm_tag_of(contact),
     }
     for field, prop in SCALAR_PROPS.items():
-        row[field] = _text(contact.get(prop))
+        row[field] = text_or_none(contact.get(prop))
     emails = contact.get("emailAddresses") or []
     for field, i in EMAIL_INDEX.items():
-        row[field] = _text(emails[i].get("address")) if i < len(emails) and emails[i] else None
+        row[field] = text_or_none(emails[i].get("address")) if i < len(emails) and emails[i] else None
     phones = [p for p in (contact.get("businessPhones") or [])]
-    row["work_phone"] = _text(phones[0]) if phones else None
+    row["work_phone"] = text_or_none(phones[0]) if phones else None
     row["business_phones_rest"] = json.dumps(phones[1:]) if len(phones) > 1 else None
     homes = contact.get("homePhones") or []
-    row["home_phone"] = _text(homes[0]) if homes else None
-    birthday = _text(contact.get("birthday"))
+    row["home_phone"] = text_or_none(homes[0]) if homes else None
+    birthday = text_or_none(contact.get("birthday"))
     row["birthday"] = birthday[:10] if birthday and _DATE_RE.match(birthday) else None
     address = contact.get("businessAddress") or {}
     for field, prop in ADDRESS_PROPS.items():
-        row[field] = _text(address.get(prop))
+        row[field] = text_or_none(address.get(prop))
     if row["street"]:
         row["street"] = row["street"].replace("\r\n", "\n")
     categories = [c for c in (contact.get("categories") or []) if c]
@@ -122,7 +124,7 @@ def _emails_payload(values: Mapping[str, Any], fields: set[str], current: Mappin
     raw = _current_list(current, "emailAddresses")
     if raw is None:  # a canonical row: addresses only, no display names known
         raw = [
-            {"address": _text(current.get(f)) if current else None}
+            {"address": text_or_none(current.get(f)) if current else None}
             for f in EMAIL_INDEX
         ]
     entries = [dict(e) if isinstance(e, dict) else {} for e in raw] + [{} for _ in range(3)]
@@ -130,22 +132,22 @@ def _emails_payload(values: Mapping[str, Any], fields: set[str], current: Mappin
     for field, i in EMAIL_INDEX.items():
         entry = entries[i]
         if field in fields:
-            address = _text(values.get(field))
-            if address != _text(entry.get("address")):
+            address = text_or_none(values.get(field))
+            if address != text_or_none(entry.get("address")):
                 entry = {"address": address, "name": address} if address else {}
         out.append(entry)
     out.extend(e for e in entries[3:] if e.get("address"))  # unmapped 4th+ entries kept
     return [
-        {"address": e["address"], "name": _text(e.get("name")) or e["address"]}
+        {"address": e["address"], "name": text_or_none(e.get("name")) or e["address"]}
         for e in out
-        if _text(e.get("address"))
+        if text_or_none(e.get("address"))
     ]
 
 
 def _first_of_list(
     value: Any, rest: list, field_in: bool, current_first: Any
 ) -> list[str]:
-    first = _text(value) if field_in else _text(current_first)
+    first = text_or_none(value) if field_in else text_or_none(current_first)
     return ([first] if first else []) + [r for r in rest if r]
 
 
@@ -169,7 +171,7 @@ def row_to_payload(
     body: dict[str, Any] = {}
     for field, prop in SCALAR_PROPS.items():
         if field in wanted:
-            body[prop] = _text(values.get(field))
+            body[prop] = text_or_none(values.get(field))
     if wanted & set(EMAIL_INDEX):
         body["emailAddresses"] = _emails_payload(values, wanted, current)
     if "work_phone" in wanted:
@@ -177,28 +179,28 @@ def row_to_payload(
         if raw is not None:
             rest = raw[1:]
         else:
-            rest_json = _text(current.get("business_phones_rest")) if current else None
+            rest_json = text_or_none(current.get("business_phones_rest")) if current else None
             rest = json.loads(rest_json) if rest_json else []
         body["businessPhones"] = _first_of_list(values.get("work_phone"), rest, True, None)
     if "home_phone" in wanted:
         raw = _current_list(current, "homePhones") or []
         body["homePhones"] = _first_of_list(values.get("home_phone"), raw[1:], True, None)
     if "birthday" in wanted:
-        birthday = _text(values.get("birthday"))
+        birthday = text_or_none(values.get("birthday"))
         body["birthday"] = f"{birthday[:10]}T00:00:00Z" if birthday else None
     if wanted & set(ADDRESS_PROPS):
         raw_address = current.get("businessAddress") if current else None
         address: dict[str, Any] = {}
         for field, prop in ADDRESS_PROPS.items():
             if field in wanted:
-                address[prop] = _text(values.get(field))
+                address[prop] = text_or_none(values.get(field))
             elif isinstance(raw_address, dict):
-                address[prop] = _text(raw_address.get(prop))
+                address[prop] = text_or_none(raw_address.get(prop))
             else:
-                address[prop] = _text(current.get(field)) if current else None
+                address[prop] = text_or_none(current.get(field)) if current else None
         body["businessAddress"] = address
     if "categories" in wanted:
-        text = _text(values.get("categories"))
+        text = text_or_none(values.get("categories"))
         body["categories"] = [c.strip() for c in text.split(", ") if c.strip()] if text else []
     if crm_id is not None:
         body["singleValueExtendedProperties"] = [
