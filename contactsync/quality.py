@@ -41,6 +41,7 @@ from contactsync.model import (
     CRM_ID,
     CRM_LENGTHS,
     EMAIL_FIELDS,
+    FIELD_REGISTRY,
     FIELDS,
     NAME_FIELDS,
     STREET_LINE_LENGTH,
@@ -59,34 +60,9 @@ PROBLEM_COLUMNS: tuple[str, ...] = (
     "action_id",
 )
 
-#: The CRM column each canonical field is written to (spec/FIELD_MAP.md), for reasons.
-CRM_COLUMN_NAMES: dict[str, str] = {
-    "first_name": "CONTACT.FIRSTNAME",
-    "middle_name": "CONTACT.MIDDLENAME",
-    "last_name": "CONTACT.LASTNAME",
-    "prefix": "CONTACT.PREFIX",
-    "suffix": "CONTACT.SUFFIX",
-    "job_title": "CONTACT.TITLE",
-    "department": "CONTACT.DEPARTMENT",
-    "company": "ACCOUNT.ACCOUNT",
-    "email1": "CONTACT.EMAIL",
-    "email2": "CONTACT.SECONDARYEMAIL",
-    "email3": "CONTACT.EMAIL3",
-    "work_phone": "CONTACT.WORKPHONE",
-    "home_phone": "CONTACT.HOMEPHONE",
-    "mobile_phone": "CONTACT.MOBILE",
-    "web_address": "CONTACT.WEBADDRESS",
-    "assistant": "CONTACT.ASSISTANT",
-    "spouse": "CONTACT.SPOUSE",
-    "birthday": "CONTACT.BIRTHDAY",
-    "street": "ADDRESS.ADDRESS1..ADDRESS4",
-    "city": "ADDRESS.CITY",
-    "state": "ADDRESS.STATE",
-    "postal_code": "ADDRESS.POSTALCODE",
-    "country": "ADDRESS.COUNTRY",
-    "categories": "CONTACT.CATEGORIES",
-}
-ACCOUNT_NAME_LENGTH = 128  # ACCOUNT.ACCOUNT varchar(128)
+#: The CRM column each canonical field is written to (model.FIELD_REGISTRY), for reasons.
+CRM_COLUMN_NAMES: dict[str, str] = {f.name: f.crm_name for f in FIELD_REGISTRY}
+ACCOUNT_NAME_LENGTH = CRM_LENGTHS["company"]  # ACCOUNT.ACCOUNT
 CRM_ID_LENGTH = 12
 
 #: Plausible email (see module docstring); the same pattern is in the GX suites.
