@@ -10,20 +10,17 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from contactsync.errors import ConfigError
 from contactsync.model import FIELDS, pad_user
+from contactsync.vocab import Direction, Policy, TagLinks
 
 CONFIG_ENV = "CONTACT_SYNC_CONFIG"
 DEFAULT_CONFIG_NAME = "contact-sync.toml"
-
-Policy = Literal["latest", "crm", "outlook"]
-Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]
-TagLinks = Literal["with-write", "at-link"]
 
 
 class _Section(BaseModel):
