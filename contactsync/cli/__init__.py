@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from contactsync.errors import ContactSyncError
+from contactsync.vocab import Direction, Policy
 
 app = typer.Typer(
     help="Two-way Infor CRM <-> Outlook contact synchronization (rules R1-R20).",
@@ -53,9 +54,9 @@ def sync(
     all_users: AllOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report; write nothing (R20).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Pass the mass-change guard (R16).")] = False,
-    policy: Annotated[str | None, typer.Option("--policy", help="Conflict policy: latest|crm|outlook (R9).")] = None,
+    policy: Annotated[Policy | None, typer.Option("--policy", help="Conflict policy (R9).")] = None,
     direction: Annotated[
-        str | None, typer.Option("--direction", help="two-way|crm-to-outlook|outlook-to-crm (R10).")
+        Direction | None, typer.Option("--direction", help="Which way values flow (R10).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per user and line.")] = False,
 ) -> None:

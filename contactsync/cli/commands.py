@@ -21,9 +21,7 @@ import typer
 from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
 from contactsync.errors import ConfigError, ContactSyncError
-
-POLICIES = ("latest", "crm", "outlook")
-DIRECTIONS = ("two-way", "crm-to-outlook", "outlook-to-crm")
+from contactsync.vocab import DIRECTIONS, POLICIES
 
 
 def prepare_prefect_env() -> None:
