@@ -104,7 +104,7 @@ def crm_init(
     schema: Annotated[str, typer.Option("--schema", help="Schema name ('sysdba' on SQL Server).")] = "",
 ) -> None:
     """Create the Infor CRM tables of CRM_SCHEMA.md (and, with --demo, demo data)."""
-    from contactsync.crm.schema import init_database
+    from contactsync.crm.setup import init_database
 
     try:
         summary = init_database(url, schema=schema or None, demo=demo)

@@ -128,7 +128,7 @@ def _crm_delete(engine: sa.Engine, contact_id: str) -> None:
 def run_demo(folder: Path) -> int:
     """Run the whole tour; returns the exit code (0 when every step went as described)."""
     from contactsync.cli.commands import prepare_prefect_env
-    from contactsync.crm.schema import init_database
+    from contactsync.crm.setup import init_database
     from contactsync.emulator.server import start_in_thread
 
     started = time.monotonic()
