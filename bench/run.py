@@ -654,6 +654,10 @@ def _child_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "gx":  # GX per cycle (bench/gx_bench.py)
+        from bench.gx_bench import main as gx_main
+
+        sys.exit(gx_main())
     if len(sys.argv) > 1 and sys.argv[1] == "readme":
         write_readme()
         sys.exit(0)
