@@ -15,7 +15,8 @@ from typing import Any
 from prefect import flow
 
 from contactsync.config import load_settings
-from flows.sync_contacts import run_cycle
+from contactsync.cycle.run import CycleOptions
+from flows.sync_contacts import cycle_in_flow
 
 
 @flow(name="backfill")
@@ -29,11 +30,11 @@ def backfill(
     settings = load_settings(config_path)
     ids = users or [u.crm_user for u in settings.users]
     out: list[dict[str, Any]] = []
+    repair = CycleOptions(full=True, relink=relink, repair=not relink, since=since)
     for uid in ids:
-        user = settings.user(uid)
-        repaired = run_cycle(settings, user, full=True, relink=relink, repair=not relink, since=since)
+        repaired = cycle_in_flow(config_path, uid, repair)
         if repaired.status != "ok":
             out.append(repaired.to_dict())
             continue
-        out.append(run_cycle(settings, user).to_dict())
+        out.append(cycle_in_flow(config_path, uid, CycleOptions()).to_dict())
     return out

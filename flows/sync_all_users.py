@@ -17,7 +17,8 @@ from prefect_dask import DaskTaskRunner
 
 from contactsync.config import load_settings
 from contactsync.cycle.outcome import CycleOutcome
-from flows.sync_contacts import run_cycle
+from contactsync.cycle.run import CycleOptions
+from flows.sync_contacts import cycle_in_flow
 
 
 def _task_runner() -> DaskTaskRunner:
@@ -35,11 +36,8 @@ def user_cycle(
     user: str, config_path: str | None, dry_run: bool, force: bool,
     policy: str | None, direction: str | None, full: bool = False, relink: bool = False,
 ) -> dict[str, Any]:
-    settings = load_settings(config_path)
-    return run_cycle(
-        settings, settings.user(user), dry_run=dry_run, force=force,
-        policy=policy, direction=direction, full=full, relink=relink,
-    ).to_dict()
+    options = CycleOptions(dry_run=dry_run, force=force, policy=policy, direction=direction, full=full, relink=relink)
+    return cycle_in_flow(config_path, user, options).to_dict()
 
 
 @flow(name="sync_all_users", task_runner=_task_runner())
