@@ -6,6 +6,7 @@ them without it): those pairs are merged as new matches (R7: an empty side takes
 side's value, differences follow the conflict policy and are reported). With ``relink`` the
 link table is set aside instead, so every pair is found again by tag (R7a) and email (R7),
 repairing a damaged state store. The normal cycle afterwards confirms the state is quiet.
+Users run through the same fan-out as the sync (flows/sync_all_users.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.states import State
 
 from contactsync.config import load_settings
 from contactsync.cycle.run import CycleOptions
-from flows.sync_contacts import cycle_in_flow
+from flows.sync_all_users import fan_out, fan_out_state
 
 
 @flow(name="backfill")
@@ -25,16 +27,9 @@ def backfill(
     since: str | None = None,
     relink: bool = False,
     config_path: str | None = None,
-) -> list[dict[str, Any]]:
-    """Full re-read + repair for each user, then a normal cycle; returns both outcomes."""
+) -> State[Any]:
+    """Full re-read + repair for each user, then a normal cycle; the data: both outcomes."""
     settings = load_settings(config_path)
     ids = users or [u.crm_user for u in settings.users]
-    out: list[dict[str, Any]] = []
     repair = CycleOptions(full=True, relink=relink, repair=not relink, since=since)
-    for uid in ids:
-        repaired = cycle_in_flow(config_path, uid, repair)
-        if repaired.status != "ok":
-            out.append(repaired.to_dict())
-            continue
-        out.append(cycle_in_flow(config_path, uid, CycleOptions()).to_dict())
-    return out
+    return fan_out_state(fan_out(settings, config_path, ids, [repair, CycleOptions()]))

@@ -2,7 +2,10 @@
 
 The sequence is ``contactsync.cycle.run.run_cycle``'s; this flow supplies the steps as
 Prefect tasks (``tasks/cycle.py``), the GX validation (``tasks/validate.py``), the
-artifacts (``flows/artifacts.py``) and the run logger.
+artifacts (``flows/artifacts.py``) and the run logger, and turns the cycle's outcome into
+the flow run's final state (spec/INTERFACE.md "Prefect"): ``failed`` and ``guard-stopped``
+end ``Failed`` with the reason as the state's message, so Prefect automations and
+notifications see them; ``ok``, ``dry-run`` and ``locked`` end ``Completed``.
 """
 
 from __future__ import annotations
@@ -11,15 +14,36 @@ from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Completed, Failed, State
 
 from contactsync.config import load_settings
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.run import PLAIN_STEPS, CycleOptions, CycleSteps, data_docs_dir, run_cycle
+from contactsync.model import pad_user
 from flows.artifacts import publish
 from tasks.cycle import task_steps
 from tasks.validate import validate
 
-__all__ = ["data_docs_dir", "flow_steps", "sync_contacts"]
+__all__ = ["FAILING", "CycleFailed", "data_docs_dir", "final_state", "flow_steps", "outcomes_in", "sync_contacts"]
+
+#: The statuses whose flow run ends Failed (spec/INTERFACE.md "Prefect").
+FAILING = frozenset({"failed", "guard-stopped"})
+
+
+class CycleFailed(Exception):
+    """The data of a run that ended Failed because a cycle did: calling the flow plainly
+    raises it (with the reason), and it carries every outcome of the run for the caller
+    that asked for the state (``return_state=True``)."""
+
+    def __init__(self, message: str, outcomes: list[dict[str, Any]]) -> None:
+        super().__init__(message, outcomes)
+        self.message, self.outcomes = message, outcomes
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:  # Prefect logs a failed state with its data: keep it one line
+        return f"CycleFailed({self.message!r}, {len(self.outcomes)} outcome(s))"
 
 
 def flow_steps() -> CycleSteps:
@@ -27,10 +51,33 @@ def flow_steps() -> CycleSteps:
     return task_steps(replace(PLAIN_STEPS, validate=validate, publish=publish, logger=get_run_logger))
 
 
-def cycle_in_flow(config_path: str | None, user: str, options: CycleOptions) -> CycleOutcome:
-    """One user's cycle with this flow's steps (also the fan-out's and the backfill's)."""
-    settings = load_settings(config_path)
-    return run_cycle(settings, settings.user(user), options, flow_steps())
+def final_state(outcomes: list[CycleOutcome], failed_message: str, *, single: bool = False) -> State[Any]:
+    """Failed (with ``failed_message``) when any outcome failed or was guard-stopped, else
+    Completed; either way the outcomes go with the state (``single``: a completed run's
+    data is the one outcome's dict, what a plain call of ``sync_contacts`` returns)."""
+    data = [o.to_dict() for o in outcomes]
+    if any(o.status in FAILING for o in outcomes):
+        return Failed(message=failed_message, data=CycleFailed(failed_message, data))
+    return Completed(message="; ".join(f"{o.user.strip()}: {o.message or o.status}" for o in outcomes)[:500],
+                     data=data[0] if single else data)
+
+
+def outcomes_in(state: State[Any], user: str, options: CycleOptions) -> list[CycleOutcome]:
+    """The outcomes a run ended with, even when it ended Failed.
+
+    A run that crashed or was cancelled before the cycle could say anything (the process
+    or the Dask worker died) is a failed cycle of that user, with the state's message.
+    """
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, CycleFailed):
+        data = data.outcomes
+    if isinstance(data, dict):
+        data = [data]
+    if isinstance(data, list):
+        return [CycleOutcome.from_dict(d) for d in data]
+    message = f"the cycle's Prefect run ended {state.type.value}: {state.message or data}"
+    return [CycleOutcome(user=pad_user(user), status="failed", dry_run=options.dry_run, message=message,
+                         errors=[message])]
 
 
 @flow(name="sync_contacts", flow_run_name="sync-{user}", log_prints=False)
@@ -43,7 +90,17 @@ def sync_contacts(
     config_path: str | None = None,
     full: bool = False,
     relink: bool = False,
-) -> dict[str, Any]:
-    """One sync cycle for one CRM user (spec/INTERFACE.md ``contact-sync sync --user``)."""
-    options = CycleOptions(dry_run=dry_run, force=force, policy=policy, direction=direction, full=full, relink=relink)
-    return cycle_in_flow(config_path, user, options).to_dict()
+    repair: bool = False,
+    since: str | None = None,
+) -> State[Any]:
+    """One sync cycle for one CRM user (spec/INTERFACE.md ``contact-sync sync --user``).
+
+    Called as a function it returns the outcome's dict when the run completed and raises
+    CycleFailed when it failed; with ``return_state=True`` it returns the final state.
+    """
+    options = CycleOptions(dry_run=dry_run, force=force, policy=policy, direction=direction,
+                           full=full, relink=relink, repair=repair, since=since)
+    settings = load_settings(config_path)
+    outcome = run_cycle(settings, settings.user(user), options, flow_steps())
+    # The reason is the message, as a Prefect notification on Failed runs shows it.
+    return final_state([outcome], outcome.message or "; ".join(outcome.errors[:3]) or outcome.status, single=True)
