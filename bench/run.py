@@ -639,9 +639,9 @@ def _child_main(argv: list[str]) -> int:
     if argv[0] == "_flow":
         result = _flow_child(*argv[1:4])
     elif argv[0] == "_cycle":
-        from bench.driver import run_cycle
+        from bench.driver import timed_cycle
 
-        result = run_cycle(argv[1], argv[2])
+        result = timed_cycle(argv[1], argv[2])
     else:
         from bench.baseline import baseline_cycle
         from bench.driver import peak_rss_mb

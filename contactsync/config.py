@@ -80,6 +80,8 @@ class SyncSettings(_Section):
     #: report). Quarantine (R19) never depends on it; turning it off saves GX's start-up
     #: (several seconds) on cycles with changes.
     gx_validation: bool = True
+    #: Users whose cycles run at the same time in one command or flow run (the fan-out).
+    parallel_users: int = Field(4, ge=1, le=256)
 
     @field_validator("field_direction")
     @classmethod
@@ -90,6 +92,18 @@ class SyncSettings(_Section):
                 f"unknown field(s) {unknown}; the canonical names are: {', '.join(FIELDS)}"
             )
         return v
+
+
+class OrchestrationSettings(_Section):
+    #: A Dask scheduler (``tcp://host:8786``): the users' cycles run on that cluster
+    #: (prefect-dask). Empty: in the command's or the flow run's own process, in threads.
+    dask_address: str = ""
+
+
+class UsersFromCrmSettings(_Section):
+    #: Every enabled CRM user who owns a contact sync group (R2's ``group_name``) syncs,
+    #: with USERINFO.EMAIL as the mailbox; a ``[[users]]`` entry for the same user wins.
+    enabled: bool = False
 
 
 class UserSettings(_Section):
@@ -123,6 +137,8 @@ class Settings(BaseSettings):
     outlook: OutlookSettings = Field(default_factory=OutlookSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    users_from_crm: UsersFromCrmSettings = Field(default_factory=UsersFromCrmSettings)
     users: list[UserSettings] = Field(default_factory=list)
     #: Folder of the configuration file: relative SQLite paths are relative to it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
