@@ -186,6 +186,8 @@ class GraphApi:
             raise bad_request(f"Resource not found for the segment '{tail[1]}'.", "BadRequest")
         if m == "GET":
             return GraphResponse(200, render_contact(contact, view_of(req)))
+        if m in ("PATCH", "DELETE"):
+            _check_if_match(req, contact)
         if m == "PATCH":
             return self._update(req, contact)
         if m == "DELETE":
@@ -280,6 +282,32 @@ class GraphApi:
             extra["@odata.deltaLink"] = link(req, path, {"$deltatoken": self.tokens.encode({**state, "a": resume, "i": 1})})
         headers = {"Preference-Applied": f"odata.maxpagesize={page}"} if match else {}
         return GraphResponse(200, headers=headers, raw=page_json(value, extra))
+
+
+def _etag_key(etag: str) -> str:
+    """``W/"<changeKey>"``, ``"<changeKey>"`` or the bare key -> the key."""
+    text = etag.strip()
+    if text[:2].upper() == "W/":
+        text = text[2:]
+    return text.strip('"')
+
+
+def _check_if_match(req: GraphRequest, contact: Contact) -> None:
+    """A PATCH or DELETE whose ``If-Match`` names an older version of the contact: 412.
+
+    Every contact has ``@odata.etag`` ``W/"<changeKey>"``; a write carrying a stale one
+    answers 412 ErrorIrresolvableConflict (spec/GRAPH_API.md, "Concurrent edits";
+    learn.microsoft.com/graph/api/resources/contact, Outlook's change keys). ``*`` and
+    no header match any version.
+    """
+    wanted = req.headers.get("if-match")
+    if wanted is None or wanted.strip() == "*":
+        return
+    keys = {_etag_key(part) for part in wanted.split(",") if part.strip()}
+    if contact.change_key not in keys:
+        raise GraphError(412, "ErrorIrresolvableConflict",
+                         "The send or update operation could not be performed because the change key "
+                         "passed in the request does not match the current change key for the item.")
 
 
 _KEYWORDS = {k.lower(): k for k in ("users", "contacts", "contactFolders", "childFolders", "delta",

@@ -47,6 +47,9 @@ from contactsync.emulator.props import BodyError
 from contactsync.emulator.store import Store
 
 ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+#: Requests of one ``$batch`` that Graph hands to Outlook at once (json-batching,
+#: throttling-limits "Outlook service limits").
+BATCH_PARALLEL = 4
 _CYCLE_KEY = "contactsync.emulator.cycle"
 
 
@@ -96,6 +99,20 @@ def fault_response(fault: Fault) -> GraphResponse:
     if fault.status == 429:
         headers.setdefault("Retry-After", "1")
         return error_response(429, "TooManyRequests", "Injected throttling (emulator fault).", headers)
+    if fault.status == 401:
+        # An expired app-only token (learn.microsoft.com/graph/resolve-auth-errors; the
+        # message Graph sends, spec/GRAPH_API.md "Tokens expire mid-run").
+        return error_response(401, "InvalidAuthenticationToken",
+                              "Lifetime validation failed, the token is expired.",
+                              {"WWW-Authenticate": 'Bearer realm="", authorization_uri='
+                               '"https://login.microsoftonline.com/common/oauth2/authorize", '
+                               'error="invalid_token", error_description="The access token has expired"'})
+    if fault.status == 412:
+        # Outlook answers 412 when two writes of one item race, If-Match or not
+        # (spec/GRAPH_API.md, "Concurrent edits").
+        return error_response(412, "ErrorIrresolvableConflict",
+                              "The send or update operation could not be performed because the change key "
+                              "passed in the request does not match the current change key for the item.")
     if fault.status == 500:
         return error_response(500, "InternalServerError", "Injected server error (emulator fault).", headers)
     return error_response(503, "ServiceUnavailable", "Injected unavailability (emulator fault).", headers)
@@ -153,6 +170,9 @@ class Emulator:
         if not auth.lower().startswith("bearer ") or not auth[7:].strip():
             return _json_response(error_response(
                 401, "InvalidAuthenticationToken", "Access token is empty."))
+        expired = self.controls.pick_fault(method, http=True)
+        if expired is not None:
+            return _json_response(fault_response(expired))
         try:
             body = await self._body(request)
         except ValueError as exc:
@@ -224,35 +244,42 @@ class Emulator:
         raise _Dropped()
 
     async def _batch(self, request: Request, body: Any, base: str) -> GraphResponse:
+        """Run a ``$batch``'s requests as Outlook does: up to 4 at a time, each in a place.
+
+        Graph hands up to 4 requests of a batch to Outlook at once and each takes one of
+        the mailbox's concurrent places; an inner request that finds none gets its own 429
+        MailboxConcurrency (learn.microsoft.com/graph/throttling-limits, "Outlook service
+        limits"; learn.microsoft.com/graph/json-batching). The envelope itself holds no
+        place: four batches of 20 in flight are up to 16 concurrent requests, not 4.
+        """
         envelope = parse_batch(body)
         if isinstance(envelope, str):
             return error_response(400, "BadRequest", envelope)
         parsed, order = envelope
-        mailboxes = {_mailbox_key(split_url(i["url"])[0]) for i in parsed.values()}
-        held = {m for m in mailboxes if self.controls.acquire_slot(m)}
         results: dict[str, GraphResponse] = {}
-        try:
-            await self._latency()
-            for rid in order:
-                item = parsed[rid]
+        finished = {rid: asyncio.Event() for rid in order}
+        gate = asyncio.Semaphore(BATCH_PARALLEL)
+
+        async def run(rid: str) -> None:
+            item = parsed[rid]
+            deps = [str(d) for d in item.get("dependsOn") or []]
+            try:
+                for dep in deps:  # dependsOn orders requests (a dependant waits for its request)
+                    await finished[dep].wait()
                 self.controls.count_inner()
-                deps = [str(d) for d in item.get("dependsOn") or []]
                 if any(results[d].status >= 400 for d in deps):
                     results[rid] = error_response(424, "FailedDependency",
                                                   "A request this one depends on failed.")
-                    continue
+                    return
                 path, query = split_url(item["url"])
-                mailbox = _mailbox_key(path)
-                if mailbox not in held:
-                    self.controls.count_throttled()
-                    results[rid] = throttled(1, "MailboxConcurrency")
-                    continue
                 headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
                 req = GraphRequest(str(item["method"]).upper(), path, query, headers, item.get("body"), base)
-                results[rid] = self._execute(request, req, mailbox)
-        finally:
-            for m in held:
-                self.controls.release_slot(m)
+                async with gate:
+                    results[rid] = await self._single(request, req)
+            finally:
+                finished[rid].set()
+
+        await asyncio.gather(*(run(rid) for rid in order))
         return GraphResponse(200, batch_answer(order, results))
 
     # -- control endpoints ------------------------------------------------------------

@@ -116,7 +116,8 @@ WINDOW_MARGIN_S = 0.05
 
 
 class Pacer:
-    """At most ``concurrent`` requests in flight per mailbox, at most ``window[0]`` requests
+    """At most ``concurrent`` places in use per mailbox (a ``$batch`` takes one per inner
+    request Graph runs at once, up to 4), at most ``window[0]`` requests
     (inner ``$batch`` requests each counted) in any ``window[1]`` seconds; after a 429
     everybody waits.
 
@@ -138,8 +139,9 @@ class Pacer:
         self.concurrent = concurrent
         self.spacing_s = spacing_s
         self.window_limit, self.window_s = window or MAILBOX_WINDOW
-        self._sem = threading.BoundedSemaphore(concurrent)
         self._lock = threading.Lock()
+        self._places_free = threading.Condition(self._lock)
+        self._places = 0  # concurrent places held (a $batch holds up to 4, one per running inner request)
         self._not_before = 0.0
         self._spaced_until = 0.0
         self._next_slot = 0.0
@@ -160,10 +162,23 @@ class Pacer:
             return max(0.0, done[over - 1] + horizon - now)
         return 0.05  # places held by requests in flight: look again shortly
 
+    def places_for(self, weight: int) -> int:
+        """Concurrent places a request of ``weight`` inner requests takes at Graph.
+
+        Graph runs up to 4 requests of a ``$batch`` at once, each in one of the mailbox's
+        4 places (spec/GRAPH_API.md, "Batches run in parallel inside"): a batch of 20
+        takes all 4, so two batches in flight would overrun the mailbox.
+        """
+        return max(1, min(weight, self.concurrent))
+
     @contextmanager
     def slot(self, weight: int = 1) -> Iterator[None]:
-        """Hold one of the concurrent places for a request counting ``weight`` in the window."""
-        self._sem.acquire()
+        """Hold the concurrent places of a request counting ``weight`` in the window."""
+        places = self.places_for(weight)
+        with self._places_free:
+            while self._places + places > self.concurrent:
+                self._places_free.wait()
+            self._places += places
         try:
             while True:
                 with self._lock:
@@ -185,7 +200,9 @@ class Pacer:
                     self._in_flight -= weight
                     self._done.extend([time.monotonic()] * weight)
         finally:
-            self._sem.release()
+            with self._places_free:
+                self._places -= places
+                self._places_free.notify_all()
 
     def throttled(self, retry_after: float) -> None:
         """A 429: hold every request of this mailbox for ``retry_after``, then space them."""

@@ -1,0 +1,89 @@
+"""What production Graph does that a kind emulator would not (spec/GRAPH_API.md), over real HTTP.
+
+One test (or a few) per behaviour of issue 12, named after it; the client's side of each
+behaviour is in tests/outlook/test_production_client.py, the whole cycle in
+tests/e2e/test_graph_production.py.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from contactsync.emulator import EmulatorHandle
+from tests.fixtures.emulator import graph_session
+
+from .conftest import control, make_contact, make_folder
+
+JSON = {"Content-Type": "application/json"}
+MBX = "/users/lee%40example.com"
+
+
+def _batch(emulator: EmulatorHandle, items: list[dict]) -> dict[str, dict]:
+    r = graph_session(emulator).post(f"{emulator.graph_url}/$batch", json={"requests": items})
+    assert r.status_code == 200, r.text
+    return {x["id"]: x for x in r.json()["responses"]}
+
+
+def _gets(n: int, prefix: str = "") -> list[dict]:
+    return [{"id": f"{prefix}{i}", "method": "GET", "url": f"{MBX}/contactFolders"} for i in range(n)]
+
+
+# -- 1. batches run in parallel inside -------------------------------------------------
+
+
+def test_batch_parallel_inside_runs_4_at_a_time(emulator: EmulatorHandle, user: str) -> None:
+    """20 requests of one batch, 4 at a time, 100 ms each: ~5 rounds, all in a place."""
+    control(emulator, "POST", "latency", {"ms": 100})
+    t0 = time.perf_counter()
+    answers = _batch(emulator, _gets(20))
+    wall = time.perf_counter() - t0
+    assert {a["status"] for a in answers.values()} == {200}
+    assert 0.48 <= wall < 1.5, wall  # 5 rounds of 4, not 1 (all at once) nor 20 (one by one)
+    stats = control(emulator, "GET", "stats").json()
+    assert stats["inner_requests"] == 20 and stats["batches"] == 1 and stats["throttled"] == 0
+
+
+def test_batch_parallel_inside_two_batches_get_mailbox_concurrency_429s(emulator: EmulatorHandle,
+                                                                       user: str) -> None:
+    """Two batches of 20 in flight want 8 places of 4: the extra inner requests get 429."""
+    control(emulator, "POST", "latency", {"ms": 100})
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda p: _batch(emulator, _gets(20, p)), ["a", "b"]))
+    throttled = [a for answers in both for a in answers.values() if a["status"] == 429]
+    assert throttled, "two batches of 20 at once must overrun 4 places"
+    assert all(a["body"]["error"]["code"] == "TooManyRequests" for a in throttled)
+    assert all("MailboxConcurrency" in a["body"]["error"]["message"] for a in throttled)
+    assert all(int(a["headers"]["Retry-After"]) >= 1 for a in throttled)
+    assert control(emulator, "GET", "stats").json()["throttled"] == len(throttled)
+
+
+def test_batch_parallel_inside_keeps_depends_on_order(emulator: EmulatorHandle, user: str) -> None:
+    """dependsOn still orders requests when the others run in parallel."""
+    graph = graph_session(emulator)
+    fid = make_folder(graph, user)
+    c = make_contact(graph, user, fid)
+    items = [
+        {"id": "1", "method": "PATCH", "url": f"{MBX}/contacts/{c['id']}", "headers": JSON,
+         "body": {"jobTitle": "first"}},
+        {"id": "2", "method": "PATCH", "url": f"{MBX}/contacts/{c['id']}", "headers": JSON,
+         "body": {"jobTitle": "second"}, "dependsOn": ["1"]},
+        *_gets(6, "g"),
+    ]
+    answers = _batch(emulator, items)
+    assert answers["2"]["status"] == 200
+    assert graph.get(f"{user}/contacts/{c['id']}").json()["jobTitle"] == "second"
+
+
+def test_batch_parallel_inside_a_single_request_meets_a_full_batch(emulator: EmulatorHandle,
+                                                                   user: str) -> None:
+    """A plain request sent while a batch holds all 4 places gets 429 MailboxConcurrency."""
+    control(emulator, "POST", "latency", {"ms": 200})
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(_batch, emulator, _gets(8))
+        time.sleep(0.1)
+        r = graph_session(emulator).get(f"{user}/contactFolders")
+        running.result()
+    assert r.status_code == 429 and "MailboxConcurrency" in r.json()["error"]["message"]
+
+
