@@ -87,3 +87,47 @@ def test_batch_parallel_inside_a_single_request_meets_a_full_batch(emulator: Emu
     assert r.status_code == 429 and "MailboxConcurrency" in r.json()["error"]["message"]
 
 
+
+
+# -- 6. no lost updates: If-Match and 412 ----------------------------------------------
+
+
+def test_if_match_stale_etag_gets_412_and_writes_nothing(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    c = make_contact(graph, user, jobTitle="Buyer")
+    read_etag = c["@odata.etag"]
+    assert read_etag == f'W/"{c["changeKey"]}"'
+    person = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "Chief Buyer"})
+    assert person.status_code == 200
+    stale = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "Sync"},
+                        headers={"If-Match": read_etag})
+    assert stale.status_code == 412 and stale.json()["error"]["code"] == "ErrorIrresolvableConflict"
+    assert graph.get(f"{user}/contacts/{c['id']}").json()["jobTitle"] == "Chief Buyer"
+    gone = graph.delete(f"{user}/contacts/{c['id']}", headers={"If-Match": read_etag})
+    assert gone.status_code == 412
+    assert graph.get(f"{user}/contacts/{c['id']}").status_code == 200
+
+
+def test_if_match_current_etag_or_star_writes(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    c = make_contact(graph, user)
+    ok = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "A"}, headers={"If-Match": c["@odata.etag"]})
+    assert ok.status_code == 200 and ok.json()["changeKey"] != c["changeKey"]
+    star = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "B"}, headers={"If-Match": "*"})
+    assert star.status_code == 200
+    inner = _batch(emulator, [{"id": "1", "method": "DELETE", "url": f"{MBX}/contacts/{c['id']}",
+                               "headers": {"if-match": c["@odata.etag"]}}])
+    assert inner["1"]["status"] == 412  # inside a $batch too (header names in any case)
+    now = graph.get(f"{user}/contacts/{c['id']}").json()
+    inner = _batch(emulator, [{"id": "1", "method": "DELETE", "url": f"{MBX}/contacts/{c['id']}",
+                               "headers": {"If-Match": now["@odata.etag"]}}])
+    assert inner["1"]["status"] == 204
+
+
+def test_if_match_fault_412_answers_a_race_without_writing(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    c = make_contact(graph, user, jobTitle="Buyer")
+    assert control(emulator, "POST", "faults", {"status": 412, "count": 1, "methods": ["PATCH"]}).status_code == 200
+    r = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "X"})
+    assert r.status_code == 412 and r.json()["error"]["code"] == "ErrorIrresolvableConflict"
+    assert graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "X"}).status_code == 200  # spent
