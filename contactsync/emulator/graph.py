@@ -35,6 +35,7 @@ from contactsync.emulator.odata import (
     page_json,
     parse_expand,
     parse_select,
+    partial_json,
     render_contact,
     render_folder,
     split_for_create,
@@ -58,6 +59,27 @@ class GraphApi:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.tokens = Tokens(store.secret)
+        self.reset_modes()
+
+    def reset_modes(self) -> None:
+        """How delta answers (``POST /_emulator/delta``) and which sync states still live."""
+        #: "full": an updated contact comes whole; "changed": as its id, changeKey,
+        #: lastModifiedDateTime and the properties changed since the token
+        #: (learn.microsoft.com/graph/delta-query-overview, "Resource representation").
+        self.delta_updates = "full"
+        #: "honour" | "ignore" | "reject" ``$expand`` on contact delta, which Graph
+        #: documents with ``$select`` only (learn.microsoft.com/graph/api/contact-delta;
+        #: microsoft-graph-docs issues 7929, 2270: ignored or 500 on other Outlook deltas).
+        self.delta_expand = "honour"
+        #: Per mailbox (lower-case UPN): the generation of its sync state; a token of an
+        #: older one answers 410 SyncStateNotFound (delta-query-overview, "Token duration").
+        self.sync_generation: dict[str, int] = {}
+
+    def expire_sync_state(self, upn: str) -> int:
+        """Every delta and skip token issued for ``upn`` so far is gone (410) from now on."""
+        key = upn.lower()
+        self.sync_generation[key] = self.sync_generation.get(key, 0) + 1
+        return self.sync_generation[key]
 
     def handle(self, req: GraphRequest) -> GraphResponse:
         try:
@@ -246,32 +268,46 @@ class GraphApi:
                               "ErrorInvalidUrlQuery")
         if "$filter" in req.query:
             raise bad_request("$filter is not supported on contact delta.", "ErrorInvalidUrlQuery")
+        if "$expand" in req.query:
+            if self.delta_expand == "reject":
+                raise bad_request("$expand is not supported on contact delta: use $select.", "ErrorInvalidUrlQuery")
+            if self.delta_expand == "ignore":
+                req.query = {k: v for k, v in req.query.items() if k != "$expand"}
         match = PREFER_PAGE.search(req.headers.get("prefer", ""))
         page = min(max(int(match.group(1)), 1), MAX_DELTA_PAGE) if match else DEFAULT_DELTA_PAGE
         raw = req.query.get("$skiptoken") or req.query.get("$deltatoken")
+        generation = self.sync_generation.get(mbx.upn.lower(), 0)
         if raw == "latest" and "$deltatoken" in req.query:
             # Graph's shortcut: no items, just a delta link from now on.
-            token = {"m": mbx.mid, "f": folder.id, "a": self.store.current_seq(mbx), "i": 1,
+            token = {"m": mbx.mid, "f": folder.id, "a": self.store.current_seq(mbx), "i": 1, "g": generation,
                      "s": req.query.get("$select"), "x": req.query.get("$expand")}
             return GraphResponse(200, {"value": [], "@odata.deltaLink": link(
                 req, path, {"$deltatoken": self.tokens.encode(token)})})
         if raw is not None:
             state = self.tokens.decode(raw)
             if (state is None or state.get("m") != mbx.mid or state.get("f") != folder.id
-                    or not isinstance(state.get("a"), int) or state["a"] > self.store.current_seq(mbx)):
+                    or not isinstance(state.get("a"), int) or state["a"] > self.store.current_seq(mbx)
+                    or state.get("g", 0) != generation):
                 raise sync_state_gone()
+            if self.delta_expand == "ignore":
+                state = {**state, "x": None}
         else:
             # "z": where a full pass started; its delta token resumes from there, so a
             # contact that leaves the folder while the pages are read is still reported.
             state = {"m": mbx.mid, "f": folder.id, "a": 0, "i": 0, "z": self.store.current_seq(mbx),
-                     "s": req.query.get("$select"), "x": req.query.get("$expand")}
+                     "g": generation, "s": req.query.get("$select"), "x": req.query.get("$expand")}
         view = View(immutable_ids(req),
                     parse_select(req.query.get("$select") or state.get("s")),
                     parse_expand(req.query.get("$expand") or state.get("x")))
         items, more, seq = self.store.delta_page(mbx, folder.id, state["a"], bool(state["i"]), page)
+        partial: dict[int, list[str] | None] = {}
+        if self.delta_updates == "changed" and state["i"]:
+            partial = self.store.changes_since([i for i in items if isinstance(i, Contact)], state["a"])
         value = [
             json.dumps({"id": i.iid if view.immutable else i.id, "@removed": {"reason": i.reason}})
-            if isinstance(i, Removed) else contact_json(i, view, odata_type=True)
+            if isinstance(i, Removed)
+            else partial_json(i, view, partial[i.pk]) if partial.get(i.pk) is not None
+            else contact_json(i, view, odata_type=True)
             for i in items
         ]
         extra: dict[str, str] = {}

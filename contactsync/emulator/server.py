@@ -151,6 +151,8 @@ class Emulator:
             Route("/_emulator/limits", self.set_limits, methods=["POST"]),
             Route("/_emulator/latency", self.set_latency, methods=["POST"]),
             Route("/_emulator/reset", self.reset, methods=["POST"]),
+            Route("/_emulator/delta", self.set_delta, methods=["POST"]),
+            Route("/_emulator/users/{upn}/expire-sync-state", self.expire_sync_state, methods=["POST"]),
             Route("/_emulator/users/{upn}/contacts/{cid}/move", self.move, methods=["POST"]),
             Route("/_emulator/users/{upn}/deleted", self.deleted, methods=["GET"]),
             Route("/_emulator/users/{upn}/seed", self.seed, methods=["POST"]),
@@ -320,10 +322,27 @@ class Emulator:
         self.controls.latency_ms = max(0.0, ms)
         return JSONResponse({"ms": self.controls.latency_ms})
 
+    async def set_delta(self, request: Request) -> Response:
+        """``{"updated_items": "full"|"changed", "expand": "honour"|"ignore"|"reject"}``."""
+        body = await self._body(request) or {}
+        choices = {"updated_items": ("full", "changed"), "expand": ("honour", "ignore", "reject")}
+        if not isinstance(body, dict) or any(body.get(k, v[0]) not in v for k, v in choices.items()):
+            return JSONResponse({"error": {"code": "BadRequest", "message": f"choose from {choices}"}},
+                                status_code=400)
+        self.api.delta_updates = body.get("updated_items", self.api.delta_updates)
+        self.api.delta_expand = body.get("expand", self.api.delta_expand)
+        return JSONResponse({"updated_items": self.api.delta_updates, "expand": self.api.delta_expand})
+
+    async def expire_sync_state(self, request: Request) -> Response:
+        """Every delta and skip token issued for the mailbox so far answers 410 from now on."""
+        generation = self.api.expire_sync_state(request.path_params["upn"])
+        return JSONResponse({"upn": request.path_params["upn"], "generation": generation})
+
     async def reset(self, request: Request) -> Response:
-        """Not in the contract: forget all mailboxes, stats, faults, limits and latency."""
+        """Not in the contract: forget all mailboxes, stats, faults, limits, latency, delta modes."""
         self.store.wipe()
         self.controls.reset()
+        self.api.reset_modes()
         return Response(status_code=204)
 
     async def move(self, request: Request) -> Response:

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from contactsync.emulator.props import full_shape
+from contactsync.emulator.props import EXTENDED, full_shape
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +65,16 @@ CREATE TABLE IF NOT EXISTS tombstone (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tombstone_folder_seq ON tombstone (folder_id, seq);
+CREATE TABLE IF NOT EXISTS contact_change (
+    pk INTEGER PRIMARY KEY,
+    arrived INTEGER NOT NULL,
+    props TEXT NOT NULL
+);
 """
+#: ``contact_change``: per contact, the seq at which it arrived in its folder (created or
+#: moved in) and, per property, the seq of its last change: what a partial delta item
+#: carries ("Updated instances are represented by their id with at least the properties
+#: that have been updated", learn.microsoft.com/graph/delta-query-overview).
 
 CONTACT_COLS = "pk, id, iid, mid, folder_id, seq, created, modified, change_key, props, ext"
 
@@ -226,7 +235,7 @@ class Store:
         """Forget every mailbox (the delta-token secret stays)."""
         with self.tx() as db:
             self._mailboxes.clear()
-            for table in ("mailbox", "folder", "contact", "tombstone"):
+            for table in ("mailbox", "folder", "contact", "tombstone", "contact_change"):
                 db.execute(f"DELETE FROM {table}")
 
     # -- mailboxes and folders -------------------------------------------------------
@@ -348,7 +357,9 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
-            return Contact(int(cur.lastrowid or 0), *values)
+            pk = int(cur.lastrowid or 0)
+            db.execute("INSERT OR REPLACE INTO contact_change VALUES (?, ?, '{}')", (pk, seq))
+            return Contact(pk, *values)
 
     def create_contacts(self, mbx: Mailbox, folder_id: str, many: list[dict[str, Any]],
                         ext: dict[str, str | None] | list[dict[str, str | None]] | None = None) -> list[Contact]:
@@ -371,6 +382,8 @@ class Store:
                              (folder_id, first)).fetchall()
             for (pk,), row in zip(pks, rows, strict=True):
                 out.append(Contact(pk, *row))
+            db.executemany("INSERT OR REPLACE INTO contact_change VALUES (?, ?, '{}')",
+                           [(c.pk, c.seq) for c in out])
         return out
 
     def contact(self, mbx: Mailbox, contact_id: str) -> Contact | None:
@@ -395,6 +408,10 @@ class Store:
                        ext: dict[str, str | None]) -> Contact:
         """Store new values: new seq, new changeKey, lastModifiedDateTime moves."""
         texts = props_json(props), ext_json(ext)
+        before, after = contact.props, json.loads(texts[0])
+        changed = [k for k in after if before.get(k) != after.get(k)]
+        if texts[1] != contact.ext_text:
+            changed.append(EXTENDED)
         with self.tx() as db:
             seq = self._next_seq(db, contact.mid)
             modified, key = later_than(contact.modified), new_change_key()
@@ -402,6 +419,11 @@ class Store:
                 "UPDATE contact SET seq = ?, modified = ?, change_key = ?, props = ?, ext = ? WHERE pk = ?",
                 (seq, modified, key, *texts, contact.pk),
             )
+            row = db.execute("SELECT arrived, props FROM contact_change WHERE pk = ?", (contact.pk,)).fetchone()
+            arrived, seqs = (row[0], json.loads(row[1])) if row else (seq, {})
+            seqs.update(dict.fromkeys(changed, seq))
+            db.execute("INSERT OR REPLACE INTO contact_change VALUES (?, ?, ?)",
+                       (contact.pk, arrived, json.dumps(seqs, separators=(",", ":"))))
         return Contact(contact.pk, contact.id, contact.iid, contact.mid, contact.folder_id, seq,
                        contact.created, modified, key, *texts)
 
@@ -416,6 +438,7 @@ class Store:
             "UPDATE contact SET id = ?, folder_id = ?, seq = ?, modified = ?, change_key = ? WHERE pk = ?",
             (rest_id, dest_id, seq, modified, key, contact.pk),
         )
+        db.execute("INSERT OR REPLACE INTO contact_change VALUES (?, ?, '{}')", (contact.pk, seq))
         return Contact(contact.pk, rest_id, contact.iid, contact.mid, dest_id, seq, contact.created,
                        modified, key, contact.props_text, contact.ext_text)
 
@@ -459,6 +482,22 @@ class Store:
             Removed(r[1], r[2], r[5], r[11]) if r[11] else Contact.from_row(r) for r in rows[:limit]
         ]
         return items, len(rows) > limit, seq
+
+    def changes_since(self, contacts: list[Contact], after: int) -> dict[int, list[str] | None]:
+        """Per contact pk: the properties changed after seq ``after``, or None when the
+        contact arrived in its folder after it (then a delta item carries all of it)."""
+        pks = [c.pk for c in contacts]
+        if not pks:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT pk, arrived, props FROM contact_change WHERE pk IN ({','.join('?' * len(pks))})", pks
+            ).fetchall()
+        out: dict[int, list[str] | None] = dict.fromkeys(pks)
+        for pk, arrived, props in rows:
+            if arrived <= after:
+                out[pk] = [k for k, seq in json.loads(props).items() if seq > after]
+        return out
 
     def folder_contacts(self, folder_id: str) -> list[Contact]:
         with self._lock:

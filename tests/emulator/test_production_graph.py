@@ -131,3 +131,72 @@ def test_if_match_fault_412_answers_a_race_without_writing(emulator: EmulatorHan
     r = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "X"})
     assert r.status_code == 412 and r.json()["error"]["code"] == "ErrorIrresolvableConflict"
     assert graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "X"}).status_code == 200  # spent
+
+
+# -- 2. partial delta items ---------------------------------------------------------------
+
+
+def _delta(graph, user: str, fid: str, link: str | None = None, **params: str) -> tuple[list[dict], str]:
+    url: str | None = link or f"{user}/contactFolders/{fid}/contacts/delta"
+    items: list[dict] = []
+    while url:
+        r = graph.get(url, params=None if link or "?" in url else params)
+        assert r.status_code == 200, r.text
+        items += r.json()["value"]
+        url, link = r.json().get("@odata.nextLink"), r.json().get("@odata.deltaLink") or link
+    return items, str(link)
+
+
+def test_partial_delta_items_carry_only_changed_properties(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    assert control(emulator, "POST", "delta", {"updated_items": "changed"}).json()["updated_items"] == "changed"
+    fid = make_folder(graph, user)
+    c = make_contact(graph, user, fid, jobTitle="Buyer", mobilePhone="+1 555 0100")
+    _, link = _delta(graph, user, fid)
+    graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "Chief Buyer", "mobilePhone": None}).raise_for_status()
+    new = make_contact(graph, user, fid, givenName="Grace", surname="Hopper")
+    items, _ = _delta(graph, user, fid, link)
+    by_id = {i["id"]: i for i in items}
+    partial = by_id[c["id"]]
+    assert partial["jobTitle"] == "Chief Buyer" and partial["mobilePhone"] is None  # null = cleared
+    assert "givenName" not in partial and "emailAddresses" not in partial  # unchanged: absent
+    assert partial["changeKey"] and partial["lastModifiedDateTime"] and partial["@odata.etag"]
+    assert by_id[new["id"]]["givenName"] == "Grace" and "emailAddresses" in by_id[new["id"]]  # new: whole
+
+
+def test_partial_delta_items_default_full(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    fid = make_folder(graph, user)
+    c = make_contact(graph, user, fid)
+    _, link = _delta(graph, user, fid)
+    graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "CTO"}).raise_for_status()
+    items, _ = _delta(graph, user, fid, link)
+    assert items[0]["givenName"] == "Ada" and items[0]["jobTitle"] == "CTO"
+
+
+# -- 3. no $expand inside delta ------------------------------------------------------------
+
+EXPAND = "singleValueExtendedProperties($filter=id eq 'String {5c0b8a3e-8d2c-4f55-9a51-3c2b8a6f0a11} Name CrmContactId')"
+
+
+def test_no_expand_in_delta_reject_answers_400(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    control(emulator, "POST", "delta", {"expand": "reject"})
+    fid = make_folder(graph, user)
+    r = graph.get(f"{user}/contactFolders/{fid}/contacts/delta", params={"$expand": EXPAND})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "ErrorInvalidUrlQuery"
+    assert graph.get(f"{user}/contactFolders/{fid}/contacts/delta").status_code == 200
+    # a plain read of the folder still carries the $expand
+    assert graph.get(f"{user}/contactFolders/{fid}/contacts", params={"$expand": EXPAND}).status_code == 200
+
+
+def test_no_expand_in_delta_ignore_drops_it(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    control(emulator, "POST", "delta", {"expand": "ignore"})
+    fid = make_folder(graph, user)
+    make_contact(graph, user, fid, singleValueExtendedProperties=[
+        {"id": "String {5c0b8a3e-8d2c-4f55-9a51-3c2b8a6f0a11} Name CrmContactId", "value": "C1"}])
+    items, _ = _delta(graph, user, fid, None, **{"$expand": EXPAND})
+    assert items and all("singleValueExtendedProperties" not in i for i in items)
+    listed = graph.get(f"{user}/contactFolders/{fid}/contacts", params={"$expand": EXPAND}).json()["value"]
+    assert listed[0]["singleValueExtendedProperties"][0]["value"] == "C1"

@@ -6,11 +6,14 @@ emulator set to that behaviour (tests/outlook/conftest.py resets it between test
 
 from __future__ import annotations
 
+import threading
 import time
 
+import pytest
 import requests
 
-from contactsync.outlook.extract import ensure_folder
+from contactsync.model import FIELDS
+from contactsync.outlook.extract import ensure_folder, extract
 from contactsync.outlook.load import OutlookWriter
 from tests.outlook.conftest import actions, create_rows
 
@@ -50,8 +53,6 @@ def test_batch_parallel_inside_pacer_places_of_a_batch(make_client) -> None:
 
 def _linked(client, emu, n: int = 2):
     """A folder with ``n`` contacts, read once as the cycle reads them (the Outlook frame)."""
-    from contactsync.outlook.extract import extract
-
     fid = ensure_folder(client, "CRM Contacts")
     OutlookWriter(client, fid).apply(actions(create_rows(n)), None)
     return fid, extract(client, fid, snapshot=None, delta_link=None).frame
@@ -92,10 +93,124 @@ def test_if_match_committed_without_answer_is_applied_not_stale(emu, make_client
     client = make_client()
     fid, frame = _linked(client, emu, 1)
     emu.fault(status="commit-then-fail", rate=1.0, methods=["PATCH"], retry_after=0)
-    import threading
-
     timer = threading.Timer(0.3, emu.clear)
     timer.start()
     result = OutlookWriter(client, fid).apply(actions([_update(frame, 0, "Committed")]), frame)
     timer.join()
     assert result["status"].tolist() == ["applied"], result.to_dict("records")
+
+
+# -- 2. partial delta items ------------------------------------------------------------
+
+
+
+FULL_CONTACT = {
+    "givenName": "Ada", "middleName": "King", "surname": "Lovelace", "title": "Lady", "generation": "II",
+    "jobTitle": "Analyst", "department": "Engines", "companyName": "Babbage Ltd",
+    "emailAddresses": [{"address": "ada@example.com", "name": "Ada"}, {"address": "ada2@example.com", "name": "A2"},
+                       {"address": "ada3@example.com", "name": "A3"}],
+    "businessPhones": ["+44 1", "+44 2"], "homePhones": ["+44 3"], "mobilePhone": "+44 4",
+    "businessHomePage": "https://ada.example", "assistantName": "Charles", "spouseName": "William",
+    "birthday": "1815-12-10T00:00:00Z",
+    "businessAddress": {"street": "1 St James's Square\nFloor 2", "city": "London", "state": "Greater London",
+                        "postalCode": "SW1Y 4JH", "countryOrRegion": "UK"},
+    "categories": ["Math", "CRM"],
+}
+_EMAILS = FULL_CONTACT["emailAddresses"]
+_ADDRESS = FULL_CONTACT["businessAddress"]
+#: One Outlook edit per canonical field (FIELD_MAP.md): the Graph body, the value the field reads.
+ONE_FIELD_EDITS: dict[str, tuple[dict, str | None]] = {
+    "first_name": ({"givenName": "Augusta"}, "Augusta"),
+    "middle_name": ({"middleName": None}, None),
+    "last_name": ({"surname": "King"}, "King"),
+    "prefix": ({"title": "Countess"}, "Countess"),
+    "suffix": ({"generation": "III"}, "III"),
+    "job_title": ({"jobTitle": "Programmer"}, "Programmer"),
+    "department": ({"department": "R&D"}, "R&D"),
+    "company": ({"companyName": "Analytical Engines"}, "Analytical Engines"),
+    "email1": ({"emailAddresses": [{"address": "new1@example.com"}, *_EMAILS[1:]]}, "new1@example.com"),
+    "email2": ({"emailAddresses": [_EMAILS[0], {"address": "new2@example.com"}, _EMAILS[2]]}, "new2@example.com"),
+    "email3": ({"emailAddresses": _EMAILS[:2]}, None),
+    "work_phone": ({"businessPhones": ["+44 9", "+44 2"]}, "+44 9"),
+    "home_phone": ({"homePhones": []}, None),
+    "mobile_phone": ({"mobilePhone": "+44 8"}, "+44 8"),
+    "web_address": ({"businessHomePage": None}, None),
+    "assistant": ({"assistantName": "Mary"}, "Mary"),
+    "spouse": ({"spouseName": "Bill"}, "Bill"),
+    "birthday": ({"birthday": "1815-12-11T00:00:00Z"}, "1815-12-11"),
+    "street": ({"businessAddress": {**_ADDRESS, "street": "12 Marylebone"}}, "12 Marylebone"),
+    "city": ({"businessAddress": {**_ADDRESS, "city": "Oxford"}}, "Oxford"),
+    "state": ({"businessAddress": {**_ADDRESS, "state": None}}, None),
+    "postal_code": ({"businessAddress": {**_ADDRESS, "postalCode": "OX1"}}, "OX1"),
+    "country": ({"businessAddress": {**_ADDRESS, "countryOrRegion": "GB"}}, "GB"),
+    "categories": ({"categories": ["Math"]}, "Math"),
+}
+
+
+def test_partial_delta_items_every_field_edit_changes_exactly_that_column(emu, make_client) -> None:
+    assert set(ONE_FIELD_EDITS) == set(FIELDS)
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    http = emu.raw()
+    http.headers["Prefer"] = 'IdType="ImmutableId"'
+    made = {f: http.post(client.url(f"contactFolders/{fid}/contacts"), json=FULL_CONTACT).json()["id"]
+            for f in ONE_FIELD_EDITS}
+    first = extract(client, fid, snapshot=None, delta_link=None)
+    requests.post(f"{emu.url}/_emulator/delta", json={"updated_items": "changed"}, timeout=10).raise_for_status()
+    try:
+        for field, (body, _) in ONE_FIELD_EDITS.items():
+            http.patch(client.url(f"contacts/{made[field]}"), json=body).raise_for_status()
+        second = extract(client, fid, snapshot=first.frame, delta_link=first.delta_link)
+    finally:
+        requests.post(f"{emu.url}/_emulator/delta", json={"updated_items": "full"}, timeout=10)
+    before = first.frame.set_index("outlook_id")
+    after = second.frame.set_index("outlook_id")
+    for field, (_, value) in ONE_FIELD_EDITS.items():
+        old, new = before.loc[made[field]], after.loc[made[field]]
+        assert new[field] == value, field
+        differ = {c for c in FIELDS if (old[c] or None) != (new[c] or None)}
+        assert differ == {field}, (field, differ)
+        assert new["change_key"] != old["change_key"] and new["crm_tag"] == old["crm_tag"]
+
+
+@pytest.mark.parametrize("updated_items", ["full", "changed"])
+def test_partial_delta_items_absent_keeps_null_clears(emu, make_client, updated_items: str) -> None:
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    _seed_frame = OutlookWriter(client, fid).apply(actions(create_rows(2)), None)
+    assert (_seed_frame["status"] == "applied").all()
+    first = extract(client, fid, snapshot=None, delta_link=None)
+    requests.post(f"{emu.url}/_emulator/delta", json={"updated_items": updated_items}, timeout=10).raise_for_status()
+    try:
+        oid = first.frame.iloc[0]["outlook_id"]
+        emu.raw().patch(client.url(f"contacts/{oid}"), json={"jobTitle": "New", "givenName": None}).raise_for_status()
+        second = extract(client, fid, snapshot=first.frame, delta_link=first.delta_link)
+    finally:
+        requests.post(f"{emu.url}/_emulator/delta", json={"updated_items": "full"}, timeout=10)
+    row = second.frame.set_index("outlook_id").loc[oid]
+    old = first.frame.set_index("outlook_id").loc[oid]
+    assert row["job_title"] == "New" and row["first_name"] is None
+    assert row["last_name"] == old["last_name"] and row["email1"] == old["email1"] and row["city"] == "Springfield"
+    assert row["crm_tag"] == old["crm_tag"] and row["outlook_modified"] >= old["outlook_modified"]
+
+
+# -- 3. no $expand inside delta ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["honour", "ignore", "reject"])
+def test_no_expand_in_delta_tags_come_from_a_plain_read(emu, make_client, mode: str) -> None:
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    OutlookWriter(client, fid).apply(actions(create_rows(5)), None)
+    requests.post(f"{emu.url}/_emulator/delta", json={"expand": mode}, timeout=10).raise_for_status()
+    try:
+        emu.reset_stats()
+        first = extract(client, fid, snapshot=None, delta_link=None)  # a full read (lost state store)
+        assert emu.stats()["requests"] == 2  # one delta page + one plain read carrying the $expand
+        assert sorted(first.frame["crm_tag"]) == [f"C{i:011d}" for i in range(5)]
+        # someone copies a tagged contact into the folder: the delta round finds its tag
+        OutlookWriter(client, fid).apply(actions(create_rows(1, "X")), None)
+        second = extract(client, fid, snapshot=first.frame, delta_link=first.delta_link)
+        assert set(second.frame["crm_tag"]) == {f"C{i:011d}" for i in range(5)} | {"X00000000000"}
+    finally:
+        requests.post(f"{emu.url}/_emulator/delta", json={"expand": "honour"}, timeout=10)
