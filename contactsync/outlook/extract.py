@@ -96,7 +96,7 @@ def _is_expired_token(exc: GraphRequestError) -> bool:
 #: Full reads whose own skip token expired half-way, started over at most this often.
 FULL_READ_ATTEMPTS = 3
 #: Contacts per page of the plain folder read that carries the tags.
-TAG_PAGE = 999
+TAG_PAGE = 1000
 
 
 def _read_delta(client: GraphClient, url: str, params: dict | None, page_size: int) -> tuple[dict[str, Any], str, int]:
@@ -145,7 +145,7 @@ def read_tags(client: GraphClient, folder_id: str, ids: list[str] | None, folder
 
     Contact delta documents ``$select`` only (learn.microsoft.com/graph/api/contact-delta),
     so the tags come from a plain read that carries the ``$expand``: the folder's pages of
-    999 when that is fewer requests, else the contacts one by one, 20 to a ``$batch``.
+    1,000 (the most $top allows) when that is fewer requests, else the contacts one by one, 20 to a ``$batch``.
     """
     folder = client.path(f"contactFolders/{quote(folder_id, safe='')}/contacts")
     if ids is not None and len(ids) == 0:
