@@ -200,3 +200,43 @@ def test_no_expand_in_delta_ignore_drops_it(emulator: EmulatorHandle, user: str)
     assert items and all("singleValueExtendedProperties" not in i for i in items)
     listed = graph.get(f"{user}/contactFolders/{fid}/contacts", params={"$expand": EXPAND}).json()["value"]
     assert listed[0]["singleValueExtendedProperties"][0]["value"] == "C1"
+
+
+# -- 4. sync state expires -------------------------------------------------------------------
+
+
+def test_sync_state_expires_old_delta_and_skip_tokens_answer_410(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    fid = make_folder(graph, user)
+    for i in range(3):
+        make_contact(graph, user, fid, givenName=f"P{i}")
+    _, delta_link = _delta(graph, user, fid)
+    first = graph.get(f"{user}/contactFolders/{fid}/contacts/delta", headers={"Prefer": "odata.maxpagesize=1"})
+    skip_link = first.json()["@odata.nextLink"]
+    r = control(emulator, "POST", "users/lee@example.com/expire-sync-state")
+    assert r.status_code == 200
+    for link in (delta_link, skip_link):
+        gone = graph.get(link)
+        assert gone.status_code == 410 and gone.json()["error"]["code"] == "SyncStateNotFound"
+    items, fresh = _delta(graph, user, fid)  # a full delta starts a new sync state
+    assert len(items) == 3 and graph.get(fresh).status_code == 200
+
+
+# -- 5. tokens expire mid-run ---------------------------------------------------------------
+
+
+def test_token_expires_401_fault_answers_the_next_n_requests(emulator: EmulatorHandle, user: str) -> None:
+    graph = graph_session(emulator)
+    assert control(emulator, "POST", "faults", {"status": 401, "count": 2, "skip": 1, "methods": ["GET"]}).status_code == 200
+    codes = [graph.get(f"{user}/contactFolders") for _ in range(4)]
+    assert [r.status_code for r in codes] == [200, 401, 401, 200]
+    expired = codes[1]
+    assert expired.json()["error"]["code"] == "InvalidAuthenticationToken"
+    assert "Lifetime validation failed, the token is expired." in expired.json()["error"]["message"]
+    assert "invalid_token" in expired.headers["WWW-Authenticate"]
+
+
+def test_token_expires_401_meets_the_batch_envelope(emulator: EmulatorHandle, user: str) -> None:
+    control(emulator, "POST", "faults", {"status": 401, "count": 1, "methods": ["POST"]})
+    r = graph_session(emulator).post(f"{emulator.graph_url}/$batch", json={"requests": _gets(2)})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "InvalidAuthenticationToken"

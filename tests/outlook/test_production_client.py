@@ -214,3 +214,126 @@ def test_no_expand_in_delta_tags_come_from_a_plain_read(emu, make_client, mode: 
         assert set(second.frame["crm_tag"]) == {f"C{i:011d}" for i in range(5)} | {"X00000000000"}
     finally:
         requests.post(f"{emu.url}/_emulator/delta", json={"expand": "honour"}, timeout=10)
+
+
+# -- 4. sync state expires -------------------------------------------------------------------
+
+
+def _expire(emu, client) -> None:
+    requests.post(f"{emu.url}/_emulator/users/{client.mailbox}/expire-sync-state", timeout=10).raise_for_status()
+
+
+def test_sync_state_expires_delta_round_becomes_a_full_read(emu, make_client) -> None:
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    OutlookWriter(client, fid).apply(actions(create_rows(6)), None)
+    first = extract(client, fid, snapshot=None, delta_link=None)
+    gone = first.frame.iloc[0]["outlook_id"]
+    emu.raw().delete(client.url(f"contacts/{gone}")).raise_for_status()
+    OutlookWriter(client, fid).apply(actions(create_rows(1, "N")), None)
+    _expire(emu, client)
+    again = extract(client, fid, snapshot=first.frame, delta_link=first.delta_link)
+    assert again.full
+    assert gone not in set(again.frame["outlook_id"]) and len(again.frame) == 6
+    assert "N00000000000" in set(again.frame["crm_tag"])
+    assert extract(client, fid, snapshot=again.frame, delta_link=again.delta_link).changed.empty
+
+
+def test_sync_state_expires_half_way_through_a_full_read_it_starts_over(emu, make_client) -> None:
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    OutlookWriter(client, fid).apply(actions(create_rows(30)), None)
+    real_get, calls = client.get_json, []
+
+    def get_json(url: str, **kwargs):
+        calls.append(url)
+        if len(calls) == 2:  # after the first page: Graph forgets the sync state
+            _expire(emu, client)
+        return real_get(url, **kwargs)
+
+    client.get_json = get_json  # type: ignore[method-assign]
+    read = extract(client, fid, snapshot=None, delta_link=None, page_size=7)
+    assert read.full and len(read.frame) == 30 and read.frame["crm_tag"].notna().all()
+    assert sum("$skiptoken" in u for u in calls) >= 4  # the chain was followed again
+
+
+# -- 5. tokens expire mid-run ------------------------------------------------------------------
+
+
+def test_token_expires_mid_load_fresh_token_and_no_duplicate(emu, make_client) -> None:
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    emu.fault(status=401, count=1, skip=2, methods=["POST"])  # the third write gets 401
+    result = OutlookWriter(client, fid).apply(actions(create_rows(100)), None)
+    assert (result["status"] == "applied").all()
+    folder = extract(client, fid, snapshot=None, delta_link=None).frame
+    assert len(folder) == 100 and folder["crm_tag"].is_unique
+
+
+def test_token_expires_persistent_401_is_a_credentials_error(emu, make_client) -> None:
+    from contactsync.outlook.client import CredentialsRefused
+
+    client = make_client()
+    emu.fault(status=401, count=10, methods=["GET"])
+    with pytest.raises(CredentialsRefused) as info:
+        client.get_json("contactFolders")
+    assert "credentials" in (info.value.hint or "") and "401" in str(info.value)
+
+
+class _RefreshingMsal:
+    """MSAL's client stand-in: a token cache, and a new token each time it is asked."""
+
+    def __init__(self) -> None:
+        import msal
+
+        self.token_cache = msal.TokenCache()
+        self.calls = 0
+
+    def acquire_token_for_client(self, scopes: list[str]) -> dict:
+        self.calls += 1
+        return {"access_token": f"token-{self.calls}", "expires_in": 3600}
+
+
+def test_token_expires_msal_client_fetches_a_fresh_token(emu) -> None:
+    from contactsync.config import OutlookSettings
+    from contactsync.outlook.client import GraphClient
+
+    client = GraphClient(OutlookSettings(graph_url=emu.graph_url, tenant_id="contoso.onmicrosoft.com",
+                                         client_id="app", client_secret="s"), "msal-401@example.com")
+    fake = _RefreshingMsal()
+    client.con._msal_client = fake
+    emu.fault(status=401, count=1, methods=["GET"])
+    assert client.get_json("contactFolders")["value"] == []
+    assert fake.calls == 2  # one token, the 401, one fresh token
+
+
+# -- the side's retry budget is a deadline ------------------------------------------------------
+
+
+def test_deadline_a_graph_that_never_answers_fails_within_the_budget() -> None:
+    """Graph accepts connections and never answers: the side fails after its budget, read
+    timeouts included, and a retried task with the same client meets the same deadline."""
+    import socket
+
+    from contactsync.config import OutlookSettings
+    from contactsync.errors import SideUnreachable
+    from contactsync.outlook.client import GraphClient
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1.0"
+        client = GraphClient(OutlookSettings(graph_url=url, token="t"), "hang@example.com",
+                             max_wait_s=3.0, request_timeout=60.0, backoff_base_s=0.2)
+        t0 = time.monotonic()
+        with pytest.raises(SideUnreachable):
+            client.get_json("contactFolders")
+        first = time.monotonic() - t0
+        assert 2.5 <= first < 6.0, first  # not 60 s of read timeout, not budget + timeout
+        t1 = time.monotonic()
+        with pytest.raises(SideUnreachable):  # the task retried: same client, same deadline
+            client.get_json("contactFolders")
+        assert time.monotonic() - t1 < 2.5
+    finally:
+        silent.close()
