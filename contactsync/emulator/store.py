@@ -102,16 +102,25 @@ def new_change_key() -> str:
 
 
 def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Whole seconds with ``Z``, as Graph sends ``createdDateTime`` and ``lastModifiedDateTime``
+    (``"2014-10-19T23:08:24Z"``, learn.microsoft.com/graph/api/contact-get)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime:
+    """A stored time, whole seconds or (files written before) with fractions."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def later_than(previous: str | None) -> str:
-    """Now, but strictly after ``previous``: lastModifiedDateTime moves on every change."""
-    now = datetime.now(UTC)
+    """Now in whole seconds, but after ``previous``: lastModifiedDateTime moves on every
+    change (spec/GRAPH_API.md), so a second edit within the same second is stamped with
+    the next one."""
+    now = datetime.now(UTC).replace(microsecond=0)
     if previous:
-        before = datetime.strptime(previous, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        before = _parse_time(previous).replace(microsecond=0)
         if now <= before:
-            now = before + timedelta(microseconds=1)
+            now = before + timedelta(seconds=1)
     return iso(now)
 
 

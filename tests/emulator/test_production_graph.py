@@ -240,3 +240,19 @@ def test_token_expires_401_meets_the_batch_envelope(emulator: EmulatorHandle, us
     control(emulator, "POST", "faults", {"status": 401, "count": 1, "methods": ["POST"]})
     r = graph_session(emulator).post(f"{emulator.graph_url}/$batch", json={"requests": _gets(2)})
     assert r.status_code == 401 and r.json()["error"]["code"] == "InvalidAuthenticationToken"
+
+
+# -- 7. whole-second times -------------------------------------------------------------------
+
+
+def test_whole_second_times_as_graph_sends_them(emulator: EmulatorHandle, user: str) -> None:
+    import re
+
+    graph = graph_session(emulator)
+    c = make_contact(graph, user)
+    edited = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "x"}).json()
+    again = graph.patch(f"{user}/contacts/{c['id']}", json={"jobTitle": "y"}).json()
+    whole = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+    for body in (c, edited, again):
+        assert whole.match(body["createdDateTime"]) and whole.match(body["lastModifiedDateTime"]), body
+    assert again["lastModifiedDateTime"] > edited["lastModifiedDateTime"]  # it still moves on every change

@@ -337,3 +337,34 @@ def test_deadline_a_graph_that_never_answers_fails_within_the_budget() -> None:
         assert time.monotonic() - t1 < 2.5
     finally:
         silent.close()
+
+
+# -- 7. whole-second times ---------------------------------------------------------------------
+
+
+def test_whole_second_times_every_precision_is_parsed() -> None:
+    """Graph's whole seconds beside fractions (another server, older data): none goes missing."""
+    from contactsync.outlook.mapping import contacts_to_frame
+
+    times = ["2026-11-29T08:15:02Z", "2026-11-29T08:15:02.1234567Z", "2026-11-29T08:15:02.5+00:00",
+             "2026-11-29T09:15:02+01:00"]
+    frame = contacts_to_frame([{"id": f"c{i}", "createdDateTime": t, "lastModifiedDateTime": t}
+                               for i, t in enumerate(times)])
+    assert frame["outlook_modified"].notna().all() and frame["outlook_created"].notna().all()
+    assert frame["outlook_modified"].iloc[0] == frame["outlook_modified"].iloc[3]  # same instant
+
+
+def test_whole_second_times_a_tie_under_latest_goes_to_the_crm() -> None:
+    """The one documented tie rule (plan/merge.py crm_wins_conflicts): equal modification
+    times (Graph's whole second against a CRM time of the same second) -> CRM wins."""
+    import numpy as np
+    import pandas as pd
+
+    from contactsync.plan.merge import crm_wins_conflicts
+    from contactsync.plan.schema import PlanSettings
+
+    outlook = pd.to_datetime(["2026-11-29T08:15:02Z"] * 2, utc=True).tz_convert(None).to_numpy()
+    crm = pd.to_datetime(["2026-11-29T08:15:02Z", "2026-11-29T08:15:01.999Z"], utc=True, format="ISO8601").tz_convert(None).to_numpy()
+    wins = crm_wins_conflicts({"crm_id": np.array(["a", "b"]), "crm_modified": crm, "outlook_modified": outlook},
+                              PlanSettings(conflict_policy="latest"))
+    assert wins.tolist() == [True, False]
