@@ -254,7 +254,7 @@ class Emulator:
         limits"; learn.microsoft.com/graph/json-batching). The envelope itself holds no
         place: four batches of 20 in flight are up to 16 concurrent requests, not 4.
         """
-        envelope = parse_batch(body)
+        envelope = parse_batch(body, base)
         if isinstance(envelope, str):
             return error_response(400, "BadRequest", envelope)
         parsed, order = envelope
