@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -196,18 +197,21 @@ def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None,
             log.warning("delta token of %s expired (%s %s): reading the whole folder",
                         client.mailbox, exc.status, exc.code)
             pages += 1
-    for attempt in range(1, FULL_READ_ATTEMPTS + 1):
-        try:
-            items, link, more = _read_delta(client, start, None, page_size)
-            break
-        except GraphRequestError as exc:
-            if not _is_expired_token(exc) or attempt == FULL_READ_ATTEMPTS:
-                raise
-            log.warning("the full read of %s lost its sync state half-way (%s): starting over",
-                        client.mailbox, exc.status)
-            pages += 1
+    with ThreadPoolExecutor(1, thread_name_prefix="graph-tags") as pool:
+        # The tags' plain read runs beside the delta chain (each takes its own place).
+        tags_read = pool.submit(read_tags, client, folder_id, None)
+        for attempt in range(1, FULL_READ_ATTEMPTS + 1):
+            try:
+                items, link, more = _read_delta(client, start, None, page_size)
+                break
+            except GraphRequestError as exc:
+                if not _is_expired_token(exc) or attempt == FULL_READ_ATTEMPTS:
+                    raise
+                log.warning("the full read of %s lost its sync state half-way (%s): starting over",
+                            client.mailbox, exc.status)
+                pages += 1
+        tags = tags_read.result()
     pages += more
-    tags = read_tags(client, folder_id, None)
     pages += max(1, -(-len(tags) // TAG_PAGE))
     _with_tags(items, tags)
     return FolderChanges(items, link, True, pages)
