@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from contactsync.emulator import props as P
-from contactsync.emulator.store import Contact, Folder
+from contactsync.emulator.records import Contact, Folder
 
 DEFAULT_TOP = 10
 MAX_TOP = 1000
