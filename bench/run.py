@@ -632,10 +632,10 @@ def _flow_child(config: str, user: str, home: str) -> dict[str, Any]:
 def _child_main(argv: list[str]) -> int:
     window = os.environ.get("BENCH_CLIENT_WINDOW")
     if window:  # the pacer's window, for a scaled-down emulator (bench.run throttled_load)
-        from contactsync.outlook import connection
+        from contactsync.outlook import pacing
 
         limit, seconds = window.split("/")
-        connection.MAILBOX_WINDOW = (int(limit), float(seconds))
+        pacing.MAILBOX_WINDOW = (int(limit), float(seconds))
     if argv[0] == "_flow":
         result = _flow_child(*argv[1:4])
     elif argv[0] == "_cycle":
