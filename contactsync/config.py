@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class OutlookSettings(_Section):
     tenant_id: str = ""
     client_id: str = ""
     client_secret: SecretStr = SecretStr("")
+    #: Or the name of a Prefect Secret block holding it (issue 16 item 6): filled in by a
+    #: resolver from outside contactsync (tasks/secrets.py), which never imports Prefect.
+    client_secret_block: str = ""
     token: SecretStr = SecretStr("")
 
     @field_validator("graph_url")
@@ -209,7 +213,16 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"{cfg} is not valid TOML: {exc}") from exc
     data.update(overrides)
     data["base_dir"] = cfg.resolve().parent
-    return settings_from_dict(data, source=str(cfg))
+    settings = settings_from_dict(data, source=str(cfg))
+    for resolve in SETTINGS_RESOLVERS:
+        settings = resolve(settings)
+    return settings
+
+
+#: Functions that complete loaded settings from where contactsync may not look itself
+#: (tasks/secrets.py: the client secret from a Prefect Secret block). The orchestration
+#: layer registers them when it is imported; plain library use runs none.
+SETTINGS_RESOLVERS: list[Callable[[Settings], Settings]] = []
 
 
 def settings_from_dict(data: dict[str, Any], *, source: str = "configuration") -> Settings:
