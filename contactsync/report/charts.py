@@ -130,12 +130,13 @@ def fleet_chart(days: list[dict[str, Any]]) -> dict[str, Any]:
                      "h": round(d["cycles"] * scale, 1), "cls": "cycles",
                      "title": f"{d['day']}: {d['cycles']} cycle(s), {d['failed']} failed, "
                               f"{d['guard_stopped']} guard-stopped"})
-        bad = d["failed"] + d["guard_stopped"]
-        if bad:
-            h = max(2.0, bad * scale)
-            bars.append({"x": round(x + 4, 1), "y": round(base - h, 1), "w": round(step - 8, 1), "h": round(h, 1),
-                         "cls": "failed" if d["failed"] else "guard",
-                         "title": f"{d['day']}: {d['failed']} failed, {d['guard_stopped']} guard-stopped"})
+        y = base
+        for key, cls in (("failed", "failed"), ("guard_stopped", "guard")):  # stacked at the foot
+            if d[key]:
+                h = max(2.0, d[key] * scale)
+                y -= h
+                bars.append({"x": round(x + 4, 1), "y": round(y, 1), "w": round(step - 8, 1), "h": round(h, 1),
+                             "cls": cls, "title": f"{d['day']}: {d[key]} cycle(s) {cls.replace('guard', 'guard-stopped')}"})
         total = d["outlook_writes"] + d["crm_writes"]
         points.append(f"{x + step / 2:.1f},{base - (base - 10) * total / wmax:.1f}")
         labels.append({"x": round(x + step / 2, 1), "y": height - 6, "text": pd.Timestamp(d["day"]).strftime("%a %d")})
