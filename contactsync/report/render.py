@@ -93,9 +93,13 @@ def write_report(
     each user's Data Docs; without a docs link for a user, ``out_dir/gx/<user>/`` is used
     when it exists, and ``out_dir/gx/`` is linked as the fleet's Data Docs.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     data = collect(store, users, days=days, runs=runs, people=people, now=now)
+    return write_files(data, Path(out_dir), notes=notes)
+
+
+def write_files(data: dict[str, Any], out_dir: Path, *, notes: Sequence[str] = ()) -> dict[str, Path]:
+    """report.json and report.html of :func:`collect`'s ``data`` (links completed here)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     fleet_docs = out_dir / "gx" / "index.html"  # only a site of its own, never one user's
     data["gx_docs"] = "gx/index.html" if fleet_docs.is_file() else None
     for entry in data["users"]:
