@@ -140,6 +140,7 @@ class History:
             source = out_vals.get(outlook_id or "", {}) if act["side"] == "outlook" else crm_vals.get(crm_id or "", {})
             if act["op"] in ("create", "create_account"):
                 before: dict[str, Any] = {}
+                fields = [f for f in fields if _text(act.get(f))]  # a new record: what it got
             else:
                 before = {f: _text(source.get(f)) for f in fields} if fields else {}
             after = {f: _text(act.get(f)) for f in fields}

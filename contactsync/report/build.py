@@ -28,7 +28,7 @@ def build_report(
     ``out_dir`` (default [report] out_dir). ``docs_dir`` says where a user's GX Data Docs
     are (the sync writes them); the report links to them where they are."""
     from contactsync.cycle.sides import state_store
-    from contactsync.report.collect import collect
+    from contactsync.report.facts import collect
     from contactsync.report.people import display_names, people
     from contactsync.report.render import write_files
 

@@ -19,7 +19,7 @@ import jinja2
 import pandas as pd
 
 from contactsync.report import charts
-from contactsync.report.collect import DEFAULT_DAYS, SHOWN_PER_USER, collect
+from contactsync.report.facts import DEFAULT_DAYS, SHOWN_PER_USER, collect
 from contactsync.report.people import docs_link
 from contactsync.report.summary import writes
 from contactsync.state import StateStore
@@ -89,7 +89,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Write report.json and report.html into ``out_dir``; returns {"json": ..., "html": ...}.
 
-    ``people`` (see :func:`contactsync.report.collect.collect`) gives names, mailboxes and
+    ``people`` (see :func:`contactsync.report.facts.collect`) gives names, mailboxes and
     each user's Data Docs; without a docs link for a user, ``out_dir/gx/<user>/`` is used
     when it exists, and ``out_dir/gx/`` is linked as the fleet's Data Docs.
     """
