@@ -46,7 +46,10 @@ def run_report_command(*, config: Path | None, users: Sequence[str], out: Path |
         built = build_report(settings, selected, out_dir=out, days=days, docs_dir=data_docs_dir)
     except ContactSyncError as exc:
         return _fail(exc)
-    Console(soft_wrap=True).print(terminal_table(built.data))
+    import sys
+
+    # A pipe or a log gets the table at 120 columns instead of rich's 80.
+    Console(width=None if sys.stdout.isatty() else 120).print(terminal_table(built.data))
     for kind, path in built.paths.items():
         typer.echo(f"{kind}: {path}")
     return 0

@@ -66,14 +66,14 @@ def terminal_table(data: Mapping[str, Any], *, limit: int = 20) -> Any:
 
     styles = {"bad": "bold red", "warn": "yellow", "ok": "green"}
     table = Table(title=f"contact-sync health, last {data['days']} day(s)", title_justify="left")
-    for head, justify in (("health", "left"), ("user", "left"), ("mailbox", "left"),
-                          ("last success", "left"), ("failed", "right"), ("guard", "right"),
-                          ("quarantined", "right"), ("conflicts", "right")):
-        table.add_column(head, justify=justify)  # type: ignore[arg-type]
+    for head, justify in (("health", "left"), ("user", "left"), ("last success", "left"),
+                          ("failed", "right"), ("guard", "right"), ("quarantined", "right"),
+                          ("conflicts", "right")):
+        table.add_column(head, justify=justify, no_wrap=head != "user")  # type: ignore[arg-type]
     for u in list(data["users"])[:limit]:
         h = u["health"]
         name = f"{u['name']} ({u['user']})" if u.get("name") else u["user"]
-        table.add_row(LEVEL_WORDS[h["level"]], name, u.get("mailbox") or "-", _when(h["last_success"]),
+        table.add_row(LEVEL_WORDS[h["level"]], name, _when(h["last_success"]).removesuffix(" UTC"),
                       str(h["failures_in_a_row"]), str(h["guard_stops_in_a_row"]),
                       str(h["open_quarantine"]), str(h["conflicts"]), style=styles[h["level"]])
     hidden = len(data["users"]) - limit
