@@ -61,5 +61,6 @@ def summary_markdown(data: Mapping[str, Any], *, html_path: str | None = None, l
     lines += ["", f"Conflicts resolved in the period (R9): {conflicts}. "
               "Ask `contact-sync explain --crm-id ID --user USER` for one contact's history."]
     if html_path:
-        lines += ["", f"Full report (HTML and JSON) on the worker: `{md(html_path)}`"]
+        path = " ".join(str(html_path).replace("`", "").split())  # a code span shows it verbatim
+        lines += ["", f"Full report (HTML and JSON) on the worker: `{path}`"]
     return "\n".join(lines) + "\n"
