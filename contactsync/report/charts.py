@@ -54,9 +54,10 @@ def user_buckets(numbers: pd.DataFrame, since: pd.Timestamp, days: int) -> dict[
     grouped = numbers.assign(bucket=idx.astype(int)).groupby(["user", "bucket"]).agg(agg)
     out: dict[str, list[dict[str, Any]]] = {}
     starts = [since + pd.Timedelta(hours=hours * i) for i in range(n)]
+    iso = [t.isoformat() for t in starts]
     for user, frame in grouped.groupby(level="user"):
-        frame = frame.droplevel("user").reindex(range(n), fill_value=0)
-        out[str(user)] = [{"start": starts[i].isoformat(), **{s: int(frame.at[i, s]) for s in SERIES}}
+        rows = frame.droplevel("user").reindex(range(n), fill_value=0)[list(SERIES)].to_numpy().tolist()
+        out[str(user)] = [{"start": iso[i], **dict(zip(SERIES, map(int, rows[i]), strict=True))}
                           for i in range(n)]
     return out
 

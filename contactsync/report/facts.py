@@ -16,13 +16,14 @@ import pandas as pd
 from contactsync.model import pad_user, unpad_user
 from contactsync.plan.schema import CONFLICT_COLUMNS
 from contactsync.report import charts
-from contactsync.report.data import EVALUATED, PeriodData, read_period
+from contactsync.report.data import EVALUATED, read_period
 from contactsync.report.health import health, worst_first
 from contactsync.report.summary import by_rule, plain
 from contactsync.state import QUARANTINE_COLUMNS, StateStore
 
 DEFAULT_DAYS = 7
 SHOWN_PER_USER = 200  # conflicts / fixed records listed per user on the page (all in JSON)
+_EMPTY: dict[str, pd.DataFrame] = {}  # the frames' empty shapes, for users without rows
 
 
 def explain_command(user: str, crm_id: str | None, outlook_id: str | None) -> str:
@@ -87,34 +88,40 @@ def _guard_stops(runs: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A frame's rows per user, in one pass (not one comparison of every row per user)."""
+    if frame.empty:
+        return {}
+    return {str(u): frame.iloc[idx] for u, idx in frame.groupby("user", sort=False).indices.items()}
+
+
 def _user_entry(
-    padded: str, data: PeriodData, *, since: pd.Timestamp, days: int,
+    padded: str, parts: Mapping[str, Mapping[str, pd.DataFrame]], last_ok: pd.Timestamp | None, *,
     buckets: Mapping[str, list[dict[str, Any]]], people: Mapping[str, Mapping[str, Any]], runs_shown: int,
 ) -> dict[str, Any]:
     user = unpad_user(padded)
-    runs = data.runs[data.runs["user"] == padded]
-    conflicts = data.conflicts[data.conflicts["user"] == padded]
-    quarantine = data.quarantine[data.quarantine["user"] == padded]
-    run_list = runs.to_dict("records")
-    finished = [r for r in run_list if r["status"] != "running"]
-    last = (finished or run_list or [None])[0]
+    runs = parts["runs"].get(padded, _EMPTY["runs"])
+    conflicts = parts["conflicts"].get(padded, _EMPTY["conflicts"])
+    quarantine = parts["quarantine"].get(padded, _EMPTY["quarantine"])
+    statuses = runs["status"].tolist()
+    finished = [i for i, st in enumerate(statuses) if st != "running"]
+    last = runs.iloc[(finished or [0])[0]].to_dict() if len(runs) else None
     open_q, fixed = _quarantine(padded, runs, quarantine)
     conflict_rows = _records(conflicts, ("started_at", "run_id", *CONFLICT_COLUMNS))
     for row in conflict_rows:
         row["explain"] = explain_command(user, row["crm_id"], row["outlook_id"])
     person = people.get(padded, {})
-    last_ok = data.last_ok.get(padded)
     entry: dict[str, Any] = {
         "user": user,
         "name": person.get("name"),
         "mailbox": person.get("mailbox"),
         "health": health(
-            [r["status"] for r in run_list], last_ok=last_ok,
+            statuses, last_ok=last_ok,
             open_quarantine=len({(q["side"], q["record_id"]) for q in open_q}),
             conflicts=len(conflict_rows), cycles=len(finished),
-            last_message=(last or {}).get("summary", {}).get("message") if last else None),
+            last_message=(last.get("summary") or {}).get("message") if last else None),
         "last_run": _last_run(last) if last is not None else None,
-        "trend": [_run_entry(r) for r in run_list[:runs_shown]],
+        "trend": [_run_entry(r) for r in runs.iloc[:runs_shown].to_dict("records")],
         "chart": buckets.get(padded, []),
         "conflicts": conflict_rows,
         "quarantine": open_q,
@@ -145,7 +152,11 @@ def collect(
     data = read_period(store, padded, since)
     numbers = charts.cycle_numbers(data.runs)
     buckets = charts.user_buckets(numbers, since, days)
-    entries = [_user_entry(p, data, since=since, days=days, buckets=buckets, people=people or {},
+    parts = {"runs": _split(data.runs), "conflicts": _split(data.conflicts),
+             "quarantine": _split(data.quarantine)}
+    _EMPTY.update(runs=data.runs.iloc[0:0], conflicts=data.conflicts.iloc[0:0],
+                  quarantine=data.quarantine.iloc[0:0])
+    entries = [_user_entry(p, parts, data.last_ok.get(p), buckets=buckets, people=people or {},
                            runs_shown=runs) for p in padded]
     entries = worst_first(entries)
     levels = [e["health"]["level"] for e in entries]
@@ -154,6 +165,7 @@ def collect(
         "since": since.isoformat(timespec="seconds"),
         "days": days,
         "bucket_hours": charts.bucket_hours(days),
+        "gx_docs": None,  # the fleet's own Data Docs site, when one is beside the report
         "fleet": {"users": len(entries), "bad": levels.count("bad"), "warn": levels.count("warn"),
                   "ok": levels.count("ok"), "days": charts.fleet_days(numbers, since, days)},
         "users": entries,
