@@ -111,7 +111,7 @@ def user_chart(buckets: list[dict[str, Any]], hours: int) -> dict[str, Any]:
     return {"width": W, "height": H, "mid": mid, "left": PAD, "bars": bars, "dots": dots,
             "marks": marks, "labels": labels, "lines": [{"points": " ".join(qline), "cls": "quarantined"}]
             if any(b["quarantined"] for b in buckets) else [],
-            "axis": [{"y": 12, "text": str(top)}, {"y": H - PAD - 4, "text": str(top)}]}
+            "axis": [{"y": 12, "text": f"▲{top}"}, {"y": H - PAD - 4, "text": f"▼{top}"}]}
 
 
 def fleet_chart(days: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 from contactsync.cli import app
 from contactsync.crm.schema import init_database
 from contactsync.history import History
-from contactsync.state import StateStore
 
-from .week import Cycle, Week, conflict
+from .week import Cycle, Week, conflict, write_config
 
 LEE, SAM = "UDEMOA000001", "UDEMOA000002"
 
@@ -25,13 +24,7 @@ def config(tmp_path: Path) -> Path:
     and a state store with a day of Lee's cycles and Sam's failures."""
     init_database(f"sqlite:///{tmp_path / 'crm.db'}", demo=True)
     cfg = tmp_path / "conf" / "contact-sync.toml"
-    cfg.parent.mkdir()
-    cfg.write_text(
-        f'[crm]\nurl = "sqlite:///{tmp_path / "crm.db"}"\n[outlook]\ntoken = "t"\n'
-        '[state]\nurl = "sqlite:///state.db"\n[report]\nout_dir = "reports/daily"\nhistory_days = 30\n'
-        f'[[users]]\ncrm_user = "{LEE}"\nmailbox = "lee@example.com"\n'
-        f'[[users]]\ncrm_user = "{SAM}"\nmailbox = "sam@example.com"\n', encoding="utf-8")
-    store = StateStore(f"sqlite:///{cfg.parent / 'state.db'}")
+    store = write_config(cfg, tmp_path / "crm.db", 'out_dir = "reports/daily"\nhistory_days = 30')
     week = Week(store, now=pd.Timestamp.now(tz="UTC").to_pydatetime())
     for hours in range(24, 0, -2):
         week.add(LEE, Cycle(pd.Timedelta(hours=hours).to_pytimedelta()))

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from contactsync.report.markdown import md
-from contactsync.state import StateStore
 
-from .week import HOSTILE, Cycle, Week
+from .week import HOSTILE, Cycle, Week, write_config
 
 LEE, SAM = "UDEMOA000001", "UDEMOA000002"
 
@@ -42,13 +41,7 @@ def test_the_flow_writes_to_report_out_dir_and_the_artifact_holds_the_summary(
     from flows.quality_report import quality_report
 
     cfg = tmp_path / "etc" / "contact-sync.toml"
-    cfg.parent.mkdir()
-    cfg.write_text(
-        f'[crm]\nurl = "sqlite:///{tmp_path / "no-crm.db"}"\n[outlook]\ntoken = "t"\n'
-        '[state]\nurl = "sqlite:///state.db"\n[report]\nout_dir = "../var/report"\n'
-        f'[[users]]\ncrm_user = "{LEE}"\nmailbox = "lee@example.com"\n'
-        f'[[users]]\ncrm_user = "{SAM}"\nmailbox = "sam@example.com"\n', encoding="utf-8")
-    store = StateStore(f"sqlite:///{cfg.parent / 'state.db'}")
+    store = write_config(cfg, tmp_path / "no-crm.db", 'out_dir = "../var/report"')
     week = Week(store, now=pd.Timestamp.now(tz="UTC").to_pydatetime())
     week.add(LEE, Cycle(pd.Timedelta(hours=2).to_pytimedelta()))
     week.add(SAM, Cycle(pd.Timedelta(hours=1).to_pytimedelta(), status="failed",

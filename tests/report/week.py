@@ -12,6 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -162,3 +163,16 @@ def scripted_week(store: StateStore, now: datetime = NOW) -> dict[str, str]:
                     conflict("CLEEP0000043", "AAMkAGI-43", "mobile_phone", "+1 555 0100", "+1 555 0199")]))
     week.write()
     return out
+
+
+DEMO_MAILBOXES = {"UDEMOA000001": "lee@example.com", "UDEMOA000002": "sam@example.com"}
+
+
+def write_config(cfg: Path, crm_db: Path, report: str) -> StateStore:
+    """A configuration at ``cfg`` for the demo CRM's two users (its state store beside it,
+    ``report`` = the [report] section's lines); returns that state store, open."""
+    cfg.parent.mkdir(parents=True)
+    users = "".join(f'[[users]]\ncrm_user = "{u}"\nmailbox = "{m}"\n' for u, m in DEMO_MAILBOXES.items())
+    cfg.write_text(f'[crm]\nurl = "sqlite:///{crm_db}"\n[outlook]\ntoken = "t"\n'
+                   f'[state]\nurl = "sqlite:///state.db"\n[report]\n{report}\n{users}', encoding="utf-8")
+    return StateStore(f"sqlite:///{cfg.parent / 'state.db'}")
