@@ -656,6 +656,10 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "readme":
         write_readme()
         sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "report":  # the report's bench (bench/report_bench.py)
+        from bench import report_bench
+
+        sys.exit(report_bench.main())
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         sys.exit(_child_main(sys.argv[1:]))
     sys.exit(main())

@@ -110,6 +110,16 @@ class UsersFromCrmSettings(_Section):
     enabled: bool = False
 
 
+class ReportSettings(_Section):
+    #: Where `contact-sync report` (without --out) and the daily quality-report flow write
+    #: report.html / report.json; relative to the configuration file's folder, never to
+    #: the working directory (a deployment's is the code checkout).
+    out_dir: str = "report"
+    days: int = Field(7, ge=1)  # the report's period (`--days` wins)
+    #: How long `contact-sync explain` can look back: older history rows are dropped.
+    history_days: int = Field(90, ge=1)
+
+
 class UserSettings(_Section):
     crm_user: str
     mailbox: str
@@ -143,6 +153,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     users_from_crm: UsersFromCrmSettings = Field(default_factory=UsersFromCrmSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     users: list[UserSettings] = Field(default_factory=list)
     #: Folder of the configuration file: relative SQLite paths are relative to it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -176,6 +187,10 @@ class Settings(BaseSettings):
 
     def state_url(self) -> str:
         return resolve_url(self.state.url, self.base_dir)
+
+    def report_dir(self) -> Path:
+        """[report] out_dir, relative to the configuration file's folder."""
+        return (self.base_dir / Path(self.report.out_dir).expanduser()).resolve()
 
 
 def resolve_url(url: str, base_dir: Path) -> str:
