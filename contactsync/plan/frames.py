@@ -55,31 +55,35 @@ def as_objects(values: pd.Series | np.ndarray | Sequence[object]) -> np.ndarray:
     return arr
 
 
-def _norm_text(value: object) -> str | None:
-    """One value's comparison text (model.normalise): CRLF -> LF, trimmed, "" -> None."""
-    v = (value if type(value) is str else str(value)).replace("\r\n", "\n").strip()
-    return v or None
-
-
-def _norm_email(value: object) -> str | None:
-    """One email's match key: trimmed, lower-cased, "" -> None (no line breaks to keep)."""
-    v = (value if type(value) is str else str(value)).strip().lower()
-    return v or None
+def _as_text(values: list[object]) -> list[str]:
+    """The values as str (a contract column holds str; anything else is shown as str)."""
+    return [v if type(v) is str else str(v) for v in values]
 
 
 def norm(values: np.ndarray, *, email: bool = False) -> np.ndarray:
     """Comparison values (model.normalise semantics) of an object array: None = empty.
 
-    One list comprehension over the present values: str methods called directly cost a
-    third of pandas' ``.str`` accessor (which maps a lambda per value on object storage),
-    and this is the planning's hottest loop (R7 keys, R8 comparisons).
+    Trimmed, CRLF -> LF, emails lower-cased (an email holds no line break worth keeping:
+    one pass less for the match keys), "" -> None. One list comprehension of str methods
+    over the present values: a third of pandas' ``.str`` accessor, which maps a lambda
+    per value on object storage, and this is the planning's hottest loop (R7 keys, R8).
     """
     arr = np.asarray(values, dtype=object)
     out = np.full(arr.shape, None, dtype=object)
     todo = np.flatnonzero(~pd.isna(arr))
-    if todo.size:
-        one = _norm_email if email else _norm_text
-        out[todo] = [one(v) for v in arr[todo].tolist()]
+    if todo.size == 0:
+        return out
+    present = arr[todo].tolist()
+    try:
+        done = ([v.strip().lower() for v in present] if email
+                else [v.replace("\r\n", "\n").strip() for v in present])
+    except AttributeError:  # a value that is not a str
+        present = _as_text(present)
+        done = ([v.strip().lower() for v in present] if email
+                else [v.replace("\r\n", "\n").strip() for v in present])
+    kept = np.array(done, dtype=object)
+    kept[kept == ""] = None
+    out[todo] = kept
     return out
 
 

@@ -50,13 +50,36 @@ def r7a_tag_relinks(outlook: pd.DataFrame, crm: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _email_long(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (record position, email key) over the three email fields."""
+def _email_long(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(record position, email key) per present email over the three email fields."""
     n = len(frame)
     pos = np.tile(np.arange(n), len(EMAIL_FIELDS))
     keys = norm(np.concatenate([as_objects(frame[f]) for f in EMAIL_FIELDS]), email=True)
     keep = ~pd.isna(keys)
-    return pd.DataFrame({"pos": pos[keep], "email": keys[keep]})
+    return pos[keep], keys[keep]
+
+
+def _same_email(outlook: pd.DataFrame, crm: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(Outlook position, CRM position) of every pair sharing an email key, once per
+    shared key: an equi-join on integer codes (one factorize over both sides, the CRM
+    side sorted once), cheaper than a DataFrame merge on the strings."""
+    o_pos, o_key = _email_long(outlook)
+    c_pos, c_key = _email_long(crm)
+    if o_key.size == 0 or c_key.size == 0:
+        return o_pos[:0], c_pos[:0]
+    codes, _ = pd.factorize(np.concatenate([o_key, c_key]))
+    o_code, c_code = codes[: o_key.size], codes[o_key.size:]
+    order = np.argsort(c_code, kind="stable")
+    sorted_codes = c_code[order]
+    lo = np.searchsorted(sorted_codes, o_code, "left")
+    count = np.searchsorted(sorted_codes, o_code, "right") - lo
+    total = int(count.sum())
+    o_rows = np.repeat(np.arange(o_code.size), count)
+    # position k of the output: lo of its Outlook row plus its rank among that row's hits
+    first_out = np.cumsum(count) - count
+    rank = np.arange(total) - np.repeat(first_out, count)
+    c_rows = order[np.repeat(lo, count) + rank]
+    return o_pos[o_rows], c_pos[c_rows]
 
 
 def _first_found(outlook: pd.DataFrame, o_pos: np.ndarray, c_pos: np.ndarray) -> np.ndarray:
@@ -89,10 +112,10 @@ def r7_email_matches(outlook: pd.DataFrame, crm: pd.DataFrame) -> pd.DataFrame:
     """
     if outlook.empty or crm.empty:
         return _empty_pairs()
-    cand = _email_long(outlook).merge(_email_long(crm), on="email", suffixes=("_o", "_c"))
-    if cand.empty:
+    cand_o, cand_c = _same_email(outlook, crm)
+    if cand_o.size == 0:
         return _empty_pairs()
-    pair = cand["pos_o"].to_numpy(dtype=np.int64) * len(crm) + cand["pos_c"].to_numpy()
+    pair = cand_o.astype(np.int64) * len(crm) + cand_c
     pair = np.unique(pair)  # one row per (Outlook, CRM) pair, whatever the shared emails
     o_pos, c_pos = pair // len(crm), pair % len(crm)
     per_outlook = np.bincount(o_pos, minlength=len(outlook))[o_pos]
