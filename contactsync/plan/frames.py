@@ -60,6 +60,11 @@ def _as_text(values: list[object]) -> list[str]:
     return [v if type(v) is str else str(v) for v in values]
 
 
+#: From this many values on, :func:`norm` first looks for repeats (factorize is a tenth
+#: of the cost of normalising a value).
+REPEATED_MIN = 5_000
+
+
 def norm(values: np.ndarray, *, email: bool = False) -> np.ndarray:
     """Comparison values (model.normalise semantics) of an object array: None = empty.
 
@@ -69,6 +74,12 @@ def norm(values: np.ndarray, *, email: bool = False) -> np.ndarray:
     per value on object storage, and this is the planning's hottest loop (R7 keys, R8).
     """
     arr = np.asarray(values, dtype=object)
+    if not email and arr.size >= REPEATED_MIN:
+        # company, names, titles, cities repeat: normalise each distinct value once
+        codes, uniques = pd.factorize(arr)
+        if len(uniques) * 2 <= arr.size:
+            kept = np.append(norm(np.asarray(uniques, dtype=object)), None)
+            return kept[codes]  # code -1 (missing) takes the None appended last
     out = np.full(arr.shape, None, dtype=object)
     todo = np.flatnonzero(~pd.isna(arr))
     if todo.size == 0:
@@ -102,11 +113,12 @@ def equal_values(a: np.ndarray, b: np.ndarray, *, email: bool = False) -> np.nda
 
 
 def is_empty(values: np.ndarray) -> np.ndarray:
-    """True where a raw value is missing or blank (normalised empty)."""
-    missing = pd.isna(values)
+    """True where a raw value is missing or blank (normalised empty, text or email)."""
+    missing = np.asarray(pd.isna(values), dtype=bool)
     todo = np.flatnonzero(~missing)
     if todo.size:
-        missing[todo] = pd.isna(norm(values[todo]))
+        present = np.asarray(values, dtype=object)[todo].tolist()
+        missing[todo] = [not (v if type(v) is str else str(v)).strip() for v in present]
     return missing
 
 

@@ -16,7 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contactsync.model import FIELDS, normalise_series
-from contactsync.plan.frames import ACTION_COLUMNS, OP_ORDER, concat_actions, make_actions, norm
+from contactsync.plan.frames import (
+    ACTION_COLUMNS,
+    OP_ORDER,
+    REPEATED_MIN,
+    concat_actions,
+    is_empty,
+    make_actions,
+    norm,
+)
 from contactsync.plan.match import _same_email
 
 #: Text as users type it: letters of both cases, Unicode whitespace, line breaks.
@@ -38,6 +46,10 @@ def test_norm_equals_the_pandas_string_formulation(values, email):
     if not email:
         model = normalise_series(pd.Series(values, dtype=object)).to_numpy(dtype=object)
         assert got == [None if pd.isna(v) else v for v in model]
+    # a long column with repeats takes the normalise-each-distinct-value-once path
+    times = REPEATED_MIN // max(len(values), 1) + 1
+    assert norm(np.array(values * times, dtype=object), email=email).tolist() == want * times
+    assert is_empty(np.array(values, dtype=object)).tolist() == [v is None for v in want]
 
 
 def _emails(values: list[str | None]) -> pd.DataFrame:
