@@ -14,6 +14,7 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy import CHAR, Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
 
+from contactsync.db import make_engine
 from contactsync.errors import ConfigError
 
 ID = CHAR(12)  # "STANDARDID": every key and foreign key
@@ -195,29 +196,6 @@ def crm_tables(schema: str | None = None) -> CrmTables:
     return CrmTables(
         md, contact, account, address, seccode, secrights, usersecurity, userinfo, plugin, adhocgroup
     )
-
-
-def make_engine(url: str) -> sa.Engine:
-    """An engine for the CRM (or the state store) that copes with concurrent writers.
-
-    SQLite: WAL so readers never block the writer, and a busy timeout so a second writer
-    waits instead of failing at once. Server databases: pre-ping, so a connection dropped
-    by the server (idle timeout, failover) is replaced instead of failing a cycle.
-    """
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            if ":memory:" not in url and url.rstrip("/") != "sqlite:":
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
 def init_database(url: str, *, schema: str | None = None, demo: bool = False) -> str:
