@@ -47,7 +47,8 @@ import requests
 import sqlalchemy as sa
 
 from contactsync.crm import demo
-from contactsync.crm.schema import crm_tables, init_database
+from contactsync.crm.schema import crm_tables
+from contactsync.crm.setup import init_database
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
