@@ -35,5 +35,6 @@ def test_six_users_with_graph_down_take_one_retry_budget_not_six(tmp_path: Path)
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     each = [float(store.recent_runs(u.ljust(12)).iloc[0]["summary"]["duration_s"]) for u in lines]
     print(f"6 users, Graph down: command {wall:.1f} s; each user's cycle {min(each):.1f}-{max(each):.1f} s")
-    assert min(each) >= 100, each  # each user really waited out its retry budget (120 s)
+    assert min(each) >= 60, each  # each user really waited out (most of) its retry budget
     assert wall < 1.5 * max(each) and wall < 240, (wall, each)  # about one budget, not 6 x 2 min
+    assert sum(each) > 3 * wall, (wall, each)  # one after another it would have taken their sum
