@@ -18,6 +18,7 @@ from prefect.states import State
 
 from contactsync.config import load_settings
 from contactsync.cycle.run import CycleOptions
+from contactsync.cycle.users import syncing_users
 from flows.sync_all_users import fan_out, fan_out_state
 
 
@@ -30,6 +31,6 @@ def backfill(
 ) -> State[Any]:
     """Full re-read + repair for each user, then a normal cycle; the data: both outcomes."""
     settings = load_settings(config_path)
-    ids = users or [u.crm_user for u in settings.users]
+    ids = users or [u.crm_user for u in syncing_users(settings)]
     repair = CycleOptions(full=True, relink=relink, repair=not relink, since=since)
     return fan_out_state(fan_out(settings, config_path, ids, [repair, CycleOptions()]))

@@ -24,6 +24,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.run import CycleOptions
+from contactsync.cycle.users import syncing_users
 from flows.sync_contacts import FAILING, final_state, outcomes_in, sync_contacts
 
 
@@ -107,6 +108,6 @@ def sync_all_users(
 ) -> State[Any]:
     """One cycle per user (every user who syncs, by default), ``sync.parallel_users`` at once."""
     settings = load_settings(config_path)
-    ids = users or [u.crm_user for u in settings.users]
+    ids = users or [u.crm_user for u in syncing_users(settings)]
     options = CycleOptions(dry_run=dry_run, force=force, policy=policy, direction=direction, full=full, relink=relink)
     return fan_out_state(fan_out(settings, config_path, ids, [options]))

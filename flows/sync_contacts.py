@@ -19,6 +19,7 @@ from prefect.states import Completed, Failed, State
 from contactsync.config import load_settings
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.run import PLAIN_STEPS, CycleOptions, CycleSteps, data_docs_dir, run_cycle
+from contactsync.cycle.users import resolve_user
 from contactsync.model import pad_user
 from flows.artifacts import publish
 from tasks.cycle import task_steps
@@ -101,6 +102,6 @@ def sync_contacts(
     options = CycleOptions(dry_run=dry_run, force=force, policy=policy, direction=direction,
                            full=full, relink=relink, repair=repair, since=since)
     settings = load_settings(config_path)
-    outcome = run_cycle(settings, settings.user(user), options, flow_steps())
+    outcome = run_cycle(settings, resolve_user(settings, user), options, flow_steps())
     # The reason is the message, as a Prefect notification on Failed runs shows it.
     return final_state([outcome], outcome.message or "; ".join(outcome.errors[:3]) or outcome.status, single=True)

@@ -90,6 +90,17 @@ def backfill(
 
 
 @app.command()
+def users(
+    config: ConfigOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per user and line.")] = False,
+) -> None:
+    """Who will sync (configured and CRM users) and, for the others, why not."""
+    from contactsync.cli.commands import run_users_command
+
+    raise typer.Exit(run_users_command(config=config, json_out=json_out))
+
+
+@app.command()
 def report(
     config: ConfigOpt = None,
     user: UserOpt = None,

@@ -1,4 +1,4 @@
-"""What the `sync`, `backfill` and `report` commands do: configuration in, flows run, exit code out.
+"""What the `sync`, `backfill`, `users` and `report` commands do: configuration in, flows run, exit code out.
 
 Kept apart from ``cli.py`` (argument parsing) so the commands can be driven from tests and
 from the demo without a subprocess. Prefect is imported only here, inside the functions,
@@ -33,12 +33,18 @@ def prepare_prefect_env() -> ApiChoice:
 
 
 def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:
-    if not settings.users:
+    from contactsync.cycle.users import resolve_user, syncing_users
+
+    if users:
+        return [resolve_user(settings, u).crm_user for u in users]
+    everyone = syncing_users(settings)
+    if not everyone:
         raise ConfigError(
-            "no users are configured",
-            hint="add a [[users]] entry (crm_user, mailbox) to the configuration file",
+            "no users are configured" + (" and no CRM user syncs" if settings.users_from_crm.enabled else ""),
+            hint="add a [[users]] entry (crm_user, mailbox) to the configuration file, or set "
+            "[users_from_crm] enabled = true (see `contact-sync users`)",
         )
-    return [settings.user(u).crm_user for u in users] if users else [u.crm_user for u in settings.users]
+    return [u.crm_user for u in everyone]
 
 
 def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
@@ -155,6 +161,26 @@ def run_backfill_command(
     for o in outcomes:
         print_outcome(o, json_out=False)
     return worst_exit_code(outcomes)
+
+
+def run_users_command(*, config: Path | None, json_out: bool) -> int:
+    """`contact-sync users`: who will sync and, for the others, why not."""
+    from contactsync.cycle.users import roster
+
+    try:
+        entries = roster(load_settings(config), with_crm=True)
+    except ContactSyncError as exc:
+        return _fail(exc)
+    for e in entries:
+        if json_out:
+            typer.echo(json.dumps(e.json_line()))
+            continue
+        verdict = "syncs" if e.syncs else "does not sync: " + "; ".join(e.reasons)
+        typer.echo(f"{e.crm_user.strip():<12}  {e.display_name or '-':<24}  {e.mailbox or '-':<32}  "
+                   f"{e.source:<6}  {verdict}")
+    if not json_out:
+        typer.echo(f"{sum(e.syncs for e in entries)} of {len(entries)} user(s) will sync")
+    return 0
 
 
 def run_report_command(*, config: Path | None, users: Sequence[str], out: Path) -> int:
