@@ -157,28 +157,6 @@ def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
     return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors)
 
 
-def load(
-    sides: Sides,
-    plan: PlanResult,
-    *,
-    run_id: str,
-    group_id: str,
-    folder_id: str | None,
-    outlook_frame: pd.DataFrame,
-    progress: Progress | None = None,
-) -> LoadOutcome:
-    """Execute the plan (both sides), journaling each write, then advance the state.
-
-    The same steps the flow runs as separate tasks, for callers without Prefect.
-    """
-    prepared = prepare(sides, plan, run_id=run_id)
-    crm_results = load_crm(prepared, group_id=group_id)
-    out_results = load_outlook(
-        prepared, crm_results, folder_id=folder_id, outlook_frame=outlook_frame, progress=progress
-    )
-    return finish(prepared, crm_results, out_results)
-
-
 def whole_email_list(crm_rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
     """CRM updates of any email write all three email columns, from the merged record.
 
