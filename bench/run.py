@@ -584,6 +584,10 @@ def main() -> int:
             overhead = prefect_overhead(root, emu, 1000)
             (RESULTS / "prefect.json").write_text(json.dumps({"machine": report["machine"], **overhead}, indent=2) + "\n")
             write_readme()
+        if os.environ.get("BENCH_GRAPH_LIMITS", "0") == "1":  # bench/graph_limits.py, its own emulator
+            from bench import graph_limits
+
+            graph_limits.main()
     finally:
         emu.stop()
         shutil.rmtree(root, ignore_errors=True)
