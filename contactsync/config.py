@@ -11,20 +11,17 @@ import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from contactsync.errors import ConfigError
 from contactsync.model import FIELDS, pad_user
+from contactsync.vocab import Direction, Policy, TagLinks
 
 CONFIG_ENV = "CONTACT_SYNC_CONFIG"
 DEFAULT_CONFIG_NAME = "contact-sync.toml"
-
-Policy = Literal["latest", "crm", "outlook"]
-Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]
-TagLinks = Literal["with-write", "at-link"]
 
 
 class _Section(BaseModel):
@@ -87,6 +84,8 @@ class SyncSettings(_Section):
     #: report). Quarantine (R19) never depends on it; turning it off saves GX's start-up
     #: (several seconds) on cycles with changes.
     gx_validation: bool = True
+    #: Users whose cycles run at the same time in one command or flow run (the fan-out).
+    parallel_users: int = Field(4, ge=1, le=256)
 
     @field_validator("field_direction")
     @classmethod
@@ -97,6 +96,28 @@ class SyncSettings(_Section):
                 f"unknown field(s) {unknown}; the canonical names are: {', '.join(FIELDS)}"
             )
         return v
+
+
+class OrchestrationSettings(_Section):
+    #: A Dask scheduler (``tcp://host:8786``): the users' cycles run on that cluster
+    #: (prefect-dask). Empty: in the command's or the flow run's own process, in threads.
+    dask_address: str = ""
+
+
+class UsersFromCrmSettings(_Section):
+    #: Every enabled CRM user who owns a contact sync group (R2's ``group_name``) syncs,
+    #: with USERINFO.EMAIL as the mailbox; a ``[[users]]`` entry for the same user wins.
+    enabled: bool = False
+
+
+class ReportSettings(_Section):
+    #: Where `contact-sync report` (without --out) and the daily quality-report flow write
+    #: report.html / report.json; relative to the configuration file's folder, never to
+    #: the working directory (a deployment's is the code checkout).
+    out_dir: str = "report"
+    days: int = Field(7, ge=1)  # the report's period (`--days` wins)
+    #: How long `contact-sync explain` can look back: older history rows are dropped.
+    history_days: int = Field(90, ge=1)
 
 
 class UserSettings(_Section):
@@ -130,6 +151,9 @@ class Settings(BaseSettings):
     outlook: OutlookSettings = Field(default_factory=OutlookSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    users_from_crm: UsersFromCrmSettings = Field(default_factory=UsersFromCrmSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     users: list[UserSettings] = Field(default_factory=list)
     #: Folder of the configuration file: relative SQLite paths are relative to it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -163,6 +187,10 @@ class Settings(BaseSettings):
 
     def state_url(self) -> str:
         return resolve_url(self.state.url, self.base_dir)
+
+    def report_dir(self) -> Path:
+        """[report] out_dir, relative to the configuration file's folder."""
+        return (self.base_dir / Path(self.report.out_dir).expanduser()).resolve()
 
 
 def resolve_url(url: str, base_dir: Path) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from contactsync.errors import ContactSyncError
+from contactsync.vocab import Direction, Policy
 
 app = typer.Typer(
     help="Two-way Infor CRM <-> Outlook contact synchronization (rules R1-R20).",
@@ -58,9 +59,9 @@ def sync(
     all_users: AllOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report; write nothing (R20).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Pass the mass-change guard (R16).")] = False,
-    policy: Annotated[str | None, typer.Option("--policy", help="Conflict policy: latest|crm|outlook (R9).")] = None,
+    policy: Annotated[Policy | None, typer.Option("--policy", help="Conflict policy (R9).")] = None,
     direction: Annotated[
-        str | None, typer.Option("--direction", help="two-way|crm-to-outlook|outlook-to-crm (R10).")
+        Direction | None, typer.Option("--direction", help="Which way values flow (R10).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per user and line.")] = False,
 ) -> None:
@@ -93,12 +94,31 @@ def backfill(
 def report(
     config: ConfigOpt = None,
     user: UserOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the HTML and JSON report.")] = Path("report"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the HTML and JSON report (default: [report] out_dir).")
+    ] = None,
+    days: Annotated[int | None, typer.Option("--days", help="The period, in days (default: [report] days, 7).")] = None,
 ) -> None:
-    """Write the data-quality report of the last cycle(s): HTML and JSON."""
-    from contactsync.cli.commands import run_report_command
+    """Write the data-quality report of the last N days (HTML and JSON); print the health table."""
+    from contactsync.cli.report_cmds import run_report_command
 
-    raise typer.Exit(run_report_command(config=config, users=user or [], out=out))
+    raise typer.Exit(run_report_command(config=config, users=user or [], out=out, days=days))
+
+
+@app.command()
+def explain(
+    config: ConfigOpt = None,
+    user: UserOpt = None,
+    email: Annotated[str | None, typer.Option("--email", help="Any of the contact's email addresses.")] = None,
+    crm_id: Annotated[str | None, typer.Option("--crm-id", help="CONTACT.CONTACTID.")] = None,
+    outlook_id: Annotated[str | None, typer.Option("--outlook-id", help="The Outlook contact's id.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object with every event.")] = False,
+) -> None:
+    """One contact's history: every write, conflict and quarantine of the kept period."""
+    from contactsync.cli.report_cmds import run_explain_command
+
+    raise typer.Exit(run_explain_command(config=config, users=user or [], email=email, crm_id=crm_id,
+                                         outlook_id=outlook_id, json_out=json_out))
 
 
 @crm_app.command("init")

@@ -178,7 +178,15 @@ def _tour(folder: Path, started: float) -> int:
 
         paths = quality_report(out_dir=str(folder / "report"), config_path=str(cfg))
     failed = [o for o in first + second + third if o.status != "ok"]
-    say(f"7. The data-quality report: {paths.get('html')}")
+    say(f"7. The data-quality report: {paths.get('html')} (and report.json beside it)")
+    say("   Open it in a browser. On top, one health row per user, worst first: red = not syncing,")
+    say("   amber = records held back (R19), green = fine; then a chart of the fleet's cycles per day.")
+    say("   Each user's section: a chart of the period's cycles, every conflict with both values and")
+    say("   the winner (R9), what is quarantined and what to fix, and a link to that user's Data Docs.")
+    conflicted = [c for o in second for c in o.conflict_rows]
+    if conflicted:
+        c = conflicted[0]
+        say(f"   Why did {c['crm_id'].strip()} change? contact-sync explain --crm-id {c['crm_id'].strip()} --config {cfg}")
     say(f"   ({script} scripted edits; {time.monotonic() - started:.0f} s in all; nothing left running)")
     if failed or not quiet:
         say("The demo did not go as described: see the errors above.")
