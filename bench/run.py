@@ -591,6 +591,10 @@ def main() -> int:
     finally:
         emu.stop()
         shutil.rmtree(root, ignore_errors=True)
+    if os.environ.get("BENCH_COMMAND", "1") != "0":  # the quiet command vs a naive script (issue 16)
+        from bench.command_bench import main as command_bench
+
+        command_bench()
     log(f"results in {RESULTS}")
     return 0
 

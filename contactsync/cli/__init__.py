@@ -193,7 +193,17 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``sync``/``backfill`` may run in the warm process: cli/warm.py)."""
+    from contactsync.cli.warm import run_warm
+
+    code = run_warm(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    run_app()
+
+
+def run_app() -> None:
+    """The commands, in this process."""
     try:
         app()
     except ContactSyncError as exc:  # anything a command did not turn into an exit itself
