@@ -103,7 +103,6 @@ def run_explain_command(
 ) -> int:
     """One contact's history; exit 2 when no such contact was ever synced."""
     from contactsync.cycle.sides import state_store
-    from contactsync.history import History
 
     given = [(k, v) for k, v in (("--email", email), ("--crm-id", crm_id), ("--outlook-id", outlook_id)) if v]
     try:
@@ -117,7 +116,7 @@ def run_explain_command(
         return _fail(exc)
     key, value = given[0]
     try:
-        rows = History(store.engine).contact(selected, email=email, crm_id=crm_id, outlook_id=outlook_id)
+        rows = store.contact_history(selected, email=email, crm_id=crm_id, outlook_id=outlook_id)
         linked = rows.empty and _ever_linked(store, selected, email=email, crm_id=crm_id, outlook_id=outlook_id)
     finally:
         store.close()
