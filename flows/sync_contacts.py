@@ -20,7 +20,6 @@ from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.settled import SUMMARY_KEY, is_settled
 from contactsync.cycle.sides import Sides, open_sides, plan_settings
 from contactsync.errors import ContactSyncError, LockedError
-from contactsync.history import History
 from flows.artifacts import publish
 from tasks import cycle as t
 from tasks.validate import validate
@@ -136,7 +135,7 @@ def _locked_cycle(
             crm_results = t.load_crm(prepared, crm.group_id)
             out_results = t.load_outlook(prepared, crm_results, out.folder_id, out.frame)
             loaded = t.record_state(prepared, crm_results, out_results)
-            History(store.engine).record_cycle(  # `contact-sync explain` (issue 14)
+            store.record_history(  # `contact-sync explain` (issue 14)
                 run_id, uid, crm=inputs.crm, outlook=inputs.outlook, applied=loaded.applied,
                 conflicts=planned.conflicts, problems=problems, results=loaded.results,
                 keep_days=settings.report.history_days)
