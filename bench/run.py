@@ -632,16 +632,16 @@ def _flow_child(config: str, user: str, home: str) -> dict[str, Any]:
 def _child_main(argv: list[str]) -> int:
     window = os.environ.get("BENCH_CLIENT_WINDOW")
     if window:  # the pacer's window, for a scaled-down emulator (bench.run throttled_load)
-        from contactsync.outlook import connection
+        from contactsync.outlook import pacing
 
         limit, seconds = window.split("/")
-        connection.MAILBOX_WINDOW = (int(limit), float(seconds))
+        pacing.MAILBOX_WINDOW = (int(limit), float(seconds))
     if argv[0] == "_flow":
         result = _flow_child(*argv[1:4])
     elif argv[0] == "_cycle":
-        from bench.driver import run_cycle
+        from bench.driver import timed_cycle
 
-        result = run_cycle(argv[1], argv[2])
+        result = timed_cycle(argv[1], argv[2])
     else:
         from bench.baseline import baseline_cycle
         from bench.driver import peak_rss_mb

@@ -9,7 +9,6 @@ pays for the database migrations) and no analytics.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,25 +17,19 @@ from pathlib import Path
 
 import typer
 
+from contactsync.cli.prefect_server import ApiChoice, command_settings, use_prefect_api
 from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
 from contactsync.errors import ConfigError, ContactSyncError
-
-POLICIES = ("latest", "crm", "outlook")
-DIRECTIONS = ("two-way", "crm-to-outlook", "outlook-to-crm")
+from contactsync.vocab import DIRECTIONS, POLICIES
 
 
-def prepare_prefect_env() -> None:
-    """Quiet, persistent Prefect settings unless the user configured their own."""
-    home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".contact-sync" / "prefect")))
-    home.expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes only the last folder
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    # The first start of the local API runs Prefect's database migrations: on a busy
-    # 2-core machine that takes longer than Prefect's default 20 s wait.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+def prepare_prefect_env() -> ApiChoice:
+    """The Prefect API for this command (the configured one, else the local server, started
+    once and reused: cli/prefect_server.py), with heartbeats off for its own flow runs."""
+    choice = use_prefect_api()
+    command_settings(choice.url)
+    return choice
 
 
 def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:
@@ -124,25 +117,24 @@ def run_sync_command(
     *, config: Path | None, users: Sequence[str], dry_run: bool, force: bool,
     policy: str | None, direction: str | None, json_out: bool,
 ) -> int:
-    """`contact-sync sync`: one flow run per user; exit code = the worst of theirs."""
+    """`contact-sync sync`: the fan-out flow over the users; exit code = the worst of theirs."""
     try:
         _check_choice("policy", policy, POLICIES)
         _check_choice("direction", direction, DIRECTIONS)
         selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
         return _fail(exc)
-    from flows.sync_contacts import sync_contacts
+    from flows.sync_all_users import outcomes_of, sync_all_users
 
-    outcomes: list[CycleOutcome] = []
+    # One flow run for the command: its users run at once, up to sync.parallel_users.
     with progress_bar(not json_out):
-        for uid in selected:
-            result = sync_contacts(
-                user=uid, dry_run=dry_run, force=force, policy=policy,
-                direction=direction, config_path=config_path,
-            )
-            outcome = CycleOutcome.from_dict(result)
-            outcomes.append(outcome)
-            print_outcome(outcome, json_out=json_out)
+        state = sync_all_users(
+            users=selected, dry_run=dry_run, force=force, policy=policy,
+            direction=direction, config_path=config_path, return_state=True,
+        )
+    outcomes = outcomes_of(state)
+    for outcome in outcomes:
+        print_outcome(outcome, json_out=json_out)
     return worst_exit_code(outcomes)
 
 
@@ -160,10 +152,11 @@ def run_backfill_command(
     except ContactSyncError as exc:
         return _fail(exc)
     from flows.backfill import backfill
+    from flows.sync_all_users import outcomes_of
 
     with progress_bar(True):
-        results = backfill(users=selected, since=since, relink=relink, config_path=config_path)
-    outcomes = [CycleOutcome.from_dict(r) for r in results]
+        state = backfill(users=selected, since=since, relink=relink, config_path=config_path, return_state=True)
+    outcomes = outcomes_of(state)
     for o in outcomes:
         print_outcome(o, json_out=False)
     return worst_exit_code(outcomes)

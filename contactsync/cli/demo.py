@@ -9,6 +9,7 @@ and the HTML report. Everything lives in one folder and nothing is left running.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -128,15 +129,26 @@ def _crm_delete(engine: sa.Engine, contact_id: str) -> None:
 def run_demo(folder: Path) -> int:
     """Run the whole tour; returns the exit code (0 when every step went as described)."""
     from contactsync.cli.commands import prepare_prefect_env
-    from contactsync.crm.schema import init_database
-    from contactsync.emulator.server import start_in_thread
 
     started = time.monotonic()
     folder = folder.resolve()
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    prepare_prefect_env()
+    prefect_api = prepare_prefect_env()
+    try:
+        return _tour(folder, started)
+    finally:
+        if prefect_api.started:  # the demo leaves nothing running that it started
+            from contactsync.cli.prefect_server import stop_server
+
+            stop_server(Path(os.environ["PREFECT_HOME"]))
+
+
+def _tour(folder: Path, started: float) -> int:
+    from contactsync.crm.schema import init_database
+    from contactsync.emulator.server import start_in_thread
+
     say(f"contact-sync demo in {folder}")
     say("1. A CRM on SQLite with Infor CRM's tables and demo data (contact-sync crm init --demo)")
     say("   " + init_database(f"sqlite:///{folder / 'crm.db'}", demo=True).replace("\n", "\n   "))

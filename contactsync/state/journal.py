@@ -28,8 +28,8 @@ from contactsync.state.rows import (
     records,
 )
 from contactsync.state.schema import journal_table
+from contactsync.vocab import JOURNAL_STATES
 
-JOURNAL_STATES = ("new", "started", "applied", "failed")
 #: Journal columns as journal_pending returns them (allocated/payload are dicts).
 JOURNAL_COLUMNS: tuple[str, ...] = (
     "action_id", "run_id", "side", "op", "crm_id", "outlook_id", "new_key", "allocated",

@@ -13,12 +13,13 @@ import pandas as pd
 import sqlalchemy as sa
 
 from contactsync.model import conform
-from contactsync.plan.schema import LINK_COLUMNS, LINK_STATUS_ACTIVE, LINK_STATUS_STOPPED
+from contactsync.plan.schema import LINK_COLUMNS, LINK_STATUS_ACTIVE
 from contactsync.state.base import Store
 from contactsync.state.rows import CHUNK, bulk_insert, chunks, now_iso, read_frame, tuples
 from contactsync.state.schema import links_table
+from contactsync.vocab import LINK_STATUSES
 
-_STATUSES = (LINK_STATUS_ACTIVE, LINK_STATUS_STOPPED)
+_STATUSES = LINK_STATUSES
 
 
 class LinkStore(Store):

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from contactsync import vocab
 from contactsync.model import conform
 from contactsync.plan.schema import CONFLICT_COLUMNS
 from contactsync.state.base import Store
@@ -27,7 +28,7 @@ from contactsync.state.schema import (
     runs_table,
 )
 
-RUN_STATUSES = frozenset({"running", "ok", "dry-run", "guard-stopped", "failed", "locked"})
+RUN_STATUSES = frozenset(vocab.RUN_STATUSES)
 RUN_COLUMNS: tuple[str, ...] = (
     "run_id", "user", "started_at", "finished_at", "dry_run", "status", "params", "summary",
 )
