@@ -41,7 +41,7 @@ def run_report_command(*, config: Path | None, users: Sequence[str], out: Path |
             raise ConfigError(f"--days must be at least 1 (got {days})")
         settings = load_settings(config)
         selected = _users(settings, users)
-        from flows.sync_contacts import data_docs_dir  # where the sync writes each user's Data Docs
+        from contactsync.cycle.run import data_docs_dir  # where the sync puts each user's docs
 
         built = build_report(settings, selected, out_dir=out, days=days, docs_dir=data_docs_dir)
     except ContactSyncError as exc:
