@@ -170,7 +170,7 @@ def run_users_command(*, config: Path | None, json_out: bool) -> int:
     try:
         entries = roster(load_settings(config), with_crm=True)
     except ContactSyncError as exc:
-        return _fail(exc)
+        return show_error(exc)
     for e in entries:
         if json_out:
             typer.echo(json.dumps(e.json_line()))

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contactsync.cli import app
-from contactsync.crm.schema import init_database
+from contactsync.crm.setup import init_database
 
 from .week import Cycle, Week, conflict, write_config
 
