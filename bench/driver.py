@@ -1,10 +1,10 @@
 """One measured sync cycle without Prefect, run in a child process of :mod:`bench.run`.
 
-The steps are called exactly as ``flows/sync_contacts.py::run_cycle`` calls them (lock,
-run record, journal resume, extract both sides, lookups, plan, quarantine, load, finish),
-minus Great Expectations and the Prefect artifacts: the benchmark measures the sync, not
-the orchestrator. SQL statements are counted with a ``before_cursor_execute`` listener on
-the very engines the cycle uses (``crm_engine`` / ``state_store`` are cached per URL).
+The cycle is ``contactsync.cycle.run.run_cycle`` itself, the one every caller runs, with
+its plain steps wrapped in timers; minus Great Expectations and the Prefect artifacts
+(the plain steps' defaults): the benchmark measures the sync, not the orchestrator. SQL
+statements are counted with a ``before_cursor_execute`` listener on the very engines the
+cycle uses (``crm_engine`` / ``state_store`` are cached per URL).
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from contactsync.config import load_settings
-from contactsync.cycle import load as load_step
-from contactsync.cycle import steps
-from contactsync.cycle.settled import SUMMARY_KEY, is_settled
-from contactsync.cycle.sides import crm_engine, open_sides, plan_settings, state_store
-from contactsync.plan import plan_cycle
+from contactsync.cycle.run import PLAIN_STEPS, CycleOptions, run_cycle
+from contactsync.cycle.sides import crm_engine, state_store
 
 
 class StatementCounter:
@@ -42,82 +39,44 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_cycle(config_path: str, user_id: str, *, force: bool = True) -> dict[str, Any]:
-    """One cycle for ``user_id``; returns wall time, SQL statements, counts, errors, RSS.
+def timed_cycle(config_path: str, user_id: str, *, force: bool = True) -> dict[str, Any]:
+    """One cycle for ``user_id``; returns wall time per step, SQL statements, counts, errors, RSS.
 
     ``force`` passes the mass-change guard (R16): a benchmark's first sync is a bulk load.
+    ``BENCH_SETTLED=0`` makes a quiet cycle plan in full (no settled stop, R17).
     """
     settings = load_settings(config_path)
     user = settings.user(user_id)
     counter = StatementCounter(crm_engine(settings.crm_url()), state_store(settings.state_url()).engine)
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    mark = started
+    returned: dict[str, Any] = {}
 
-    def lap(name: str) -> None:
-        nonlocal mark
-        now = time.perf_counter()
-        timings[name] = round(now - mark, 3)
-        mark = now
+    def timer(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            returned[name] = step(*args, **kwargs)
+            timings[name] = round(time.perf_counter() - t0, 3)
+            return returned[name]
+        return timed
 
     counter.count = 0  # the state store's migration check at open is set-up, not the cycle
-    sides = open_sides(settings, user)
-    store = sides.store
-    with store.lock(user.crm_user):
-        run_id = store.start_run(user.crm_user, dry_run=False, params={"bench": True})
-        load_step.resume(sides)
-        crm = steps.extract_crm(sides, create_group=True)
-        lap("extract_crm")
-        rules = plan_settings(settings)
-        check = steps.SettledCheck(sides, run_id, crm, rules)
-        quiet_settles = os.environ.get("BENCH_SETTLED", "1") != "0" and check.unchanged()
-        out = steps.extract_outlook(sides, create_folder=True, settled_if_quiet=quiet_settles)
-        lap("extract_outlook")
-        status, counts, errors = "ok", steps.counts(pd.DataFrame()), []
-        if out.settled:  # as flows/sync_contacts.py::_settled_cycle
-            store.finish_run(run_id, status, {"counts": counts, "errors": [], SUMMARY_KEY: check.fingerprint})
-            return _result(status, started, timings, counter, 0, counts, 0, 0, errors, out)
-        inputs = steps.gather_inputs(sides, crm, out)
-        lap("lookups")
-        planned = plan_cycle(inputs, rules)
-        planned, problems = steps.quarantine(planned, inputs)
-        store.record_conflicts(run_id, user.crm_user, planned.conflicts)
-        store.record_quarantine(run_id, user.crm_user, problems)
-        lap("plan")
-        if planned.guard.stopped and not force:
-            status = "guard-stopped"
-        elif not planned.actions.empty:
-            loaded = load_step.load(
-                sides, planned, run_id=run_id, group_id=crm.group_id, folder_id=out.folder_id,
-                outlook_frame=out.frame,
-            )
-            counts, errors = steps.counts(loaded.applied), loaded.errors
-            status = "ok" if not errors else "failed"
-        lap("load")
-        summary: dict[str, Any] = {"counts": counts, "errors": errors[:20]}
-        if status == "ok" and is_settled(inputs, planned, problems):
-            summary[SUMMARY_KEY] = check.fingerprint
-        store.finish_run(run_id, status, summary)
-    return _result(status, started, timings, counter, len(planned.actions), counts,
-                   len(planned.conflicts), len(problems), errors, out)
-
-
-def _result(
-    status: str, started: float, timings: dict[str, float], counter: StatementCounter, actions: int,
-    counts: dict[str, Any], conflicts: int, quarantined: int, errors: list[Any], out: steps.OutlookSide,
-) -> dict[str, Any]:
+    started = time.perf_counter()
+    options = CycleOptions(force=force, settle=os.environ.get("BENCH_SETTLED", "1") != "0")
+    outcome = run_cycle(settings, user, options, PLAIN_STEPS.wrapped(timer))
+    out = returned.get("extract_outlook")
+    planned = returned.get("quarantine")
     return {
-        "status": status,
-        "settled": out.settled,
+        "status": outcome.status,
+        "settled": bool(out is not None and out.settled),
         "wall_s": round(time.perf_counter() - started, 3),
         "steps_s": timings,
         "sql_statements": counter.count,
-        "actions": int(actions),
-        "counts": counts,
-        "conflicts": int(conflicts),
-        "quarantined": int(quarantined),
-        "errors": len(errors),
-        "first_errors": errors[:3],
-        "graph_requests_seen_by_client": None if out.extract is None else out.extract.requests,
+        "actions": 0 if planned is None else int(len(planned[0].actions)),
+        "counts": outcome.counts,
+        "conflicts": outcome.conflicts,
+        "quarantined": outcome.quarantined,
+        "errors": len(outcome.errors),
+        "first_errors": outcome.errors[:3],
+        "graph_requests_seen_by_client": None if out is None or out.extract is None else out.extract.requests,
         "peak_rss_mb": peak_rss_mb(),
     }

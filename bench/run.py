@@ -584,9 +584,17 @@ def main() -> int:
             overhead = prefect_overhead(root, emu, 1000)
             (RESULTS / "prefect.json").write_text(json.dumps({"machine": report["machine"], **overhead}, indent=2) + "\n")
             write_readme()
+        if os.environ.get("BENCH_GRAPH_LIMITS", "0") == "1":  # bench/graph_limits.py, its own emulator
+            from bench import graph_limits
+
+            graph_limits.main()
     finally:
         emu.stop()
         shutil.rmtree(root, ignore_errors=True)
+    if os.environ.get("BENCH_COMMAND", "1") != "0":  # the quiet command vs a naive script (issue 16)
+        from bench.command_bench import main as command_bench
+
+        command_bench()
     log(f"results in {RESULTS}")
     return 0
 
@@ -633,16 +641,16 @@ def _flow_child(config: str, user: str, home: str) -> dict[str, Any]:
 def _child_main(argv: list[str]) -> int:
     window = os.environ.get("BENCH_CLIENT_WINDOW")
     if window:  # the pacer's window, for a scaled-down emulator (bench.run throttled_load)
-        from contactsync.outlook import connection
+        from contactsync.outlook import pacing
 
         limit, seconds = window.split("/")
-        connection.MAILBOX_WINDOW = (int(limit), float(seconds))
+        pacing.MAILBOX_WINDOW = (int(limit), float(seconds))
     if argv[0] == "_flow":
         result = _flow_child(*argv[1:4])
     elif argv[0] == "_cycle":
-        from bench.driver import run_cycle
+        from bench.driver import timed_cycle
 
-        result = run_cycle(argv[1], argv[2])
+        result = timed_cycle(argv[1], argv[2])
     else:
         from bench.baseline import baseline_cycle
         from bench.driver import peak_rss_mb
@@ -661,6 +669,10 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "readme":
         write_readme()
         sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "report":  # the report's bench (bench/report_bench.py)
+        from bench import report_bench
+
+        sys.exit(report_bench.main())
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         sys.exit(_child_main(sys.argv[1:]))
     sys.exit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class OutlookSettings(_Section):
     tenant_id: str = ""
     client_id: str = ""
     client_secret: SecretStr = SecretStr("")
+    #: Or the name of a Prefect Secret block holding it (issue 16 item 6): filled in by a
+    #: resolver from outside contactsync (tasks/secrets.py), which never imports Prefect.
+    client_secret_block: str = ""
     token: SecretStr = SecretStr("")
 
     @field_validator("graph_url")
@@ -80,6 +84,8 @@ class SyncSettings(_Section):
     #: report). Quarantine (R19) never depends on it; turning it off saves GX's start-up
     #: (several seconds) on cycles with changes.
     gx_validation: bool = True
+    #: Users whose cycles run at the same time in one command or flow run (the fan-out).
+    parallel_users: int = Field(4, ge=1, le=256)
 
     @field_validator("field_direction")
     @classmethod
@@ -90,6 +96,28 @@ class SyncSettings(_Section):
                 f"unknown field(s) {unknown}; the canonical names are: {', '.join(FIELDS)}"
             )
         return v
+
+
+class OrchestrationSettings(_Section):
+    #: A Dask scheduler (``tcp://host:8786``): the users' cycles run on that cluster
+    #: (prefect-dask). Empty: in the command's or the flow run's own process, in threads.
+    dask_address: str = ""
+
+
+class UsersFromCrmSettings(_Section):
+    #: Every enabled CRM user who owns a contact sync group (R2's ``group_name``) syncs,
+    #: with USERINFO.EMAIL as the mailbox; a ``[[users]]`` entry for the same user wins.
+    enabled: bool = False
+
+
+class ReportSettings(_Section):
+    #: Where `contact-sync report` (without --out) and the daily quality-report flow write
+    #: report.html / report.json; relative to the configuration file's folder, never to
+    #: the working directory (a deployment's is the code checkout).
+    out_dir: str = "report"
+    days: int = Field(7, ge=1)  # the report's period (`--days` wins)
+    #: How long `contact-sync explain` can look back: older history rows are dropped.
+    history_days: int = Field(90, ge=1)
 
 
 class UserSettings(_Section):
@@ -123,6 +151,9 @@ class Settings(BaseSettings):
     outlook: OutlookSettings = Field(default_factory=OutlookSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    users_from_crm: UsersFromCrmSettings = Field(default_factory=UsersFromCrmSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     users: list[UserSettings] = Field(default_factory=list)
     #: Folder of the configuration file: relative SQLite paths are relative to it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -156,6 +187,10 @@ class Settings(BaseSettings):
 
     def state_url(self) -> str:
         return resolve_url(self.state.url, self.base_dir)
+
+    def report_dir(self) -> Path:
+        """[report] out_dir, relative to the configuration file's folder."""
+        return (self.base_dir / Path(self.report.out_dir).expanduser()).resolve()
 
 
 def resolve_url(url: str, base_dir: Path) -> str:
@@ -193,7 +228,16 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"{cfg} is not valid TOML: {exc}") from exc
     data.update(overrides)
     data["base_dir"] = cfg.resolve().parent
-    return settings_from_dict(data, source=str(cfg))
+    settings = settings_from_dict(data, source=str(cfg))
+    for resolve in SETTINGS_RESOLVERS:
+        settings = resolve(settings)
+    return settings
+
+
+#: Functions that complete loaded settings from where contactsync may not look itself
+#: (tasks/secrets.py: the client secret from a Prefect Secret block). The orchestration
+#: layer registers them when it is imported; plain library use runs none.
+SETTINGS_RESOLVERS: list[Callable[[Settings], Settings]] = []
 
 
 def settings_from_dict(data: dict[str, Any], *, source: str = "configuration") -> Settings:

@@ -6,6 +6,7 @@ them without it): those pairs are merged as new matches (R7: an empty side takes
 side's value, differences follow the conflict policy and are reported). With ``relink`` the
 link table is set aside instead, so every pair is found again by tag (R7a) and email (R7),
 repairing a damaged state store. The normal cycle afterwards confirms the state is quiet.
+Users run through the same fan-out as the sync (flows/sync_all_users.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.states import State
 
 from contactsync.config import load_settings
-from flows.sync_contacts import run_cycle
+from contactsync.cycle.run import CycleOptions
+from contactsync.cycle.users import syncing_users
+from flows.sync_all_users import fan_out, fan_out_state
 
 
 @flow(name="backfill")
@@ -24,16 +28,9 @@ def backfill(
     since: str | None = None,
     relink: bool = False,
     config_path: str | None = None,
-) -> list[dict[str, Any]]:
-    """Full re-read + repair for each user, then a normal cycle; returns both outcomes."""
+) -> State[Any]:
+    """Full re-read + repair for each user, then a normal cycle; the data: both outcomes."""
     settings = load_settings(config_path)
-    ids = users or [u.crm_user for u in settings.users]
-    out: list[dict[str, Any]] = []
-    for uid in ids:
-        user = settings.user(uid)
-        repaired = run_cycle(settings, user, full=True, relink=relink, repair=not relink, since=since)
-        if repaired.status != "ok":
-            out.append(repaired.to_dict())
-            continue
-        out.append(run_cycle(settings, user).to_dict())
-    return out
+    ids = users or [u.crm_user for u in syncing_users(settings)]
+    repair = CycleOptions(full=True, relink=relink, repair=not relink, since=since)
+    return fan_out_state(fan_out(settings, config_path, ids, [repair, CycleOptions()]))

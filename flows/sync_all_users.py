@@ -1,48 +1,101 @@
-"""Fan the sync cycle out over every configured user (the scheduled deployment).
+"""The fan-out: many users' cycles at once, for the CLI, the deployments and backfills alike.
 
-Users run in parallel on Dask through prefect-dask: a local in-process cluster by default
-(threads share the connection pools and the Prefect API), or an existing cluster when
-CONTACT_SYNC_DASK_ADDRESS names its scheduler. Each user's cycle is independent: one user's
-failure is reported and the others go on; the flow run fails at the end if any did.
+Up to ``sync.parallel_users`` users run at the same time (spec/INTERFACE.md "Prefect"); a
+user's cycle is a task run of this flow run holding that user's ``sync_contacts`` flow run,
+and a slow or failing user never holds up the others: the next user starts as soon as any
+one finishes. The cycles run in this process's threads (engines and connection pools are
+shared, contactsync.cycle.sides), or on a Dask cluster when ``[orchestration]
+dask_address`` names its scheduler (prefect-dask). A user whose cycle failed (or was
+stopped by the guard, R16) has its task run and its flow run ``Failed``, and so has the
+fan-out run, with the users in its message.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect_dask import DaskTaskRunner
+from prefect.futures import PrefectFuture, as_completed
+from prefect.states import State
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from contactsync.config import load_settings
+from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome
-from flows.sync_contacts import run_cycle
+from contactsync.cycle.run import CycleOptions
+from contactsync.cycle.users import syncing_users
+from flows.sync_contacts import FAILING, final_state, outcomes_in, sync_contacts
 
 
-def _task_runner() -> DaskTaskRunner:
-    address = os.environ.get("CONTACT_SYNC_DASK_ADDRESS")
+@task(name="user-cycles", task_run_name="cycles-{user}", cache_policy=NO_CACHE, persist_result=False)
+def user_cycles(user: str, config_path: str | None, cycles: list[dict[str, Any]]) -> State[Any]:
+    """One user's cycles in order (a backfill's repair, then a normal cycle), each its own
+    flow run; stops at the first that does not end ``ok``. Ends Failed as the last did."""
+    outcomes: list[CycleOutcome] = []
+    for params in cycles:
+        state = sync_contacts(user=user, config_path=config_path, **params, return_state=True)
+        outcomes += outcomes_in(state, user, CycleOptions(**params))
+        if outcomes[-1].status != "ok":
+            break
+    last = outcomes[-1]
+    return final_state(outcomes, f"{user.strip()}: {last.status}: {last.message}")
+
+
+def task_runner(settings: Settings) -> TaskRunner[Any]:
+    """Threads of this process, or the configured Dask cluster."""
+    address = settings.orchestration.dask_address.strip()
     if address:
+        from prefect_dask import DaskTaskRunner
+
         return DaskTaskRunner(address=address)
-    workers = int(os.environ.get("CONTACT_SYNC_DASK_THREADS", "4"))
-    return DaskTaskRunner(
-        cluster_kwargs={"processes": False, "n_workers": 1, "threads_per_worker": workers, "dashboard_address": None}
-    )
+    return ThreadPoolTaskRunner(max_workers=settings.sync.parallel_users)
 
 
-@task(name="user-cycle", cache_policy=NO_CACHE, persist_result=False)
-def user_cycle(
-    user: str, config_path: str | None, dry_run: bool, force: bool,
-    policy: str | None, direction: str | None, full: bool = False, relink: bool = False,
-) -> dict[str, Any]:
-    settings = load_settings(config_path)
-    return run_cycle(
-        settings, settings.user(user), dry_run=dry_run, force=force,
-        policy=policy, direction=direction, full=full, relink=relink,
-    ).to_dict()
+def bounded(submit: Callable[[str], PrefectFuture[Any]], users: Sequence[str], limit: int) -> dict[str, State[Any]]:
+    """Run ``submit(user)`` for every user with at most ``limit`` running; the final states.
+
+    The limit is kept here, not by the runner, so that it holds on a Dask cluster too.
+    """
+    queue, running, states = list(users), {}, {}
+    while queue or running:
+        while queue and len(running) < limit:
+            user = queue.pop(0)
+            running[submit(user)] = user
+        finished = next(as_completed(list(running)))
+        finished.wait()
+        states[running.pop(finished)] = finished.state
+    return states
 
 
-@flow(name="sync_all_users", task_runner=_task_runner())
+def fan_out(
+    settings: Settings, config_path: str | None, users: Sequence[str], cycles: Sequence[CycleOptions]
+) -> list[CycleOutcome]:
+    """Every user's ``cycles``, concurrently; the outcomes in the users' order."""
+    params = [c.params() for c in cycles]
+    with task_runner(settings) as runner:
+        states = bounded(
+            lambda u: runner.submit(user_cycles, {"user": u, "config_path": config_path, "cycles": params}),
+            users, settings.sync.parallel_users,
+        )
+    outcomes: list[CycleOutcome] = []
+    for user in users:
+        outcomes += outcomes_in(states[user], user, cycles[0])
+    return outcomes
+
+
+def fan_out_state(outcomes: list[CycleOutcome]) -> State[Any]:
+    """The fan-out run's final state: Failed when any user's run failed, naming them."""
+    failed = sorted({o.user.strip() for o in outcomes if o.status in FAILING})
+    return final_state(outcomes, f"sync failed for user(s) {', '.join(failed)}; see each user's flow run")
+
+
+def outcomes_of(state: State[Any]) -> list[CycleOutcome]:
+    """The users' outcomes of a finished fan-out run (``return_state=True``), failed or not."""
+    return outcomes_in(state, "", CycleOptions())
+
+
+@flow(name="sync_all_users")
 def sync_all_users(
     users: list[str] | None = None,
     dry_run: bool = False,
@@ -52,16 +105,9 @@ def sync_all_users(
     config_path: str | None = None,
     full: bool = False,
     relink: bool = False,
-    raise_on_failure: bool = True,
-) -> list[dict[str, Any]]:
-    """One cycle per user (all configured users by default), in parallel."""
+) -> State[Any]:
+    """One cycle per user (every user who syncs, by default), ``sync.parallel_users`` at once."""
     settings = load_settings(config_path)
-    ids = users or [u.crm_user for u in settings.users]
-    futures = [
-        user_cycle.submit(u, config_path, dry_run, force, policy, direction, full, relink) for u in ids
-    ]
-    results = [f.result() for f in futures]
-    failed = [r["user"].strip() for r in results if CycleOutcome.from_dict(r).exit_code == 1]
-    if failed and raise_on_failure:
-        raise RuntimeError(f"sync failed for user(s) {', '.join(failed)}; see each user's run report")
-    return results
+    ids = users or [u.crm_user for u in syncing_users(settings)]
+    options = CycleOptions(dry_run=dry_run, force=force, policy=policy, direction=direction, full=full, relink=relink)
+    return fan_out_state(fan_out(settings, config_path, ids, [options]))

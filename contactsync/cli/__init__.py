@@ -26,6 +26,11 @@ crm_app = typer.Typer(help="The CRM database.", no_args_is_help=True)
 emulator_app = typer.Typer(help="The local Microsoft Graph emulator.", no_args_is_help=True)
 app.add_typer(crm_app, name="crm")
 app.add_typer(emulator_app, name="emulator")
+prefect_app = typer.Typer(
+    help="The local Prefect server the commands start when no Prefect API is configured.",
+    no_args_is_help=True,
+)
+app.add_typer(prefect_app, name="prefect")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -85,15 +90,45 @@ def backfill(
 
 
 @app.command()
+def users(
+    config: ConfigOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per user and line.")] = False,
+) -> None:
+    """Who will sync (configured and CRM users) and, for the others, why not."""
+    from contactsync.cli.commands import run_users_command
+
+    raise typer.Exit(run_users_command(config=config, json_out=json_out))
+
+
+@app.command()
 def report(
     config: ConfigOpt = None,
     user: UserOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the HTML and JSON report.")] = Path("report"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the HTML and JSON report (default: [report] out_dir).")
+    ] = None,
+    days: Annotated[int | None, typer.Option("--days", help="The period, in days (default: [report] days, 7).")] = None,
 ) -> None:
-    """Write the data-quality report of the last cycle(s): HTML and JSON."""
-    from contactsync.cli.commands import run_report_command
+    """Write the data-quality report of the last N days (HTML and JSON); print the health table."""
+    from contactsync.cli.report_cmds import run_report_command
 
-    raise typer.Exit(run_report_command(config=config, users=user or [], out=out))
+    raise typer.Exit(run_report_command(config=config, users=user or [], out=out, days=days))
+
+
+@app.command()
+def explain(
+    config: ConfigOpt = None,
+    user: UserOpt = None,
+    email: Annotated[str | None, typer.Option("--email", help="Any of the contact's email addresses.")] = None,
+    crm_id: Annotated[str | None, typer.Option("--crm-id", help="CONTACT.CONTACTID.")] = None,
+    outlook_id: Annotated[str | None, typer.Option("--outlook-id", help="The Outlook contact's id.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object with every event.")] = False,
+) -> None:
+    """One contact's history: every write, conflict and quarantine of the kept period."""
+    from contactsync.cli.report_cmds import run_explain_command
+
+    raise typer.Exit(run_explain_command(config=config, users=user or [], email=email, crm_id=crm_id,
+                                         outlook_id=outlook_id, json_out=json_out))
 
 
 @crm_app.command("init")
@@ -124,6 +159,29 @@ def emulator_serve(
     serve(host=host, port=port, db_path=db)
 
 
+@prefect_app.command("status")
+def prefect_status() -> None:
+    """Whether the local Prefect server runs, where, and its log file (exit 1: not running)."""
+    from contactsync.cli.prefect_server import describe
+
+    text, running = describe()
+    typer.echo(text)
+    raise typer.Exit(0 if running else 1)
+
+
+@prefect_app.command("stop")
+def prefect_stop() -> None:
+    """Stop the local Prefect server (the next command starts it again)."""
+    import os
+
+    from contactsync.cli.prefect_server import default_home, stop_server
+
+    home = Path(os.environ.get("PREFECT_HOME") or default_home()).expanduser()
+    stopped = stop_server(home) if home.is_dir() else None
+    typer.echo(f"stopped the local Prefect server (pid {stopped.pid}, {stopped.url})" if stopped
+               else "no local Prefect server was running")
+
+
 @app.command()
 def demo(
     dir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's CRM, emulator and report.")] = Path("demo"),
@@ -135,7 +193,17 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``sync``/``backfill`` may run in the warm process: cli/warm.py)."""
+    from contactsync.cli.warm import run_warm
+
+    code = run_warm(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    run_app()
+
+
+def run_app() -> None:
+    """The commands, in this process."""
     try:
         app()
     except ContactSyncError as exc:  # anything a command did not turn into an exit itself

@@ -1,4 +1,4 @@
-"""What the `sync`, `backfill` and `report` commands do: configuration in, flows run, exit code out.
+"""What the `sync`, `backfill`, `users` and `report` commands do: configuration in, flows run, exit code out.
 
 Kept apart from ``cli.py`` (argument parsing) so the commands can be driven from tests and
 from the demo without a subprocess. Prefect is imported only here, inside the functions,
@@ -9,7 +9,6 @@ pays for the database migrations) and no analytics.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,32 +17,34 @@ from pathlib import Path
 
 import typer
 
+from contactsync.cli.prefect_server import ApiChoice, command_settings, use_prefect_api
 from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
 from contactsync.errors import ConfigError, ContactSyncError, show_error
 from contactsync.vocab import DIRECTIONS, POLICIES
 
 
-def prepare_prefect_env() -> None:
-    """Quiet, persistent Prefect settings unless the user configured their own."""
-    home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".contact-sync" / "prefect")))
-    home.expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes only the last folder
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    # The first start of the local API runs Prefect's database migrations: on a busy
-    # 2-core machine that takes longer than Prefect's default 20 s wait.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+def prepare_prefect_env() -> ApiChoice:
+    """The Prefect API for this command (the configured one, else the local server, started
+    once and reused: cli/prefect_server.py), with heartbeats off for its own flow runs."""
+    choice = use_prefect_api()
+    command_settings(choice.url)
+    return choice
 
 
 def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:
-    if not settings.users:
+    from contactsync.cycle.users import resolve_user, syncing_users
+
+    if users:
+        return [resolve_user(settings, u).crm_user for u in users]
+    everyone = syncing_users(settings)
+    if not everyone:
         raise ConfigError(
-            "no users are configured",
-            hint="add a [[users]] entry (crm_user, mailbox) to the configuration file",
+            "no users are configured" + (" and no CRM user syncs" if settings.users_from_crm.enabled else ""),
+            hint="add a [[users]] entry (crm_user, mailbox) to the configuration file, or set "
+            "[users_from_crm] enabled = true (see `contact-sync users`)",
         )
-    return [settings.user(u).crm_user for u in users] if users else [u.crm_user for u in settings.users]
+    return [u.crm_user for u in everyone]
 
 
 def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
@@ -117,25 +118,24 @@ def run_sync_command(
     *, config: Path | None, users: Sequence[str], dry_run: bool, force: bool,
     policy: str | None, direction: str | None, json_out: bool,
 ) -> int:
-    """`contact-sync sync`: one flow run per user; exit code = the worst of theirs."""
+    """`contact-sync sync`: the fan-out flow over the users; exit code = the worst of theirs."""
     try:
         _check_choice("policy", policy, POLICIES)
         _check_choice("direction", direction, DIRECTIONS)
         selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
         return show_error(exc)
-    from flows.sync_contacts import sync_contacts
+    from flows.sync_all_users import outcomes_of, sync_all_users
 
-    outcomes: list[CycleOutcome] = []
+    # One flow run for the command: its users run at once, up to sync.parallel_users.
     with progress_bar(not json_out):
-        for uid in selected:
-            result = sync_contacts(
-                user=uid, dry_run=dry_run, force=force, policy=policy,
-                direction=direction, config_path=config_path,
-            )
-            outcome = CycleOutcome.from_dict(result)
-            outcomes.append(outcome)
-            print_outcome(outcome, json_out=json_out)
+        state = sync_all_users(
+            users=selected, dry_run=dry_run, force=force, policy=policy,
+            direction=direction, config_path=config_path, return_state=True,
+        )
+    outcomes = outcomes_of(state)
+    for outcome in outcomes:
+        print_outcome(outcome, json_out=json_out)
     return worst_exit_code(outcomes)
 
 
@@ -153,13 +153,34 @@ def run_backfill_command(
     except ContactSyncError as exc:
         return show_error(exc)
     from flows.backfill import backfill
+    from flows.sync_all_users import outcomes_of
 
     with progress_bar(True):
-        results = backfill(users=selected, since=since, relink=relink, config_path=config_path)
-    outcomes = [CycleOutcome.from_dict(r) for r in results]
+        state = backfill(users=selected, since=since, relink=relink, config_path=config_path, return_state=True)
+    outcomes = outcomes_of(state)
     for o in outcomes:
         print_outcome(o, json_out=False)
     return worst_exit_code(outcomes)
+
+
+def run_users_command(*, config: Path | None, json_out: bool) -> int:
+    """`contact-sync users`: who will sync and, for the others, why not."""
+    from contactsync.cycle.users import roster
+
+    try:
+        entries = roster(load_settings(config), with_crm=True)
+    except ContactSyncError as exc:
+        return show_error(exc)
+    for e in entries:
+        if json_out:
+            typer.echo(json.dumps(e.json_line()))
+            continue
+        verdict = "syncs" if e.syncs else "does not sync: " + "; ".join(e.reasons)
+        typer.echo(f"{e.crm_user.strip():<12}  {e.display_name or '-':<24}  {e.mailbox or '-':<32}  "
+                   f"{e.source:<6}  {verdict}")
+    if not json_out:
+        typer.echo(f"{sum(e.syncs for e in entries)} of {len(entries)} user(s) will sync")
+    return 0
 
 
 def run_report_command(*, config: Path | None, users: Sequence[str], out: Path) -> int:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 OK_STATUSES = frozenset({"applied", "noop"})
+#: Not written, not an error: the Outlook contact changed since this cycle read it (412,
+#: contactsync.outlook.conflicts); its pair is not snapshotted and the next cycle merges.
+STALE = "stale"
 
 
 @dataclass
@@ -149,31 +152,9 @@ def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
     commit_state(prepared.sides, acts, prepared.plan, done, prepared.run_id)
     ok = done.loc[done["status"].isin(OK_STATUSES), "action_id"]
     applied = acts[acts["action_id"].isin(ok)]
-    failed = acts.merge(done.loc[~done["status"].isin(OK_STATUSES), ["action_id", "error"]], on="action_id")
+    failed = acts.merge(done.loc[~done["status"].isin(OK_STATUSES | {STALE}), ["action_id", "error"]], on="action_id")
     errors = [f"{r.side} {r.op} of {r.crm_id or r.outlook_id} ({r.rule}): {r.error}" for r in failed.itertuples()]
     return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors)
-
-
-def load(
-    sides: Sides,
-    plan: PlanResult,
-    *,
-    run_id: str,
-    group_id: str,
-    folder_id: str | None,
-    outlook_frame: pd.DataFrame,
-    progress: Progress | None = None,
-) -> LoadOutcome:
-    """Execute the plan (both sides), journaling each write, then advance the state.
-
-    The same steps the flow runs as separate tasks, for callers without Prefect.
-    """
-    prepared = prepare(sides, plan, run_id=run_id)
-    crm_results = load_crm(prepared, group_id=group_id)
-    out_results = load_outlook(
-        prepared, crm_results, folder_id=folder_id, outlook_frame=outlook_frame, progress=progress
-    )
-    return finish(prepared, crm_results, out_results)
 
 
 def whole_email_list(crm_rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:

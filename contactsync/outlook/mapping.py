@@ -99,8 +99,20 @@ def contact_to_row(contact: Mapping[str, Any]) -> dict[str, Any]:
 
 def contacts_to_frame(contacts: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Graph contacts as a conformed Outlook frame (``model.OUTLOOK_COLUMNS``)."""
-    rows = [contact_to_row(c) for c in contacts]
-    return conform(pd.DataFrame(rows, columns=list(OUTLOOK_COLUMNS)), OUTLOOK_COLUMNS)
+    return rows_to_frame([contact_to_row(c) for c in contacts])
+
+
+def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows of :func:`contact_to_row` as a conformed Outlook frame.
+
+    Graph sends whole seconds (``2026-11-29T08:15:02Z``, learn.microsoft.com/graph/api/
+    contact-get), other servers fractions: every time is parsed as ISO 8601 whatever its
+    precision, so mixed precisions never turn a time into a missing one.
+    """
+    frame = pd.DataFrame(list(rows), columns=list(OUTLOOK_COLUMNS))
+    for col in ("outlook_created", "outlook_modified"):
+        frame[col] = pd.to_datetime(frame[col], utc=True, errors="coerce", format="ISO8601")
+    return conform(frame, OUTLOOK_COLUMNS)
 
 
 def _current_list(current: Mapping[str, Any] | None, prop: str) -> list | None:
