@@ -1,24 +1,34 @@
 """Planning benchmark: `python -m bench.plan_bench` -> bench/results/plan.json.
 
-Two scenarios of 100,000 contacts (goal: each plan < 1 s, peak memory < 1 GB):
+Two scenarios of 100,000 contacts (goal: each plan <= 1 s):
 - ``steady``: 100,000 linked pairs, 1 % changed in CRM and another 1 % in Outlook
   (0.1 % of them on the same field of the same pair: conflicts);
 - ``first_sync``: 100,000 unlinked CRM group members and 100,000 Outlook contacts, half
   of which are the same people as CRM contacts (same email, upper-cased for half of
   them; 10 % with an empty field, 5 % with a conflicting one), the rest created on both
   sides (R4, R5).
-Timing is the best of ``--repeat`` runs; memory is the process's peak RSS during one more
-run (sampled every 5 ms; the inputs are already loaded) and the tracemalloc peak of the
-planning's own allocations in another.
+Side by side in one run: today's planning ("after") and the planning at git ref
+``--before`` ("before", imported beside it from git), alternately on the same inputs so
+both see the same load of a shared machine; the ratios (before / after) are what holds
+from run to run. Timing is the best of ``--repeat`` runs, wall and CPU (``process_time``,
+which the other processes on the machine do not inflate); memory is the tracemalloc peak
+of one plan's own allocations, and the peak RSS of one plan in a fresh process per way
+(sampled every 5 ms; ``rss_inputs_mb`` = the process with its inputs built). The two
+plans must be identical frame for frame (``same_result_as_before``). The load average is
+recorded at the start and the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -30,9 +40,12 @@ import pandas as pd
 import psutil
 
 from contactsync.model import CRM_COLUMNS, FIELDS, OUTLOOK_COLUMNS, conform
-from contactsync.plan import LINK_COLUMNS, PlanInputs, PlanSettings, plan_cycle
+from contactsync.plan import LINK_COLUMNS, PlanInputs, PlanResult, PlanSettings, plan_cycle
 
 RESULTS = Path(__file__).parent / "results" / "plan.json"
+#: main before issue 15's planning work (first-sync plan 1.7 s on an idle machine): the
+#: "before" side of the side-by-side run (``--before`` chooses another ref).
+BEFORE_REF = "610c796"
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 
 
@@ -102,6 +115,28 @@ def first_sync_inputs(n: int = 100_000, matching: float = 0.5) -> PlanInputs:
                       links=conform(pd.DataFrame(columns=list(LINK_COLUMNS)), LINK_COLUMNS))
 
 
+def plan_at(ref: str) -> Callable[[PlanInputs, PlanSettings], PlanResult] | None:
+    """``plan_cycle`` of the planning package as it was at git ``ref``, imported beside
+    today's (as the package ``_plan_<ref>``), so both ways run in one process on the same
+    inputs and the same load. None when git or the ref is not available."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "--name-only", ref,
+                                 "contactsync/plan"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    package = "_plan_" + "".join(ch if ch.isalnum() else "_" for ch in ref)
+    folder = Path(tempfile.mkdtemp(prefix="plan-before-")) / package
+    folder.mkdir()
+    for path in listed.stdout.split():
+        if path.endswith(".py"):
+            code = subprocess.run(["git", "-C", str(root), "show", f"{ref}:{path}"],
+                                  capture_output=True, text=True, check=True).stdout
+            (folder / Path(path).name).write_text(code.replace("contactsync.plan", package))
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(package).plan_cycle
+
+
 def _rss_peak(run: Callable[[], object]) -> tuple[float, float]:
     """(peak, before) resident set size in MB of the process while ``run`` runs."""
     proc = psutil.Process()
@@ -124,31 +159,101 @@ def _rss_peak(run: Callable[[], object]) -> tuple[float, float]:
     return round(max(peak[0], proc.memory_info().rss) / 2**20, 1), round(base / 2**20, 1)
 
 
-def measure(name: str, inputs: PlanInputs, repeat: int) -> dict[str, object]:
-    settings = PlanSettings()
-    timings = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = plan_cycle(inputs, settings)
-        timings.append(time.perf_counter() - start)
-    rss_peak_mb, rss_base_mb = _rss_peak(lambda: plan_cycle(inputs, settings))
+SCENARIOS: dict[str, Callable[[int], PlanInputs]] = {
+    "steady": steady_inputs,
+    "first_sync": first_sync_inputs,
+}
+
+
+def _rss_child(way: str, scenario: str, n: int, before: str) -> dict[str, float]:
+    """Peak RSS of one plan in a fresh process (``way`` = after or before): RSS does not
+    shrink back after a run, so each way's peak is measured alone."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.plan_bench", "--rss-child", way, scenario, "-n", str(n),
+         "--before", before],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    if proc.returncode:
+        raise RuntimeError(f"RSS child {way} {scenario} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _same(a: PlanResult, b: PlanResult) -> str | None:
+    """None when two plans are identical frame for frame (values, order, dtypes), else
+    the first difference."""
+    for name in ("actions", "conflicts", "snapshots"):
+        try:
+            pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+        except AssertionError as exc:
+            return f"{name}: {str(exc).splitlines()[0]}"
+    return None if vars(a.guard) == vars(b.guard) else "guard verdicts differ"
+
+
+def _way(
+    plan: Callable[[PlanInputs, PlanSettings], PlanResult], inputs: PlanInputs,
+    settings: PlanSettings,
+) -> tuple[float, float, PlanResult]:
+    """(wall s, CPU s, plan) of one run."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = plan(inputs, settings)
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def _traced_peak_mb(run: Callable[[], object]) -> float:
     tracemalloc.start()
-    plan_cycle(inputs, settings)
+    run()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    return round(peak / 2**20, 1)
+
+
+def measure(
+    name: str, inputs: PlanInputs, repeat: int, before: Callable[..., PlanResult] | None,
+    rss: Callable[[str], dict[str, float]] | None = None,
+) -> dict[str, object]:
+    """Today's plan and, when ``before`` is given, the earlier one, run alternately."""
+    settings = PlanSettings()
+    ways: dict[str, Callable[..., PlanResult]] = {"after": plan_cycle}
+    if before is not None:
+        ways["before"] = before
+    runs: dict[str, list[tuple[float, float]]] = {w: [] for w in ways}
+    results: dict[str, PlanResult] = {}
+    for _ in range(repeat):  # alternating: both ways see the same load of the machine
+        for way, plan in ways.items():
+            wall, cpu, results[way] = _way(plan, inputs, settings)
+            runs[way].append((wall, cpu))
+    figures: dict[str, dict[str, object]] = {}
+    for way, plan in ways.items():
+        figures[way] = {
+            "seconds_best": round(min(w for w, _ in runs[way]), 3),
+            "seconds_all": [round(w, 3) for w, _ in runs[way]],
+            "cpu_seconds_best": round(min(c for _, c in runs[way]), 3),
+            "traced_peak_mb": _traced_peak_mb(lambda plan=plan: plan(inputs, settings)),
+            **(rss(way) if rss else {}),
+        }
+    result = results["after"]
     counts = result.summary()
-    return {
+    entry: dict[str, object] = {
         "scenario": name,
-        "seconds_best": round(min(timings), 3),
-        "seconds_all": [round(t, 3) for t in timings],
-        "traced_peak_mb": round(peak / 2**20, 1),
-        "rss_peak_mb": rss_peak_mb,
-        "rss_before_mb": rss_base_mb,
+        **figures["after"],
         "actions": len(result.actions),
         "conflicts": len(result.conflicts),
         "snapshots": len(result.snapshots),
         "counts": {f"{s} {o} {r}": int(c) for s, o, r, c in counts.itertuples(index=False)},
     }
+    if "before" in results:
+        b, a = figures["before"], figures["after"]
+        entry["before"] = b
+        entry["ratio_before_over_after"] = {
+            k: round(float(b[k]) / max(float(a[k]), 1e-9), 2)  # type: ignore[arg-type]
+            for k in ("seconds_best", "cpu_seconds_best", "traced_peak_mb", "rss_peak_mb")
+            if k in a and k in b
+        }
+        difference = _same(results["before"], result)
+        entry["same_result_as_before"] = difference is None
+        if difference:
+            entry["difference"] = difference
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,28 +261,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--before", default=BEFORE_REF,
+                        help="git ref of the planning to compare with ('' = none)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the per-way RSS children")
+    parser.add_argument("--rss-child", nargs=2, metavar=("WAY", "SCENARIO"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    results = [
-        measure("steady", steady_inputs(args.n), args.repeat),
-        measure("first_sync", first_sync_inputs(args.n), args.repeat),
-    ]
+    before = plan_at(args.before) if args.before else None
+    if args.rss_child:
+        way, scenario = args.rss_child
+        inputs = SCENARIOS[scenario](args.n)
+        plan = plan_cycle if way == "after" else before
+        assert plan is not None, f"no planning at {args.before}"
+        peak, base = _rss_peak(lambda: plan(inputs, PlanSettings()))
+        print(json.dumps({"rss_peak_mb": peak, "rss_inputs_mb": base}))
+        return 0
+    load_before = os.getloadavg()
+    results = []
+    for name, make in SCENARIOS.items():
+        def rss(way: str, name: str = name) -> dict[str, float]:
+            return _rss_child(way, name, args.n, args.before)
+        results.append(measure(name, make(args.n), args.repeat, before,
+                               None if args.no_rss else rss))
     max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {
         "contacts": args.n,
-        "goal": {"seconds": 1.0, "memory_mb": 1024},
+        "goal": {"seconds": 1.0, "first_sync_whole_cycle_rss_mb": 500},
+        "before_ref": args.before or None,
+        "load_average_at_start": [round(x, 2) for x in load_before],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "cores": os.cpu_count(),
         "process_max_rss_mb": round(max_rss_mb, 1),
         "python": sys.version.split()[0],
         "pandas": pd.__version__,
         "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for r in results:
-        print(f"{r['scenario']:>10}: {r['seconds_best']:.3f} s, traced peak "
-              f"{r['traced_peak_mb']} MB, RSS peak {r['rss_peak_mb']} MB (inputs loaded: "
-              f"{r['rss_before_mb']} MB), {r['actions']} actions, {r['conflicts']} conflicts")
-    print(f"process max RSS {max_rss_mb:.0f} MB -> {args.out}")
+        line = (f"{r['scenario']:>10}: {r['seconds_best']:.3f} s ({r['cpu_seconds_best']:.3f} CPU), "
+                f"traced peak {r['traced_peak_mb']} MB, RSS peak {r.get('rss_peak_mb', '-')} MB, "
+                f"{r['actions']} actions, {r['conflicts']} conflicts")
+        if "before" in r:
+            line += (f"; before {r['before']['seconds_best']:.3f} s, ratio "
+                     f"{r['ratio_before_over_after']}, same result: {r['same_result_as_before']}")
+        print(line)
+    print(f"load average {report['load_average_at_start']} -> {report['load_average_at_end']}; "
+          f"-> {args.out}")
     return 0
 
 

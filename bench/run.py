@@ -632,10 +632,10 @@ def _flow_child(config: str, user: str, home: str) -> dict[str, Any]:
 def _child_main(argv: list[str]) -> int:
     window = os.environ.get("BENCH_CLIENT_WINDOW")
     if window:  # the pacer's window, for a scaled-down emulator (bench.run throttled_load)
-        from contactsync.outlook import connection
+        from contactsync.outlook import pacing
 
         limit, seconds = window.split("/")
-        connection.MAILBOX_WINDOW = (int(limit), float(seconds))
+        pacing.MAILBOX_WINDOW = (int(limit), float(seconds))
     if argv[0] == "_flow":
         result = _flow_child(*argv[1:4])
     elif argv[0] == "_cycle":
@@ -656,6 +656,10 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "readme":
         write_readme()
         sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "report":  # the report's bench (bench/report_bench.py)
+        from bench import report_bench
+
+        sys.exit(report_bench.main())
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         sys.exit(_child_main(sys.argv[1:]))
     sys.exit(main())

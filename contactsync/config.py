@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from contactsync.errors import ConfigError
 from contactsync.model import FIELDS, pad_user
+from contactsync.vocab import Direction, Policy, TagLinks
 
 CONFIG_ENV = "CONTACT_SYNC_CONFIG"
 DEFAULT_CONFIG_NAME = "contact-sync.toml"
-
-Policy = Literal["latest", "crm", "outlook"]
-Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]
-TagLinks = Literal["with-write", "at-link"]
 
 
 class _Section(BaseModel):
@@ -48,6 +46,9 @@ class OutlookSettings(_Section):
     tenant_id: str = ""
     client_id: str = ""
     client_secret: SecretStr = SecretStr("")
+    #: Or the name of a Prefect Secret block holding it (issue 16 item 6): filled in by a
+    #: resolver from outside contactsync (tasks/secrets.py), which never imports Prefect.
+    client_secret_block: str = ""
     token: SecretStr = SecretStr("")
 
     @field_validator("graph_url")
@@ -109,6 +110,16 @@ class UsersFromCrmSettings(_Section):
     enabled: bool = False
 
 
+class ReportSettings(_Section):
+    #: Where `contact-sync report` (without --out) and the daily quality-report flow write
+    #: report.html / report.json; relative to the configuration file's folder, never to
+    #: the working directory (a deployment's is the code checkout).
+    out_dir: str = "report"
+    days: int = Field(7, ge=1)  # the report's period (`--days` wins)
+    #: How long `contact-sync explain` can look back: older history rows are dropped.
+    history_days: int = Field(90, ge=1)
+
+
 class UserSettings(_Section):
     crm_user: str
     mailbox: str
@@ -142,6 +153,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     users_from_crm: UsersFromCrmSettings = Field(default_factory=UsersFromCrmSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     users: list[UserSettings] = Field(default_factory=list)
     #: Folder of the configuration file: relative SQLite paths are relative to it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -175,6 +187,10 @@ class Settings(BaseSettings):
 
     def state_url(self) -> str:
         return resolve_url(self.state.url, self.base_dir)
+
+    def report_dir(self) -> Path:
+        """[report] out_dir, relative to the configuration file's folder."""
+        return (self.base_dir / Path(self.report.out_dir).expanduser()).resolve()
 
 
 def resolve_url(url: str, base_dir: Path) -> str:
@@ -212,7 +228,16 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"{cfg} is not valid TOML: {exc}") from exc
     data.update(overrides)
     data["base_dir"] = cfg.resolve().parent
-    return settings_from_dict(data, source=str(cfg))
+    settings = settings_from_dict(data, source=str(cfg))
+    for resolve in SETTINGS_RESOLVERS:
+        settings = resolve(settings)
+    return settings
+
+
+#: Functions that complete loaded settings from where contactsync may not look itself
+#: (tasks/secrets.py: the client secret from a Prefect Secret block). The orchestration
+#: layer registers them when it is imported; plain library use runs none.
+SETTINGS_RESOLVERS: list[Callable[[Settings], Settings]] = []
 
 
 def settings_from_dict(data: dict[str, Any], *, source: str = "configuration") -> Settings:

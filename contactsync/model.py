@@ -1,5 +1,10 @@
 """The canonical contact model every frame of the pipeline shares (spec/FIELD_MAP.md).
 
+``FIELD_REGISTRY`` states each synced field once: canonical name, CRM table and column,
+length, Graph property and kind. The CRM extract and load, the CRM schema's lengths, the
+Outlook mapping, the R19 checks (``contactsync.quality``) and the GX suites all derive
+from it, so adding or changing a field is one line here.
+
 Both sides are extracted into frames with the same canonical field columns so that
 matching and planning never need to know which system a value came from. Values are kept
 as the side holds them (strings, missing = NA); comparisons always go through
@@ -16,73 +21,125 @@ Representation of the canonical values, the same on both sides:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-# --- canonical fields, in FIELD_MAP.md order -------------------------------------------
-FIELDS: tuple[str, ...] = (
-    "first_name",
-    "middle_name",
-    "last_name",
-    "prefix",
-    "suffix",
-    "job_title",
-    "department",
-    "company",
-    "email1",
-    "email2",
-    "email3",
-    "work_phone",
-    "home_phone",
-    "mobile_phone",
-    "web_address",
-    "assistant",
-    "spouse",
-    "birthday",
-    "street",
-    "city",
-    "state",
-    "postal_code",
-    "country",
-    "categories",
+# --- THE field registry, in FIELD_MAP.md order ---------------------------------------
+#: How a field's values behave: ``text`` (one string), ``email`` (an address, one slot of
+#: Graph's list), ``phone``, ``date`` (ISO date; a datetime column in the CRM), ``lines``
+#: (street: one CRM column per line), ``list`` (Graph's list joined with ", ").
+FieldKind = Literal["text", "email", "phone", "date", "lines", "list"]
+_GRAPH_PATH = re.compile(r"^(?P<prop>\w+)(?:\[(?P<index>\d+)\])?(?:\.(?P<key>\w+))?$")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One synchronised field: everything the extract, the load, the CRM schema, the
+    Outlook mapping, the quality checks and the GX suites need to know about it, stated
+    once (spec/FIELD_MAP.md). Everything else derives from :data:`FIELD_REGISTRY`."""
+
+    name: str  #: canonical name: the column in every frame
+    crm_table: str  #: CONTACT, ACCOUNT or ADDRESS
+    crm_column: str  #: the column (``lines``: the first line's column, ADDRESS1)
+    length: int | None  #: characters the CRM column holds (``lines``: per line); None: not text
+    graph: str  #: Graph property path: ``givenName``, ``emailAddresses[0].address``, ...
+    kind: FieldKind = "text"
+    lines: int = 1  #: ``lines``: how many CRM columns hold the lines (ADDRESS1..ADDRESS4)
+
+    @property
+    def crm_columns(self) -> tuple[str, ...]:
+        """The CRM columns holding the value (ADDRESS1..ADDRESS4 for the street)."""
+        if self.lines == 1:
+            return (self.crm_column,)
+        stem = self.crm_column.rstrip("0123456789")
+        return tuple(f"{stem}{i}" for i in range(1, self.lines + 1))
+
+    @property
+    def crm_name(self) -> str:
+        """How messages name the CRM column: ``CONTACT.FIRSTNAME``, ``ADDRESS.ADDRESS1..ADDRESS4``."""
+        cols = self.crm_columns
+        shown = cols[0] if len(cols) == 1 else f"{cols[0]}..{cols[-1]}"
+        return f"{self.crm_table}.{shown}"
+
+    def _graph_part(self, part: str) -> str | None:
+        match = _GRAPH_PATH.match(self.graph)
+        if match is None:  # pragma: no cover - the registry below is fixed
+            raise ValueError(f"field {self.name}: Graph path {self.graph!r} is not prop[i].key")
+        return match.group(part)
+
+    @property
+    def graph_property(self) -> str:
+        """The top-level Graph contact property (``emailAddresses``, ``businessAddress``)."""
+        return str(self._graph_part("prop"))
+
+    @property
+    def graph_index(self) -> int | None:
+        """The slot in a Graph collection (``emailAddresses[1]`` -> 1), None for a scalar."""
+        index = self._graph_part("index")
+        return None if index is None else int(index)
+
+    @property
+    def graph_key(self) -> str | None:
+        """The key inside a complex Graph value (``businessAddress.city`` -> ``city``)."""
+        return self._graph_part("key")
+
+
+FIELD_REGISTRY: tuple[Field, ...] = (
+    Field("first_name", "CONTACT", "FIRSTNAME", 32, "givenName"),
+    Field("middle_name", "CONTACT", "MIDDLENAME", 32, "middleName"),
+    Field("last_name", "CONTACT", "LASTNAME", 32, "surname"),
+    Field("prefix", "CONTACT", "PREFIX", 16, "title"),
+    Field("suffix", "CONTACT", "SUFFIX", 16, "generation"),
+    Field("job_title", "CONTACT", "TITLE", 64, "jobTitle"),
+    Field("department", "CONTACT", "DEPARTMENT", 32, "department"),
+    Field("company", "ACCOUNT", "ACCOUNT", 128, "companyName"),
+    Field("email1", "CONTACT", "EMAIL", 128, "emailAddresses[0].address", "email"),
+    Field("email2", "CONTACT", "SECONDARYEMAIL", 128, "emailAddresses[1].address", "email"),
+    Field("email3", "CONTACT", "EMAIL3", 128, "emailAddresses[2].address", "email"),
+    Field("work_phone", "CONTACT", "WORKPHONE", 32, "businessPhones[0]", "phone"),
+    Field("home_phone", "CONTACT", "HOMEPHONE", 32, "homePhones[0]", "phone"),
+    Field("mobile_phone", "CONTACT", "MOBILE", 32, "mobilePhone", "phone"),
+    Field("web_address", "CONTACT", "WEBADDRESS", 128, "businessHomePage"),
+    Field("assistant", "CONTACT", "ASSISTANT", 64, "assistantName"),
+    Field("spouse", "CONTACT", "SPOUSE", 64, "spouseName"),
+    Field("birthday", "CONTACT", "BIRTHDAY", None, "birthday", "date"),
+    Field("street", "ADDRESS", "ADDRESS1", 64, "businessAddress.street", "lines", lines=4),
+    Field("city", "ADDRESS", "CITY", 32, "businessAddress.city"),
+    Field("state", "ADDRESS", "STATE", 32, "businessAddress.state"),
+    Field("postal_code", "ADDRESS", "POSTALCODE", 24, "businessAddress.postalCode"),
+    Field("country", "ADDRESS", "COUNTRY", 32, "businessAddress.countryOrRegion"),
+    Field("categories", "CONTACT", "CATEGORIES", 255, "categories", "list"),
 )
-EMAIL_FIELDS: tuple[str, ...] = ("email1", "email2", "email3")
+#: The registry by canonical name.
+FIELD: dict[str, Field] = {f.name: f for f in FIELD_REGISTRY}
+
+# --- views of the registry (derived, never restated) ------------------------------------
+FIELDS: tuple[str, ...] = tuple(f.name for f in FIELD_REGISTRY)
+EMAIL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELD_REGISTRY if f.kind == "email")
 NAME_FIELDS: tuple[str, ...] = ("first_name", "last_name")
-ADDRESS_FIELDS: tuple[str, ...] = ("street", "city", "state", "postal_code", "country")
+ADDRESS_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELD_REGISTRY if f.crm_table == "ADDRESS")
 #: Fields that flow CRM -> Outlook only once a pair is linked (R6).
 CRM_TO_OUTLOOK_ONLY: tuple[str, ...] = ("company",)
 
-#: Maximum length of each canonical field in its CRM column (spec/CRM_SCHEMA.md).
-#: ``street`` is limited per line (ADDRESS1..4, 64 each) and to 4 lines: see
-#: STREET_LINE_LENGTH / STREET_MAX_LINES. ``birthday`` is a datetime column.
+#: Maximum length of each single-column text field in its CRM column. ``street`` is
+#: limited per line and in lines: STREET_LINE_LENGTH / STREET_MAX_LINES. ``birthday`` is
+#: a datetime column.
 CRM_LENGTHS: dict[str, int] = {
-    "first_name": 32,
-    "middle_name": 32,
-    "last_name": 32,
-    "prefix": 16,
-    "suffix": 16,
-    "job_title": 64,
-    "department": 32,
-    "company": 128,
-    "email1": 128,
-    "email2": 128,
-    "email3": 128,
-    "work_phone": 32,
-    "home_phone": 32,
-    "mobile_phone": 32,
-    "web_address": 128,
-    "assistant": 64,
-    "spouse": 64,
-    "city": 32,
-    "state": 32,
-    "postal_code": 24,
-    "country": 32,
-    "categories": 255,
+    f.name: f.length for f in FIELD_REGISTRY if f.length is not None and f.lines == 1
 }
-STREET_LINE_LENGTH = 64
-STREET_MAX_LINES = 4
+STREET_LINE_LENGTH: int = FIELD["street"].length or 0
+STREET_MAX_LINES: int = FIELD["street"].lines
+
+
+def crm_field_columns(table: str) -> dict[str, str]:
+    """Canonical field -> column of the one-column fields the CRM keeps in ``table``."""
+    return {f.name: f.crm_column for f in FIELD_REGISTRY if f.crm_table == table and f.lines == 1}
+
 
 # --- id and metadata columns of the side frames ----------------------------------------
 CRM_ID = "crm_id"  # CONTACT.CONTACTID

@@ -1,18 +1,14 @@
-"""Generate the Great Expectations suites (``suites/*.json``) from the canonical model.
+"""The Great Expectations suites, built with GX's own expectation classes from the R19
+check records of ``contactsync.quality.checks`` (the same records the quarantine runs).
 
-The limits live in ``contactsync.model`` and the patterns in ``contactsync.quality`` (which
-decides quarantine, R19); the suites say the same checks declaratively so Data Docs can
-show them. Generating them keeps the three from drifting; a test compares the committed
-JSON with this output. Run ``python -m expectations.build_suites`` after changing a limit.
+Each :class:`~contactsync.quality.checks.Check` becomes one GX expectation (two tests,
+``date`` and ``date_from``, are GX's strftime and regex checks); its ``statement`` is the
+expectation's ``meta.reason``, so Data Docs say what the quarantine says. The suites are
+built in memory by the runner; ``suites/*.json`` is their rendering, committed so a
+review shows what changed (``python -m expectations.build_suites`` rewrites it; a test
+fails when it is stale).
 
-The JSON is what GX 1.x ``ExpectationSuite.to_json_dict()`` writes (name, id,
-expectations with type/kwargs/meta/severity, meta, notes), built here without importing
-GX so that generating and checking the suites costs nothing.
-
-Two checks need a derived column that the runner adds before validating
-(``expectations.runner``): ``has_name_or_email`` (R19 "no name at all": a first name, a
-last name or an email is set; always True for plan rows other than creates). In the plan,
-values an action does not write (not in its ``fields``) are blanked first.
+GX is imported inside :func:`build` only: importing it costs seconds.
 """
 
 from __future__ import annotations
@@ -22,231 +18,88 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from contactsync import quality
-from contactsync.model import (
-    CRM_ID,
-    CRM_LENGTHS,
-    EMAIL_FIELDS,
-    FIELDS,
-    OUTLOOK_ID,
+from contactsync.quality.checks import (
+    HAS_NAME_OR_EMAIL,
+    RULE,
+    SUITE_SOURCES,
+    SUITES,
+    Check,
 )
-from contactsync.plan.schema import OPERATIONS, SIDES
 
 SUITES_DIR = Path(__file__).with_name("suites")
-SUITE_NAMES: tuple[str, ...] = ("crm_contacts", "outlook_contacts", "plan")
-#: The derived column of R19 "no name at all" (added by the runner).
-HAS_NAME_OR_EMAIL = "has_name_or_email"
+SUITE_NAMES: tuple[str, ...] = tuple(SUITES)
 #: The id column each suite identifies failing rows by.
-ID_COLUMNS: dict[str, str] = {
-    "crm_contacts": CRM_ID,
-    "outlook_contacts": OUTLOOK_ID,
-    "plan": "action_id",
+ID_COLUMNS: dict[str, str] = {name: id_column for name, (id_column, _) in SUITES.items()}
+_NOTES = {
+    "crm_contacts": "R19 checks of the extracted CRM frame (model.CRM_COLUMNS).",
+    "outlook_contacts": "R19 checks of the extracted Outlook frame (model.OUTLOOK_COLUMNS).",
+    "plan": "R19 checks of the action frame (plan.schema.ACTION_COLUMNS); values an action "
+            "does not write are blanked before validating.",
 }
+__all__ = ["HAS_NAME_OR_EMAIL", "ID_COLUMNS", "SUITES_DIR", "SUITE_NAMES", "build", "expectation"]
 
 
-def _exp(kind: str, reason: str, **kwargs: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "kwargs": kwargs,
-        "meta": {"rule": quality.RULE, "reason": reason},
+def expectation(check: Check, source: str) -> Any:
+    """The GX expectation of one check; ``source`` is where the suite says to fix a value."""
+    import great_expectations.expectations as gxe
+
+    common: dict[str, Any] = {
+        "column": check.column,
+        "meta": {"rule": RULE, "reason": check.statement.format(where=source)},
         "severity": "critical",
     }
+    if check.rows == "create_account":  # GX evaluates the rows the quarantine looks at
+        common |= {"row_condition": 'op=="create_account"', "condition_parser": "pandas"}
+    match check.test:
+        case "length":
+            return gxe.ExpectColumnValueLengthsToBeBetween(max_value=check.limit, **common)
+        case "no_control":
+            return gxe.ExpectColumnValuesToNotMatchRegex(regex=check.pattern, **common)
+        case "match" | "max_lines" | "line_length" | "date_from":
+            return gxe.ExpectColumnValuesToMatchRegex(regex=check.pattern, **common)
+        case "date":
+            return gxe.ExpectColumnValuesToMatchStrftimeFormat(strftime_format="%Y-%m-%d", **common)
+        case "has_name":
+            return gxe.ExpectColumnValuesToBeInSet(value_set=[True], **common)
+        case "not_null" | "not_blank":  # GX sees a missing value (a blank one: the quarantine)
+            return gxe.ExpectColumnValuesToNotBeNull(**common)
+        case "unique":
+            return gxe.ExpectColumnValuesToBeUnique(**common)
+        case "in_set":
+            return gxe.ExpectColumnValuesToBeInSet(value_set=list(check.values), **common)
+    raise ValueError(f"no GX expectation for the R19 test {check.test!r}")  # pragma: no cover
 
 
-def field_expectations(source: str) -> list[dict[str, Any]]:
-    """The per-field checks of quality.record_problems; ``source`` is where to fix a value."""
-    out: list[dict[str, Any]] = []
-    for field in FIELDS:
-        column = quality.CRM_COLUMN_NAMES[field]
-        if field in CRM_LENGTHS:
-            limit = CRM_LENGTHS[field]
-            out.append(
-                _exp(
-                    "expect_column_value_lengths_to_be_between",
-                    f"{field} is longer than CRM {column} holds ({limit}): shorten it in {source}",
-                    column=field,
-                    max_value=limit,
-                )
-            )
-        if field == "street":
-            out.append(
-                _exp(
-                    "expect_column_values_to_match_regex",
-                    f"street has more than {quality.STREET_MAX_LINES} lines or a line longer "
-                    f"than {quality.STREET_LINE_LENGTH} (CRM {column}): fix it in {source}",
-                    column=field,
-                    regex=quality.STREET_PATTERN,
-                )
-            )
-        pattern = quality.STREET_CONTROL_PATTERN if field == "street" else quality.CONTROL_PATTERN
-        out.append(
-            _exp(
-                "expect_column_values_to_not_match_regex",
-                f"{field} contains a control character: remove it in {source}",
-                column=field,
-                regex=pattern,
-            )
-        )
-        if field in EMAIL_FIELDS:
-            out.append(
-                _exp(
-                    "expect_column_values_to_match_regex",
-                    f"{field} is not a valid email address (needs one @, no spaces and a dot "
-                    f"in the domain): correct it in {source}",
-                    column=field,
-                    regex=quality.EMAIL_PATTERN,
-                )
-            )
-        if field == "birthday":
-            out.append(
-                _exp(
-                    "expect_column_values_to_match_regex",
-                    f"birthday is not a date YYYY-MM-DD from {quality.BIRTHDAY_MIN} (CRM "
-                    f"{column} is a SQL Server datetime): correct it in {source}",
-                    column=field,
-                    regex=quality.BIRTHDAY_RANGE_PATTERN,
-                )
-            )
-            out.append(
-                _exp(
-                    "expect_column_values_to_match_strftime_format",
-                    f"birthday is not a calendar date: correct it in {source}",
-                    column=field,
-                    strftime_format="%Y-%m-%d",
-                )
-            )
-    return out
+def build() -> dict[str, Any]:
+    """Every suite by name, as GX ExpectationSuites (not yet added to a context)."""
+    import great_expectations as gx
 
-
-def _id_expectations(column: str, *, crm_format: bool) -> list[dict[str, Any]]:
-    out = [
-        _exp(
-            "expect_column_values_to_not_be_null",
-            f"{column} is missing: the record cannot be identified",
-            column=column,
-        ),
-        _exp(
-            "expect_column_values_to_be_unique",
-            f"{column} appears more than once: duplicate key",
-            column=column,
-        ),
-    ]
-    if crm_format:
-        out.append(
-            _exp(
-                "expect_column_values_to_match_regex",
-                f"{column} is not a 12-character CRM id (char(12))",
-                column=column,
-                regex=quality.CRM_ID_PATTERN,
-            )
-        )
-    return out
-
-
-def _no_name(reason: str) -> dict[str, Any]:
-    return _exp(
-        "expect_column_values_to_be_in_set",
-        reason,
-        column=HAS_NAME_OR_EMAIL,
-        value_set=[True],
-    )
-
-
-def _suite(name: str, expectations: list[dict[str, Any]], notes: str) -> dict[str, Any]:
     return {
-        "name": name,
-        "id": None,
-        "expectations": expectations,
-        "meta": {"generated_by": "expectations/build_suites.py", "rule": quality.RULE},
-        "notes": notes,
+        name: gx.ExpectationSuite(
+            name=name,
+            expectations=[expectation(c, SUITE_SOURCES[name]) for c in checks],
+            meta={"generated_by": "expectations/build_suites.py", "rule": RULE},
+            notes=_NOTES[name],
+        )
+        for name, (_, checks) in SUITES.items()
     }
 
 
-def build() -> dict[str, dict[str, Any]]:
-    """All suites by name, as JSON-ready dicts."""
-    no_name = "record has no name at all (no first name, last name or email): add one in {}"
-    crm = _suite(
-        "crm_contacts",
-        _id_expectations(CRM_ID, crm_format=True)
-        + field_expectations("the CRM")
-        + [_no_name(no_name.format("the CRM"))],
-        "R19 checks of the extracted CRM frame (model.CRM_COLUMNS).",
-    )
-    outlook = _suite(
-        "outlook_contacts",
-        _id_expectations(OUTLOOK_ID, crm_format=False)
-        + field_expectations("Outlook")
-        + [_no_name(no_name.format("Outlook"))],
-        "R19 checks of the extracted Outlook frame (model.OUTLOOK_COLUMNS).",
-    )
-    operations = sorted({op for ops in OPERATIONS.values() for op in ops})
-    plan_checks = _id_expectations("action_id", crm_format=False) + [
-        _exp(
-            "expect_column_values_to_be_in_set",
-            "side is not one of the two systems",
-            column="side",
-            value_set=list(SIDES),
-        ),
-        _exp(
-            "expect_column_values_to_be_in_set",
-            "op is not a known operation",
-            column="op",
-            value_set=operations,
-        ),
-        _exp(
-            "expect_column_values_to_not_be_null",
-            "rule is missing: every action names its rule",
-            column="rule",
-        ),
-    ]
-    for column in ("crm_id", "account_id"):
-        plan_checks.append(
-            _exp(
-                "expect_column_values_to_match_regex",
-                f"{column} is not a 12-character CRM id (char(12))",
-                column=column,
-                regex=quality.CRM_ID_PATTERN,
-            )
-        )
-    plan_checks += [
-        _exp(
-            "expect_column_values_to_match_regex",
-            "new_key does not start with 'new:'",
-            column="new_key",
-            regex="^new:",
-        ),
-        _exp(
-            "expect_column_values_to_match_regex",
-            "account_key does not start with 'acct:'",
-            column="account_key",
-            regex="^acct:",
-        ),
-        _exp(
-            "expect_column_value_lengths_to_be_between",
-            f"account_name is longer than CRM ACCOUNT.ACCOUNT holds "
-            f"({quality.ACCOUNT_NAME_LENGTH}): shorten the company",
-            column="account_name",
-            max_value=quality.ACCOUNT_NAME_LENGTH,
-        ),
-    ]
-    plan = _suite(
-        "plan",
-        plan_checks
-        + field_expectations("the side it comes from")
-        + [_no_name("a create has no name at all (no first name, last name or email)")],
-        "R19 checks of the action frame (plan.schema.ACTION_COLUMNS); values an action "
-        "does not write are blanked before validating.",
-    )
-    return {"crm_contacts": crm, "outlook_contacts": outlook, "plan": plan}
+def suite_columns(name: str) -> tuple[str, ...]:
+    """The columns suite ``name`` checks (no GX needed)."""
+    return tuple(dict.fromkeys(c.column for c in SUITES[name][1]))
 
 
-def render(suite: dict[str, Any]) -> str:
-    """The committed text of a suite (stable: sorted keys would reorder GX's layout)."""
-    return json.dumps(suite, indent=2, ensure_ascii=False) + "\n"
+def render(suite: Any) -> str:
+    """The committed text of a suite: GX's own JSON form, without the GX version stamp
+    (so a GX upgrade alone does not make the committed files stale)."""
+    data = suite.to_json_dict()
+    data["meta"].pop("great_expectations_version", None)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def write(directory: Path = SUITES_DIR) -> list[Path]:
-    """Write every suite; returns the paths written."""
+    """Write every suite's rendering; returns the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, suite in build().items():

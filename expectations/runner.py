@@ -12,9 +12,7 @@ source, one dataframe asset and batch definition per suite, and the suites loade
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -27,7 +25,7 @@ import pandas as pd
 
 from contactsync import quality
 from contactsync.model import EMAIL_FIELDS, FIELDS, NAME_FIELDS
-from expectations.build_suites import HAS_NAME_OR_EMAIL, SUITE_NAMES, SUITES_DIR
+from expectations.build_suites import HAS_NAME_OR_EMAIL, SUITE_NAMES, build, suite_columns
 
 FAILURE_COLUMNS: tuple[str, ...] = ("record_id", "expectation", "column", "reason")
 _DATASOURCE = "contact_sync_frames"
@@ -109,23 +107,9 @@ def _gx() -> _Gx:
 
 
 def load_suite(name: str) -> Any:
-    """The committed suite as a GX ExpectationSuite (needs GX imported: call lazily)."""
-    import great_expectations as gx
-
-    data = json.loads((SUITES_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    return gx.ExpectationSuite(
-        name=data["name"],
-        expectations=data["expectations"],
-        meta=data.get("meta"),
-        notes=data.get("notes"),
-    )
-
-
-@functools.cache
-def suite_columns(name: str) -> tuple[str, ...]:
-    """The columns the committed suite ``name`` checks."""
-    data = json.loads((SUITES_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    return tuple(dict.fromkeys(e["kwargs"]["column"] for e in data["expectations"]))
+    """Suite ``name`` as a GX ExpectationSuite, built from the R19 check records
+    (expectations.build_suites; imports GX: call lazily)."""
+    return build()[name]
 
 
 def prepare(frame: pd.DataFrame, suite: str) -> pd.DataFrame:

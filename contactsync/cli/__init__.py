@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from contactsync.errors import ContactSyncError
+from contactsync.vocab import Direction, Policy
 
 app = typer.Typer(
     help="Two-way Infor CRM <-> Outlook contact synchronization (rules R1-R20).",
@@ -25,6 +26,11 @@ crm_app = typer.Typer(help="The CRM database.", no_args_is_help=True)
 emulator_app = typer.Typer(help="The local Microsoft Graph emulator.", no_args_is_help=True)
 app.add_typer(crm_app, name="crm")
 app.add_typer(emulator_app, name="emulator")
+prefect_app = typer.Typer(
+    help="The local Prefect server the commands start when no Prefect API is configured.",
+    no_args_is_help=True,
+)
+app.add_typer(prefect_app, name="prefect")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -53,9 +59,9 @@ def sync(
     all_users: AllOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report; write nothing (R20).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Pass the mass-change guard (R16).")] = False,
-    policy: Annotated[str | None, typer.Option("--policy", help="Conflict policy: latest|crm|outlook (R9).")] = None,
+    policy: Annotated[Policy | None, typer.Option("--policy", help="Conflict policy (R9).")] = None,
     direction: Annotated[
-        str | None, typer.Option("--direction", help="two-way|crm-to-outlook|outlook-to-crm (R10).")
+        Direction | None, typer.Option("--direction", help="Which way values flow (R10).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per user and line.")] = False,
 ) -> None:
@@ -99,12 +105,31 @@ def users(
 def report(
     config: ConfigOpt = None,
     user: UserOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the HTML and JSON report.")] = Path("report"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the HTML and JSON report (default: [report] out_dir).")
+    ] = None,
+    days: Annotated[int | None, typer.Option("--days", help="The period, in days (default: [report] days, 7).")] = None,
 ) -> None:
-    """Write the data-quality report of the last cycle(s): HTML and JSON."""
-    from contactsync.cli.commands import run_report_command
+    """Write the data-quality report of the last N days (HTML and JSON); print the health table."""
+    from contactsync.cli.report_cmds import run_report_command
 
-    raise typer.Exit(run_report_command(config=config, users=user or [], out=out))
+    raise typer.Exit(run_report_command(config=config, users=user or [], out=out, days=days))
+
+
+@app.command()
+def explain(
+    config: ConfigOpt = None,
+    user: UserOpt = None,
+    email: Annotated[str | None, typer.Option("--email", help="Any of the contact's email addresses.")] = None,
+    crm_id: Annotated[str | None, typer.Option("--crm-id", help="CONTACT.CONTACTID.")] = None,
+    outlook_id: Annotated[str | None, typer.Option("--outlook-id", help="The Outlook contact's id.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object with every event.")] = False,
+) -> None:
+    """One contact's history: every write, conflict and quarantine of the kept period."""
+    from contactsync.cli.report_cmds import run_explain_command
+
+    raise typer.Exit(run_explain_command(config=config, users=user or [], email=email, crm_id=crm_id,
+                                         outlook_id=outlook_id, json_out=json_out))
 
 
 @crm_app.command("init")
@@ -133,6 +158,29 @@ def emulator_serve(
     from contactsync.emulator.server import serve
 
     serve(host=host, port=port, db_path=db)
+
+
+@prefect_app.command("status")
+def prefect_status() -> None:
+    """Whether the local Prefect server runs, where, and its log file (exit 1: not running)."""
+    from contactsync.cli.prefect_server import describe
+
+    text, running = describe()
+    typer.echo(text)
+    raise typer.Exit(0 if running else 1)
+
+
+@prefect_app.command("stop")
+def prefect_stop() -> None:
+    """Stop the local Prefect server (the next command starts it again)."""
+    import os
+
+    from contactsync.cli.prefect_server import default_home, stop_server
+
+    home = Path(os.environ.get("PREFECT_HOME") or default_home()).expanduser()
+    stopped = stop_server(home) if home.is_dir() else None
+    typer.echo(f"stopped the local Prefect server (pid {stopped.pid}, {stopped.url})" if stopped
+               else "no local Prefect server was running")
 
 
 @app.command()

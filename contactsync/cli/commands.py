@@ -9,7 +9,6 @@ pays for the database migrations) and no analytics.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,25 +17,19 @@ from pathlib import Path
 
 import typer
 
+from contactsync.cli.prefect_server import ApiChoice, command_settings, use_prefect_api
 from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
 from contactsync.errors import ConfigError, ContactSyncError
-
-POLICIES = ("latest", "crm", "outlook")
-DIRECTIONS = ("two-way", "crm-to-outlook", "outlook-to-crm")
+from contactsync.vocab import DIRECTIONS, POLICIES
 
 
-def prepare_prefect_env() -> None:
-    """Quiet, persistent Prefect settings unless the user configured their own."""
-    home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".contact-sync" / "prefect")))
-    home.expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes only the last folder
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    # The first start of the local API runs Prefect's database migrations: on a busy
-    # 2-core machine that takes longer than Prefect's default 20 s wait.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+def prepare_prefect_env() -> ApiChoice:
+    """The Prefect API for this command (the configured one, else the local server, started
+    once and reused: cli/prefect_server.py), with heartbeats off for its own flow runs."""
+    choice = use_prefect_api()
+    command_settings(choice.url)
+    return choice
 
 
 def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:

@@ -9,6 +9,7 @@ and the HTML report. Everything lives in one folder and nothing is left running.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -128,15 +129,26 @@ def _crm_delete(engine: sa.Engine, contact_id: str) -> None:
 def run_demo(folder: Path) -> int:
     """Run the whole tour; returns the exit code (0 when every step went as described)."""
     from contactsync.cli.commands import prepare_prefect_env
-    from contactsync.crm.schema import init_database
-    from contactsync.emulator.server import start_in_thread
 
     started = time.monotonic()
     folder = folder.resolve()
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    prepare_prefect_env()
+    prefect_api = prepare_prefect_env()
+    try:
+        return _tour(folder, started)
+    finally:
+        if prefect_api.started:  # the demo leaves nothing running that it started
+            from contactsync.cli.prefect_server import stop_server
+
+            stop_server(Path(os.environ["PREFECT_HOME"]))
+
+
+def _tour(folder: Path, started: float) -> int:
+    from contactsync.crm.schema import init_database
+    from contactsync.emulator.server import start_in_thread
+
     say(f"contact-sync demo in {folder}")
     say("1. A CRM on SQLite with Infor CRM's tables and demo data (contact-sync crm init --demo)")
     say("   " + init_database(f"sqlite:///{folder / 'crm.db'}", demo=True).replace("\n", "\n   "))
@@ -166,7 +178,15 @@ def run_demo(folder: Path) -> int:
 
         paths = quality_report(out_dir=str(folder / "report"), config_path=str(cfg))
     failed = [o for o in first + second + third if o.status != "ok"]
-    say(f"7. The data-quality report: {paths.get('html')}")
+    say(f"7. The data-quality report: {paths.get('html')} (and report.json beside it)")
+    say("   Open it in a browser. On top, one health row per user, worst first: red = not syncing,")
+    say("   amber = records held back (R19), green = fine; then a chart of the fleet's cycles per day.")
+    say("   Each user's section: a chart of the period's cycles, every conflict with both values and")
+    say("   the winner (R9), what is quarantined and what to fix, and a link to that user's Data Docs.")
+    conflicted = [c for o in second for c in o.conflict_rows]
+    if conflicted:
+        c = conflicted[0]
+        say(f"   Why did {c['crm_id'].strip()} change? contact-sync explain --crm-id {c['crm_id'].strip()} --config {cfg}")
     say(f"   ({script} scripted edits; {time.monotonic() - started:.0f} s in all; nothing left running)")
     if failed or not quiet:
         say("The demo did not go as described: see the errors above.")

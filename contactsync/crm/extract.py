@@ -33,35 +33,11 @@ EMAIL_COLUMNS = ("EMAIL", "SECONDARYEMAIL", "EMAIL3")
 GROUP_TYPE = 8
 GROUP_FAMILY = "Contact"
 
-#: canonical field -> CONTACT column (company and the address fields are handled apart).
-CONTACT_FIELD_COLUMNS: dict[str, str] = {
-    "first_name": "FIRSTNAME",
-    "middle_name": "MIDDLENAME",
-    "last_name": "LASTNAME",
-    "prefix": "PREFIX",
-    "suffix": "SUFFIX",
-    "job_title": "TITLE",
-    "department": "DEPARTMENT",
-    "email1": "EMAIL",
-    "email2": "SECONDARYEMAIL",
-    "email3": "EMAIL3",
-    "work_phone": "WORKPHONE",
-    "home_phone": "HOMEPHONE",
-    "mobile_phone": "MOBILE",
-    "web_address": "WEBADDRESS",
-    "assistant": "ASSISTANT",
-    "spouse": "SPOUSE",
-    "birthday": "BIRTHDAY",
-    "categories": "CATEGORIES",
-}
-#: canonical field -> ADDRESS column (street is ADDRESS1..ADDRESS4).
-ADDRESS_FIELD_COLUMNS: dict[str, str] = {
-    "city": "CITY",
-    "state": "STATE",
-    "postal_code": "POSTALCODE",
-    "country": "COUNTRY",
-}
-STREET_COLUMNS = ("ADDRESS1", "ADDRESS2", "ADDRESS3", "ADDRESS4")
+#: canonical field -> CONTACT column (company and the street are handled apart).
+CONTACT_FIELD_COLUMNS: dict[str, str] = model.crm_field_columns("CONTACT")
+#: canonical field -> ADDRESS column (the street is ADDRESS1..ADDRESS4).
+ADDRESS_FIELD_COLUMNS: dict[str, str] = model.crm_field_columns("ADDRESS")
+STREET_COLUMNS: tuple[str, ...] = model.FIELD["street"].crm_columns
 
 
 def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> list[list[Any]]:

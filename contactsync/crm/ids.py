@@ -3,7 +3,8 @@
 An id is a table prefix letter, the 4-character site code and a 7-character base-36
 counter (``CSYNC000001A``). The sync has a site code of its own, so its ids never collide
 with the ids the CRM makes; its counter lives in the sync's STATE database (never in the
-CRM), in the table ``sync_id_counter``.
+CRM), in the table ``sync_id_counter``, created by the state store's migrations
+(``contactsync.state.schema``) like every other table of the sync's own.
 
 Two guarantees (R18): two processes allocating at once never get the same id (the counter
 moves by one atomic UPDATE per block), and a lost or rolled-back state database never
@@ -17,9 +18,9 @@ import string
 import time
 
 import sqlalchemy as sa
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
 
 from contactsync.crm.schema import crm_tables
+from contactsync.state.schema import id_counter_table, migrate
 
 DIGITS = string.digits + string.ascii_uppercase
 COUNTER_WIDTH = 7
@@ -32,16 +33,6 @@ PREFIX_TABLES: dict[str, tuple[str, str]] = {
     "p": ("plugin", "PLUGINID"),
     "Q": ("secrights", "SECRIGHTSID"),
 }
-
-counter_metadata = MetaData()
-#: The prefix is stored as its code point: 'a' (ADDRESS) and 'A' (ACCOUNT) must stay two
-#: rows even on case-insensitive collations (SQL Server, MySQL).
-sync_id_counter = Table(
-    "sync_id_counter", counter_metadata,
-    Column("prefix_code", Integer, primary_key=True),
-    Column("site_code", String(4), primary_key=True),
-    Column("next_value", BigInteger, nullable=False),
-)
 
 
 def to_base36(value: int, width: int = COUNTER_WIDTH) -> str:
@@ -119,21 +110,18 @@ class IdAllocator:
         return max(values, default=0) + 1
 
     def _ensure_table(self) -> None:
+        """The counter table exists once the state store is migrated; an allocator given
+        a bare engine (a fresh state database) migrates it first."""
         if self._created:
             return
-        try:
-            counter_metadata.create_all(self.counter_engine, checkfirst=True)
-        except sa.exc.SQLAlchemyError:
-            # Another process created it between the check and the CREATE.
-            if not sa.inspect(self.counter_engine).has_table("sync_id_counter"):
-                raise
+        migrate(self.counter_engine)
         self._created = True
 
     def _reserve(self, prefix: str, n: int, floor: int) -> int:
         """Atomically move the counter past ``n`` values (>= floor); return the first."""
         self._ensure_table()
         key = {"prefix_code": ord(prefix), "site_code": self.site_code}
-        t = sync_id_counter
+        t = id_counter_table
         where = sa.and_(t.c.prefix_code == key["prefix_code"], t.c.site_code == key["site_code"])
         start = sa.case((t.c.next_value >= floor, t.c.next_value), else_=floor)
         upd = sa.update(t).where(where).values(next_value=start + n)

@@ -54,6 +54,7 @@ OP_ORDER = ("create_account", "create", "update", "group_add", "group_remove")
 NOOP_OPS = ("link", "unlink", "skip")
 _CONTACT_COLUMN_LIMITS = {col: model.CRM_LENGTHS[f] for f, col in CONTACT_FIELD_COLUMNS.items()
                           if f in model.CRM_LENGTHS}
+_ACCOUNT_NAME_LENGTH = model.CRM_LENGTHS["company"]  # ACCOUNT.ACCOUNT and CONTACT.ACCOUNT
 
 
 def _is_transient(exc: sa.exc.SQLAlchemyError) -> bool:
@@ -126,7 +127,7 @@ def split_street(street: str | None, record: str) -> dict[str, str | None]:
     if len(lines) > model.STREET_MAX_LINES:
         raise ValueTooLong(
             f"ADDRESS street of {record} has {len(lines)} lines; the CRM holds "
-            f"{model.STREET_MAX_LINES} (ADDRESS1..ADDRESS4) (R19: not written)"
+            f"{model.STREET_MAX_LINES} ({model.FIELD['street'].crm_name}) (R19: not written)"
         )
     out: dict[str, str | None] = {}
     for i, col in enumerate(STREET_COLUMNS):
@@ -153,7 +154,7 @@ def contact_columns(row: dict[str, Any], fields: Sequence[str], record: str) -> 
         _check_length("CONTACT", col, value, _CONTACT_COLUMN_LIMITS[col], record)
         out[col] = value
     if "LASTNAME" in out:
-        out["LASTNAME_UC"] = None if out["LASTNAME"] is None else out["LASTNAME"].upper()[:32]
+        out["LASTNAME_UC"] = None if out["LASTNAME"] is None else out["LASTNAME"].upper()[:_CONTACT_COLUMN_LIMITS["LASTNAME"]]
     return out
 
 
@@ -296,7 +297,7 @@ class CrmWriter:
                 continue
             name = str(name)
             try:
-                _check_length("ACCOUNT", "ACCOUNT", name, 128, _record(row))
+                _check_length("ACCOUNT", "ACCOUNT", name, _ACCOUNT_NAME_LENGTH, _record(row))
             except ValueTooLong as exc:
                 self._fail(unit, str(exc))
                 continue
@@ -304,7 +305,7 @@ class CrmWriter:
             if account_id.rstrip() in existing:
                 continue  # created by an earlier, interrupted run (R18)
             unit.ops.append((("ins", "ACCOUNT"), self._insert["ACCOUNT"], {
-                "ACCOUNTID": account_id, "ACCOUNT": name, "ACCOUNT_UC": name.upper()[:128],
+                "ACCOUNTID": account_id, "ACCOUNT": name, "ACCOUNT_UC": name.upper()[:_ACCOUNT_NAME_LENGTH],
                 "TYPE": "Prospect", "STATUS": "Active", "SECCODEID": EVERYONE,
                 "ACCOUNTMANAGERID": self.user, **self._audit(self._now_value, insert=True),
             }))
@@ -344,7 +345,7 @@ class CrmWriter:
                 contact.update(contact_columns(row, fields, record))
                 address = {col: None for col in (*STREET_COLUMNS, *ADDRESS_FIELD_COLUMNS.values())}
                 address.update(address_columns(row, fields, record))
-                _check_length("CONTACT", "ACCOUNT", account_name, 128, record)
+                _check_length("CONTACT", "ACCOUNT", account_name, _ACCOUNT_NAME_LENGTH, record)
             except ValueTooLong as exc:
                 self._fail(unit, str(exc))
                 continue

@@ -14,10 +14,23 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy import CHAR, Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table
 
+from contactsync.db import make_engine
 from contactsync.errors import ConfigError
+from contactsync.model import FIELD, FIELD_REGISTRY
 
 ID = CHAR(12)  # "STANDARDID": every key and foreign key
 FLAG = CHAR(1)  # 'T' / 'F'
+_COMPANY = FIELD["company"].length  # ACCOUNT.ACCOUNT, and its copy CONTACT.ACCOUNT
+
+
+def _field_columns(table: str) -> list[Column]:
+    """The columns of ``table`` that hold synced fields, typed and sized by the field
+    registry (model.FIELD_REGISTRY): the lengths the quarantine checks are the schema's."""
+    return [
+        Column(col, DateTime if f.kind == "date" else String(f.length))
+        for f in FIELD_REGISTRY if f.crm_table == table
+        for col in f.crm_columns
+    ]
 
 
 def _audit() -> list[Column]:
@@ -64,34 +77,17 @@ def crm_tables(schema: str | None = None) -> CrmTables:
         "CONTACT", md,
         Column("CONTACTID", ID, primary_key=True),
         Column("ACCOUNTID", ID),
-        Column("ACCOUNT", String(128)),
-        Column("LASTNAME", String(32)),
-        Column("FIRSTNAME", String(32)),
-        Column("MIDDLENAME", String(32)),
-        Column("LASTNAME_UC", String(32)),
-        Column("PREFIX", String(16)),
-        Column("SUFFIX", String(16)),
-        Column("TITLE", String(64)),
-        Column("DEPARTMENT", String(32)),
-        Column("EMAIL", String(128)),
-        Column("SECONDARYEMAIL", String(128)),
-        Column("EMAIL3", String(128)),
-        Column("WORKPHONE", String(32)),
-        Column("HOMEPHONE", String(32)),
-        Column("MOBILE", String(32)),
+        Column("ACCOUNT", String(_COMPANY)),
+        *_field_columns("CONTACT"),
+        Column("LASTNAME_UC", String(FIELD["last_name"].length)),
         Column("FAX", String(32)),
         Column("OTHERPHONE", String(32)),
-        Column("WEBADDRESS", String(128)),
-        Column("ASSISTANT", String(64)),
-        Column("SPOUSE", String(64)),
-        Column("BIRTHDAY", DateTime),
         Column("ADDRESSID", ID),
         Column("SHIPPINGID", ID),
         Column("TYPE", String(64)),
         Column("STATUS", String(64)),
         Column("ISPRIMARY", FLAG),
         Column("DESCRIPTION", String(128)),
-        Column("CATEGORIES", String(255)),
         Column("SECCODEID", ID),
         Column("ACCOUNTMANAGERID", ID),
         *_audit(),
@@ -101,8 +97,8 @@ def crm_tables(schema: str | None = None) -> CrmTables:
     account = Table(
         "ACCOUNT", md,
         Column("ACCOUNTID", ID, primary_key=True),
-        Column("ACCOUNT", String(128)),
-        Column("ACCOUNT_UC", String(128)),
+        Column("ACCOUNT", String(_COMPANY)),
+        Column("ACCOUNT_UC", String(_COMPANY)),
         Column("TYPE", String(64)),
         Column("STATUS", String(64)),
         Column("SUBTYPE", String(64)),
@@ -123,15 +119,8 @@ def crm_tables(schema: str | None = None) -> CrmTables:
         Column("ENTITYID", ID),
         Column("TYPE", String(64)),
         Column("DESCRIPTION", String(64)),
-        Column("ADDRESS1", String(64)),
-        Column("ADDRESS2", String(64)),
-        Column("ADDRESS3", String(64)),
-        Column("ADDRESS4", String(64)),
-        Column("CITY", String(32)),
-        Column("STATE", String(32)),
-        Column("POSTALCODE", String(24)),
+        *_field_columns("ADDRESS"),
         Column("COUNTY", String(32)),
-        Column("COUNTRY", String(32)),
         Column("ISPRIMARY", FLAG),
         Column("ISMAILING", FLAG),
         *_audit(),
@@ -195,29 +184,6 @@ def crm_tables(schema: str | None = None) -> CrmTables:
     return CrmTables(
         md, contact, account, address, seccode, secrights, usersecurity, userinfo, plugin, adhocgroup
     )
-
-
-def make_engine(url: str) -> sa.Engine:
-    """An engine for the CRM (or the state store) that copes with concurrent writers.
-
-    SQLite: WAL so readers never block the writer, and a busy timeout so a second writer
-    waits instead of failing at once. Server databases: pre-ping, so a connection dropped
-    by the server (idle timeout, failover) is replaced instead of failing a cycle.
-    """
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            if ":memory:" not in url and url.rstrip("/") != "sqlite:":
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
 def init_database(url: str, *, schema: str | None = None, demo: bool = False) -> str:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 OK_STATUSES = frozenset({"applied", "noop"})
+#: Not written, not an error: the Outlook contact changed since this cycle read it (412,
+#: contactsync.outlook.conflicts); its pair is not snapshotted and the next cycle merges.
+STALE = "stale"
 
 
 @dataclass
@@ -149,7 +152,7 @@ def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
     commit_state(prepared.sides, acts, prepared.plan, done, prepared.run_id)
     ok = done.loc[done["status"].isin(OK_STATUSES), "action_id"]
     applied = acts[acts["action_id"].isin(ok)]
-    failed = acts.merge(done.loc[~done["status"].isin(OK_STATUSES), ["action_id", "error"]], on="action_id")
+    failed = acts.merge(done.loc[~done["status"].isin(OK_STATUSES | {STALE}), ["action_id", "error"]], on="action_id")
     errors = [f"{r.side} {r.op} of {r.crm_id or r.outlook_id} ({r.rule}): {r.error}" for r in failed.itertuples()]
     return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors)
 

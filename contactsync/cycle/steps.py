@@ -226,6 +226,7 @@ def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.Dat
     )
     if problems.empty:
         return plan, problems
+    problems = one_record_per_contact(problems, acts)
     kept, held = quarantine_actions(acts, problems)
     pair_crm, pair_out = set(held["crm_id"].dropna()), set(held["outlook_id"].dropna())
     pair_new = set(held["new_key"].dropna())
@@ -237,6 +238,28 @@ def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.Dat
         snapshots=snaps.reset_index(drop=True), guard=plan.guard,
     )
     return filtered, problems.reset_index(drop=True)
+
+
+def one_record_per_contact(problems: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
+    """A contact flagged on its own side and again in the plan is one record, not two.
+
+    A linked Outlook contact whose street has five lines fails as an Outlook record (its
+    outlook_id) and in the CRM update the plan would make from it (its crm_id); ``--json``
+    ``quarantined`` counts records (spec/INTERFACE.md), so the plan's problem is told by
+    the id of the record that failed on its side (as a ``new:`` key already is).
+    """
+    plan_rows = problems["action_id"].notna()
+    if not plan_rows.any():
+        return problems
+    own = problems[~plan_rows]
+    by_action = actions.drop_duplicates("action_id").set_index("action_id")
+    out = problems.copy()
+    for side, column in (("outlook", "outlook_id"), ("crm", "crm_id")):
+        flagged = set(own.loc[own["side"] == side, "record_id"].dropna())
+        ids = out.loc[plan_rows, "action_id"].map(by_action[column])
+        same = ids.isin(flagged)
+        out.loc[same[same].index, "record_id"] = ids[same]
+    return out
 
 
 def counts(actions: pd.DataFrame) -> dict[str, dict[str, int]]:

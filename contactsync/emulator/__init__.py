@@ -13,12 +13,23 @@ Use::
 
 or ``contact-sync emulator serve --port 8765 --db graph.db`` in the foreground.
 
-Control endpoints (not Graph, not counted in the stats) are under ``/_emulator/``:
-``stats``, ``stats/reset``, ``faults``, ``limits``, ``latency``,
-``users/{upn}/contacts/{id}/move``, ``users/{upn}/deleted`` (the contract), and
-``health``, ``reset`` (forget everything), ``users/{upn}/seed`` (bulk contacts) as extras.
+The package imports nothing on its own: importing ``contactsync.emulator.props`` (or
+the package) does not start pulling in the web server; ``start_in_thread`` and the
+other names below are looked up in ``contactsync.emulator.server`` when first asked for.
+Modules: ``store`` (mailboxes in SQLite), ``props``/``odata`` (the JSON), ``graph`` (the
+API as a function), ``batch``, ``controls`` (throttling, faults, counts), ``app`` (the
+HTTP face), ``endpoints`` (``/_emulator/...``), ``server`` (running it).
 """
 
-from contactsync.emulator.server import EmulatorHandle, create_app, serve, start_in_thread
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = ["EmulatorHandle", "create_app", "serve", "start_in_thread"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(import_module("contactsync.emulator.server"), name)
+    raise AttributeError(f"module 'contactsync.emulator' has no attribute {name!r}")

@@ -18,6 +18,8 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     """A batch item's relative url -> (decoded path, decoded query)."""
     parts = urlsplit(url)
     path = unquote(parts.path)
+    if parts.scheme and "/v1.0/" in path:  # absolute under this server's base (checked)
+        path = path[path.index("/v1.0/"):]
     if path.startswith("/v1.0/"):
         path = path[5:]
     if not path.startswith("/"):
@@ -25,7 +27,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return path, dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
-def check_item(item: Any, seen: dict[str, Any]) -> str | None:
+def check_item(item: Any, seen: dict[str, Any], base: str = "") -> str | None:
     if not isinstance(item, dict):
         return "Each $batch request must be an object."
     for key in ("id", "method", "url"):
@@ -35,7 +37,9 @@ def check_item(item: Any, seen: dict[str, Any]) -> str | None:
     if rid in seen:
         return f"Duplicate $batch request id '{rid}'."
     url = str(item["url"])
-    if urlsplit(url).scheme:
+    # Relative, or absolute under this server's own base: Microsoft's SDK (msgraph-core's
+    # BatchRequestItem) sends its request URLs whole, and Graph takes them.
+    if urlsplit(url).scheme and not (base and url.startswith(base.rstrip("/") + "/")):
         return f"$batch request '{rid}': the url must be relative, not '{url}'."
     headers = item.get("headers") or {}
     if not isinstance(headers, dict):
@@ -64,7 +68,7 @@ def dependency_order(items: dict[str, dict[str, Any]]) -> list[str] | None:
     return order
 
 
-def parse_batch(body: Any) -> tuple[dict[str, dict[str, Any]], list[str]] | str:
+def parse_batch(body: Any, base: str = "") -> tuple[dict[str, dict[str, Any]], list[str]] | str:
     """(requests by id, the order to run them in), or why Graph would refuse the whole batch."""
     items = body.get("requests") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
@@ -73,7 +77,7 @@ def parse_batch(body: Any) -> tuple[dict[str, dict[str, Any]], list[str]] | str:
         return f"A $batch holds at most {MAX_BATCH} requests; got {len(items)}."
     parsed: dict[str, dict[str, Any]] = {}
     for item in items:
-        problem = check_item(item, parsed)
+        problem = check_item(item, parsed, base)
         if problem:
             return problem
         parsed[str(item["id"])] = item

@@ -15,7 +15,10 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = (429, 500, 503, "drop", "commit-then-fail")
+FAULT_KINDS = (401, 412, 429, 500, 503, "drop", "commit-then-fail")
+#: Faults of the HTTP request itself (the token travels with it; a ``$batch`` is one
+#: request, its method POST), not of the calls inside a batch.
+HTTP_FAULTS = frozenset({401})
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Fault:
     methods: frozenset[str] | None = None  # None: every method
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random)
+    count: int | None = None  # the next ``count`` matching requests only (then it is spent)
+    skip: int = 0  # let this many matching requests pass first (an extra: "the third write")
 
     @classmethod
     def parse(cls, body: Any) -> Fault:
@@ -51,6 +56,9 @@ class Fault:
         methods = body.get("methods")
         seed = body.get("seed")
         retry = body.get("retry_after")
+        count = body.get("count")
+        if count is not None and int(count) < 0:
+            raise ValueError("count must be >= 0")
         return cls(
             status=status,
             rate=rate,
@@ -58,11 +66,14 @@ class Fault:
             methods=frozenset(m.upper() for m in methods) if methods else None,
             seed=seed,
             rng=random.Random(seed),
+            count=int(count) if count is not None else None,
+            skip=max(0, int(body.get("skip", 0))),
         )
 
     def describe(self) -> dict[str, Any]:
         return {"status": self.status, "rate": self.rate, "retry_after": self.retry_after,
-                "methods": sorted(self.methods) if self.methods else None, "seed": self.seed}
+                "methods": sorted(self.methods) if self.methods else None, "seed": self.seed,
+                "count": self.count, "skip": self.skip}
 
 
 def retry_after_header(seconds: float, minimum: int = 1) -> str:
@@ -161,10 +172,24 @@ class Controls:
         with self._lock:
             self.fault = fault
 
-    def pick_fault(self, method: str) -> Fault | None:
-        """The fault to inflict on this request, if the dice say so."""
+    def pick_fault(self, method: str, *, http: bool = False) -> Fault | None:
+        """The fault to inflict on this request, if the dice (or the count) say so.
+
+        ``http``: the HTTP request itself is asked (401 faults); else a Graph call, top-level
+        or inside a ``$batch`` (every other kind).
+        """
         with self._lock:
             fault = self.fault
-            if fault is None or (fault.methods is not None and method.upper() not in fault.methods):
+            if fault is None or (fault.status in HTTP_FAULTS) != http:
                 return None
+            if fault.methods is not None and method.upper() not in fault.methods:
+                return None
+            if fault.count is not None:
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
+                if fault.count <= 0:
+                    return None
+                fault.count -= 1
+                return fault
             return fault if fault.rng.random() < fault.rate else None

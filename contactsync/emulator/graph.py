@@ -35,6 +35,7 @@ from contactsync.emulator.odata import (
     page_json,
     parse_expand,
     parse_select,
+    partial_json,
     render_contact,
     render_folder,
     split_for_create,
@@ -58,6 +59,27 @@ class GraphApi:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.tokens = Tokens(store.secret)
+        self.reset_modes()
+
+    def reset_modes(self) -> None:
+        """How delta answers (``POST /_emulator/delta``) and which sync states still live."""
+        #: "full": an updated contact comes whole; "changed": as its id, changeKey,
+        #: lastModifiedDateTime and the properties changed since the token
+        #: (learn.microsoft.com/graph/delta-query-overview, "Resource representation").
+        self.delta_updates = "full"
+        #: "honour" | "ignore" | "reject" ``$expand`` on contact delta, which Graph
+        #: documents with ``$select`` only (learn.microsoft.com/graph/api/contact-delta;
+        #: microsoft-graph-docs issues 7929, 2270: ignored or 500 on other Outlook deltas).
+        self.delta_expand = "honour"
+        #: Per mailbox (lower-case UPN): the generation of its sync state; a token of an
+        #: older one answers 410 SyncStateNotFound (delta-query-overview, "Token duration").
+        self.sync_generation: dict[str, int] = {}
+
+    def expire_sync_state(self, upn: str) -> int:
+        """Every delta and skip token issued for ``upn`` so far is gone (410) from now on."""
+        key = upn.lower()
+        self.sync_generation[key] = self.sync_generation.get(key, 0) + 1
+        return self.sync_generation[key]
 
     def handle(self, req: GraphRequest) -> GraphResponse:
         try:
@@ -186,6 +208,8 @@ class GraphApi:
             raise bad_request(f"Resource not found for the segment '{tail[1]}'.", "BadRequest")
         if m == "GET":
             return GraphResponse(200, render_contact(contact, view_of(req)))
+        if m in ("PATCH", "DELETE"):
+            _check_if_match(req, contact)
         if m == "PATCH":
             return self._update(req, contact)
         if m == "DELETE":
@@ -244,32 +268,46 @@ class GraphApi:
                               "ErrorInvalidUrlQuery")
         if "$filter" in req.query:
             raise bad_request("$filter is not supported on contact delta.", "ErrorInvalidUrlQuery")
+        if "$expand" in req.query:
+            if self.delta_expand == "reject":
+                raise bad_request("$expand is not supported on contact delta: use $select.", "ErrorInvalidUrlQuery")
+            if self.delta_expand == "ignore":
+                req.query = {k: v for k, v in req.query.items() if k != "$expand"}
         match = PREFER_PAGE.search(req.headers.get("prefer", ""))
         page = min(max(int(match.group(1)), 1), MAX_DELTA_PAGE) if match else DEFAULT_DELTA_PAGE
         raw = req.query.get("$skiptoken") or req.query.get("$deltatoken")
+        generation = self.sync_generation.get(mbx.upn.lower(), 0)
         if raw == "latest" and "$deltatoken" in req.query:
             # Graph's shortcut: no items, just a delta link from now on.
-            token = {"m": mbx.mid, "f": folder.id, "a": self.store.current_seq(mbx), "i": 1,
+            token = {"m": mbx.mid, "f": folder.id, "a": self.store.current_seq(mbx), "i": 1, "g": generation,
                      "s": req.query.get("$select"), "x": req.query.get("$expand")}
             return GraphResponse(200, {"value": [], "@odata.deltaLink": link(
                 req, path, {"$deltatoken": self.tokens.encode(token)})})
         if raw is not None:
             state = self.tokens.decode(raw)
             if (state is None or state.get("m") != mbx.mid or state.get("f") != folder.id
-                    or not isinstance(state.get("a"), int) or state["a"] > self.store.current_seq(mbx)):
+                    or not isinstance(state.get("a"), int) or state["a"] > self.store.current_seq(mbx)
+                    or state.get("g", 0) != generation):
                 raise sync_state_gone()
+            if self.delta_expand == "ignore":
+                state = {**state, "x": None}
         else:
             # "z": where a full pass started; its delta token resumes from there, so a
             # contact that leaves the folder while the pages are read is still reported.
             state = {"m": mbx.mid, "f": folder.id, "a": 0, "i": 0, "z": self.store.current_seq(mbx),
-                     "s": req.query.get("$select"), "x": req.query.get("$expand")}
+                     "g": generation, "s": req.query.get("$select"), "x": req.query.get("$expand")}
         view = View(immutable_ids(req),
                     parse_select(req.query.get("$select") or state.get("s")),
                     parse_expand(req.query.get("$expand") or state.get("x")))
         items, more, seq = self.store.delta_page(mbx, folder.id, state["a"], bool(state["i"]), page)
+        partial: dict[int, list[str] | None] = {}
+        if self.delta_updates == "changed" and state["i"]:
+            partial = self.store.changes_since([i for i in items if isinstance(i, Contact)], state["a"])
         value = [
             json.dumps({"id": i.iid if view.immutable else i.id, "@removed": {"reason": i.reason}})
-            if isinstance(i, Removed) else contact_json(i, view, odata_type=True)
+            if isinstance(i, Removed)
+            else partial_json(i, view, partial[i.pk]) if partial.get(i.pk) is not None
+            else contact_json(i, view, odata_type=True)
             for i in items
         ]
         extra: dict[str, str] = {}
@@ -280,6 +318,32 @@ class GraphApi:
             extra["@odata.deltaLink"] = link(req, path, {"$deltatoken": self.tokens.encode({**state, "a": resume, "i": 1})})
         headers = {"Preference-Applied": f"odata.maxpagesize={page}"} if match else {}
         return GraphResponse(200, headers=headers, raw=page_json(value, extra))
+
+
+def _etag_key(etag: str) -> str:
+    """``W/"<changeKey>"``, ``"<changeKey>"`` or the bare key -> the key."""
+    text = etag.strip()
+    if text[:2].upper() == "W/":
+        text = text[2:]
+    return text.strip('"')
+
+
+def _check_if_match(req: GraphRequest, contact: Contact) -> None:
+    """A PATCH or DELETE whose ``If-Match`` names an older version of the contact: 412.
+
+    Every contact has ``@odata.etag`` ``W/"<changeKey>"``; a write carrying a stale one
+    answers 412 ErrorIrresolvableConflict (spec/GRAPH_API.md, "Concurrent edits";
+    learn.microsoft.com/graph/api/resources/contact, Outlook's change keys). ``*`` and
+    no header match any version.
+    """
+    wanted = req.headers.get("if-match")
+    if wanted is None or wanted.strip() == "*":
+        return
+    keys = {_etag_key(part) for part in wanted.split(",") if part.strip()}
+    if contact.change_key not in keys:
+        raise GraphError(412, "ErrorIrresolvableConflict",
+                         "The send or update operation could not be performed because the change key "
+                         "passed in the request does not match the current change key for the item.")
 
 
 _KEYWORDS = {k.lower(): k for k in ("users", "contacts", "contactFolders", "childFolders", "delta",

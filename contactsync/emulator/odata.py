@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from contactsync.emulator import props as P
-from contactsync.emulator.store import Contact, Folder
+from contactsync.emulator.records import Contact, Folder
 
 DEFAULT_TOP = 10
 MAX_TOP = 1000
@@ -195,6 +195,21 @@ def contact_json(c: Contact, view: View, odata_type: bool = False) -> str:
     found = _extended(c, view)
     tail = f',"{P.EXTENDED}":{json.dumps(found, separators=(",", ":"))}}}' if found else "}"
     return head + c.props_text[1:-1] + tail
+
+
+def partial_json(c: Contact, view: View, changed: list[str]) -> str:
+    """A delta item of an updated contact as Graph may send it: its id, changeKey,
+    lastModifiedDateTime and only the properties changed since the token (null when
+    cleared); learn.microsoft.com/graph/delta-query-overview, "Resource representation
+    in the delta query response"."""
+    full = render_contact(c, view)
+    keep = {"@odata.etag", "id", "changeKey", "lastModifiedDateTime", *changed}
+    if view.select is not None:
+        keep &= {"@odata.etag", "id", *view.select} | {"changeKey", "lastModifiedDateTime"}
+    body = {"@odata.type": CONTACT_TYPE, **{k: v for k, v in full.items() if k in keep}}
+    if P.EXTENDED in changed and view.expand is not None:
+        body[P.EXTENDED] = full.get(P.EXTENDED, [])
+    return json.dumps(body, separators=(",", ":"))
 
 
 def render_folder(f: Folder) -> dict[str, Any]:

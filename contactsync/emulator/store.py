@@ -4,176 +4,39 @@ Delta is built on one number per mailbox, ``mailbox.seq``, raised on every chang
 contact row keeps the seq of its last change; a contact that leaves a folder (moved,
 deleted) leaves a tombstone there with the seq of its leaving. A delta token is a folder
 and a seq, so "what changed since" is one indexed range query on ``(folder_id, seq)``
-whatever the folder's size. One connection serves every thread, under one lock.
+whatever the folder's size. One connection serves every thread, under one lock. The
+schema, ids, times and record shapes are in ``records.py`` (re-exported here).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contactsync.emulator.props import full_shape
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS mailbox (
-    mid INTEGER PRIMARY KEY,
-    upn TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    seq INTEGER NOT NULL DEFAULT 0,
-    root_id TEXT NOT NULL,
-    contacts_id TEXT NOT NULL,
-    deleted_id TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS folder (
-    id TEXT PRIMARY KEY,
-    mid INTEGER NOT NULL,
-    parent_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS folder_parent ON folder (mid, parent_id);
-CREATE TABLE IF NOT EXISTS contact (
-    pk INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    iid TEXT NOT NULL UNIQUE,
-    mid INTEGER NOT NULL,
-    folder_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    created TEXT NOT NULL,
-    modified TEXT NOT NULL,
-    change_key TEXT NOT NULL,
-    props TEXT NOT NULL,
-    ext TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS contact_folder_seq ON contact (folder_id, seq);
-CREATE INDEX IF NOT EXISTS contact_folder_pk ON contact (folder_id, pk);
-CREATE TABLE IF NOT EXISTS tombstone (
-    folder_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    iid TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tombstone_folder_seq ON tombstone (folder_id, seq);
-"""
-
-CONTACT_COLS = "pk, id, iid, mid, folder_id, seq, created, modified, change_key, props, ext"
-
-
-class FolderExists(Exception):
-    """A folder of that name already exists under that parent (Graph: 409)."""
-
-
-class DistinguishedFolder(Exception):
-    """The default Contacts or Deleted Items folder cannot be deleted or renamed."""
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def new_id(kind: str) -> str:
-    """Ids shaped like Exchange's (long, URL-safe base64, ``=`` at the end)."""
-    prefix = {"contact": "AAMkAGE1", "immutable": "AAkALgAA", "folder": "AAMkAGE1AAAuAAAA"}[kind]
-    return prefix + _b64(os.urandom(30)) + "AAA="
-
-
-def new_change_key() -> str:
-    return "EQAAABYAAA" + _b64(os.urandom(12))
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def later_than(previous: str | None) -> str:
-    """Now, but strictly after ``previous``: lastModifiedDateTime moves on every change."""
-    now = datetime.now(UTC)
-    if previous:
-        before = datetime.strptime(previous, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        if now <= before:
-            now = before + timedelta(microseconds=1)
-    return iso(now)
-
-
-@dataclass(frozen=True)
-class Mailbox:
-    mid: int
-    upn: str
-    root_id: str
-    contacts_id: str
-    deleted_id: str
-
-
-@dataclass(frozen=True)
-class Folder:
-    id: str
-    mid: int
-    parent_id: str
-    name: str
-    kind: str  # "contacts" | "deleteditems" | "user"
-
-
-@dataclass(frozen=True)
-class Contact:
-    """A stored contact; its properties stay JSON text until asked for.
-
-    ``props_text`` is the full Graph shape of the writable properties (every property,
-    null/[]/{} when unset), so a delta page is assembled from stored text without a
-    parse and a dump per contact.
-    """
-
-    pk: int
-    id: str
-    iid: str
-    mid: int
-    folder_id: str
-    seq: int
-    created: str
-    modified: str
-    change_key: str
-    props_text: str
-    ext_text: str
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Contact:
-        return cls(*row[:11])
-
-    @cached_property
-    def props(self) -> dict[str, Any]:
-        return json.loads(self.props_text)
-
-    @cached_property
-    def ext(self) -> dict[str, str | None]:
-        return json.loads(self.ext_text) if self.ext_text != "{}" else {}
-
-
-def props_json(props: dict[str, Any]) -> str:
-    return json.dumps(full_shape(props), separators=(",", ":"))
-
-
-def ext_json(ext: dict[str, str | None]) -> str:
-    return json.dumps(ext, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class Removed:
-    """A tombstone: the contact left the folder at ``seq``."""
-
-    id: str
-    iid: str
-    seq: int
-    reason: str  # "changed" (moved) | "deleted"
+from contactsync.emulator.props import EXTENDED
+from contactsync.emulator.records import (
+    CONTACT_COLS,
+    SCHEMA,
+    Contact,
+    DistinguishedFolder,
+    Folder,
+    FolderExists,
+    Mailbox,
+    Removed,
+    ext_json,
+    iso,
+    later_than,
+    new_change_key,
+    new_id,
+    props_json,
+)
 
 
 class Store:
@@ -226,7 +89,7 @@ class Store:
         """Forget every mailbox (the delta-token secret stays)."""
         with self.tx() as db:
             self._mailboxes.clear()
-            for table in ("mailbox", "folder", "contact", "tombstone"):
+            for table in ("mailbox", "folder", "contact", "tombstone", "contact_change"):
                 db.execute(f"DELETE FROM {table}")
 
     # -- mailboxes and folders -------------------------------------------------------
@@ -348,7 +211,9 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
-            return Contact(int(cur.lastrowid or 0), *values)
+            pk = int(cur.lastrowid or 0)
+            db.execute("INSERT OR REPLACE INTO contact_change VALUES (?, ?, '{}')", (pk, seq))
+            return Contact(pk, *values)
 
     def create_contacts(self, mbx: Mailbox, folder_id: str, many: list[dict[str, Any]],
                         ext: dict[str, str | None] | list[dict[str, str | None]] | None = None) -> list[Contact]:
@@ -371,6 +236,8 @@ class Store:
                              (folder_id, first)).fetchall()
             for (pk,), row in zip(pks, rows, strict=True):
                 out.append(Contact(pk, *row))
+            db.executemany("INSERT OR REPLACE INTO contact_change VALUES (?, ?, '{}')",
+                           [(c.pk, c.seq) for c in out])
         return out
 
     def contact(self, mbx: Mailbox, contact_id: str) -> Contact | None:
@@ -395,6 +262,10 @@ class Store:
                        ext: dict[str, str | None]) -> Contact:
         """Store new values: new seq, new changeKey, lastModifiedDateTime moves."""
         texts = props_json(props), ext_json(ext)
+        before, after = contact.props, json.loads(texts[0])
+        changed = [k for k in after if before.get(k) != after.get(k)]
+        if texts[1] != contact.ext_text:
+            changed.append(EXTENDED)
         with self.tx() as db:
             seq = self._next_seq(db, contact.mid)
             modified, key = later_than(contact.modified), new_change_key()
@@ -402,6 +273,11 @@ class Store:
                 "UPDATE contact SET seq = ?, modified = ?, change_key = ?, props = ?, ext = ? WHERE pk = ?",
                 (seq, modified, key, *texts, contact.pk),
             )
+            row = db.execute("SELECT arrived, props FROM contact_change WHERE pk = ?", (contact.pk,)).fetchone()
+            arrived, seqs = (row[0], json.loads(row[1])) if row else (seq, {})
+            seqs.update(dict.fromkeys(changed, seq))
+            db.execute("INSERT OR REPLACE INTO contact_change VALUES (?, ?, ?)",
+                       (contact.pk, arrived, json.dumps(seqs, separators=(",", ":"))))
         return Contact(contact.pk, contact.id, contact.iid, contact.mid, contact.folder_id, seq,
                        contact.created, modified, key, *texts)
 
@@ -416,6 +292,7 @@ class Store:
             "UPDATE contact SET id = ?, folder_id = ?, seq = ?, modified = ?, change_key = ? WHERE pk = ?",
             (rest_id, dest_id, seq, modified, key, contact.pk),
         )
+        db.execute("INSERT OR REPLACE INTO contact_change VALUES (?, ?, '{}')", (contact.pk, seq))
         return Contact(contact.pk, rest_id, contact.iid, contact.mid, dest_id, seq, contact.created,
                        modified, key, contact.props_text, contact.ext_text)
 
@@ -459,6 +336,22 @@ class Store:
             Removed(r[1], r[2], r[5], r[11]) if r[11] else Contact.from_row(r) for r in rows[:limit]
         ]
         return items, len(rows) > limit, seq
+
+    def changes_since(self, contacts: list[Contact], after: int) -> dict[int, list[str] | None]:
+        """Per contact pk: the properties changed after seq ``after``, or None when the
+        contact arrived in its folder after it (then a delta item carries all of it)."""
+        pks = [c.pk for c in contacts]
+        if not pks:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT pk, arrived, props FROM contact_change WHERE pk IN ({','.join('?' * len(pks))})", pks
+            ).fetchall()
+        out: dict[int, list[str] | None] = dict.fromkeys(pks)
+        for pk, arrived, props in rows:
+            if arrived <= after:
+                out[pk] = [k for k, seq in json.loads(props).items() if seq > after]
+        return out
 
     def folder_contacts(self, folder_id: str) -> list[Contact]:
         with self._lock:

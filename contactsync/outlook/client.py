@@ -1,9 +1,10 @@
 """A Microsoft Graph client for one mailbox, built on the O365 library.
 
 O365 gives us the account, the protocol, token backends, MSAL client credentials and the
-contact-folder objects; :mod:`contactsync.outlook.connection` adds what a sync needs and
-O365 lacks (retries of every method, pacing, ``$batch``, delta paging). This module puts
-them together for one mailbox, from :class:`~contactsync.config.OutlookSettings`.
+contact-folder objects; the transport rooms add what a sync needs and O365 lacks: auth
+(``auth``: tokens, refreshed on a 401), pacing (``pacing``), retries against one deadline
+(``retries``), ``$batch`` (``batch``), all over one session (``transport``). This module
+puts them together for one mailbox, from :class:`~contactsync.config.OutlookSettings`.
 """
 
 from __future__ import annotations
@@ -16,28 +17,20 @@ from O365.utils.token import BaseTokenBackend, MemoryTokenBackend
 
 from contactsync.config import OutlookSettings
 from contactsync.errors import ConfigError
-from contactsync.outlook.connection import (
-    BATCH_LIMIT,
-    GRAPH_SCOPE,
-    MAX_CONCURRENT,
-    PREFER_IMMUTABLE,
-    FixedTokenBackend,
-    GraphAccount,
-    GraphConnection,
-    GraphProtocol,
-    GraphRequestError,
-    GraphTransientError,
-    Pacer,
-    ResolveAmbiguous,
-    RetryPolicy,
-    pacer_for,
-)
+from contactsync.outlook.auth import GRAPH_SCOPE, FixedTokenBackend, TokenSource
+from contactsync.outlook.batch import BATCH_LIMIT, ResolveAmbiguous, send_batch
+from contactsync.outlook.connection import GraphAccount, GraphConnection, GraphProtocol
+from contactsync.outlook.errors import CredentialsRefused, GraphRequestError, GraphTransientError
+from contactsync.outlook.pacing import MAX_CONCURRENT, Pacer, pacer_for
+from contactsync.outlook.retries import RetryPolicy
+from contactsync.outlook.transport import PREFER_IMMUTABLE, GraphSession, new_session
 
 __all__ = [
     "BATCH_LIMIT",
     "GRAPH_SCOPE",
     "MAX_CONCURRENT",
     "PREFER_IMMUTABLE",
+    "CredentialsRefused",
     "FixedTokenBackend",
     "GraphClient",
     "GraphConnection",
@@ -110,7 +103,10 @@ class GraphClient:
             credentials = (settings.client_id, settings.client_secret.get_secret_value())
             tenant = settings.tenant_id
         self.pacer = pacer_for(base, mailbox, concurrent)
-        self.policy = RetryPolicy(max_wait_s=max_wait_s, backoff_base_s=backoff_base_s)
+        #: The side's retry budget lives here, in the per-cycle client: a Prefect task
+        #: retried with the same client meets the same deadline (outlook.retries).
+        self.policy = RetryPolicy(max_wait_s=max_wait_s, backoff_base_s=backoff_base_s,
+                                  read_timeout_s=request_timeout)
         self.account = GraphAccount(
             credentials,
             protocol=GraphProtocol(base),
@@ -118,13 +114,20 @@ class GraphClient:
             auth_flow_type="credentials",
             tenant_id=tenant,
             token_backend=backend,
+        )
+        self.con: GraphConnection = self.account.con
+        con = self.con
+        self.session = GraphSession(
+            tokens=TokenSource(fixed=settings.token if token else None, msal=lambda: con.msal_client,
+                               client_id=credentials[0]),
             pacer=self.pacer,
             policy=self.policy,
             batch_url=f"{base}/$batch",
-            fixed_token=bool(token),
-            request_timeout=request_timeout,
+            session=new_session(con.verify_ssl, con.proxy),
+            json_encoder=con.json_encoder,
         )
-        self.con: GraphConnection = self.account.con
+        self.session.default_headers = con.default_headers
+        con.graph = self.session
 
     def __repr__(self) -> str:
         return f"GraphClient(base_url={self.base_url!r}, mailbox={self.mailbox!r})"
@@ -141,22 +144,22 @@ class GraphClient:
     # -- JSON calls -----------------------------------------------------------------------
     def get_json(self, url: str, *, params: dict | None = None, headers: dict | None = None) -> dict:
         """GET an absolute URL (or a mailbox-relative path) and return its JSON."""
-        return self.con.get(self._abs(url), params=params, headers=headers).json()
+        return self.session.request("get", self._abs(url), params=params, headers=headers).json()
 
     def post_json(self, url: str, body: dict, *, retry: bool = True) -> dict:
-        response = self.con.oauth_request(self._abs(url), "post", data=body, retry=retry)
+        response = self.session.request("post", self._abs(url), data=body, retry=retry)
         return response.json() if response.content else {}
 
     def patch_json(self, url: str, body: dict) -> dict:
-        response = self.con.oauth_request(self._abs(url), "patch", data=body)
+        response = self.session.request("patch", self._abs(url), data=body)
         return response.json() if response.content else {}
 
     def delete(self, url: str) -> None:
-        self.con.oauth_request(self._abs(url), "delete")
+        self.session.request("delete", self._abs(url))
 
     def batch(self, requests_: Sequence[dict], *, resolve_ambiguous: ResolveAmbiguous | None = None) -> list[dict]:
-        """See :meth:`GraphConnection.batch`; inner URLs may be mailbox paths from :meth:`path`."""
-        return self.con.batch(requests_, resolve_ambiguous=resolve_ambiguous)
+        """See :func:`~contactsync.outlook.batch.send_batch`; inner URLs may be mailbox paths from :meth:`path`."""
+        return send_batch(self.session, requests_, resolve_ambiguous=resolve_ambiguous)
 
     def iter_pages(
         self, url: str, *, params: dict | None = None, page_size: int | None = None

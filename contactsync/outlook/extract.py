@@ -3,13 +3,25 @@
 The folder is read with Graph's delta query and the answer applied to the previous
 Outlook snapshot, so a quiet cycle costs exactly one request (DESIGN.md, step 1). The
 first call, or a call whose token Graph no longer knows (410 / SyncStateNotFound), reads
-the whole folder instead (``full``).
+the whole folder instead (``full``), starting over when its own skip token expires.
+
+What production Graph does, and how this module copes (spec/GRAPH_API.md):
+- delta items may be partial: an updated contact may carry only its id and the changed
+  properties; it is merged over the stored copy (:func:`merge_items`), never put in its
+  place: an absent property keeps its value, one sent as null is cleared;
+- contact delta documents ``$select`` only: the delta is asked without ``$expand``, and
+  the CrmContactId tags (R7a) are read where they are needed with a plain read of the
+  folder that carries the ``$expand`` (:func:`read_tags`): every contact of a full read,
+  and the changed contacts of a delta round whose tag the mirror does not know;
+- sync state expires: 410 / ``SyncStateNotFound`` / ``resyncRequired`` start a full read.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +31,17 @@ import pandas as pd
 from contactsync.errors import SideUnreachable
 from contactsync.model import OUTLOOK_COLUMNS, conform, empty_frame
 from contactsync.outlook.client import GraphClient, GraphRequestError, GraphTransientError
-from contactsync.outlook.mapping import CRM_TAG_EXPAND, contacts_to_frame
+from contactsync.outlook.mapping import (
+    ADDRESS_PROPS,
+    CRM_TAG_EXPAND,
+    CRM_TAG_PROPERTY_ID,
+    EMAIL_INDEX,
+    SCALAR_PROPS,
+    contact_to_row,
+    contacts_to_frame,
+    crm_tag_of,
+    rows_to_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +88,16 @@ class OutlookExtract:
 
 
 def _is_expired_token(exc: GraphRequestError) -> bool:
-    return exc.status == 410 or "syncstatenotfound" in exc.code.lower() or (
-        exc.status == 400 and "syncstate" in str(exc).lower()
+    text = f"{exc.code} {exc}".lower()
+    return exc.status == 410 or "syncstatenotfound" in text or "resyncrequired" in text or (
+        exc.status == 400 and "syncstate" in text
     )
+
+
+#: Full reads whose own skip token expired half-way, started over at most this often.
+FULL_READ_ATTEMPTS = 3
+#: Contacts per page of the plain folder read that carries the tags.
+TAG_PAGE = 1000
 
 
 def _read_delta(client: GraphClient, url: str, params: dict | None, page_size: int) -> tuple[dict[str, Any], str, int]:
@@ -92,6 +121,9 @@ def _read_delta(client: GraphClient, url: str, params: dict | None, page_size: i
     return items, delta_link, pages
 
 
+TagReader = Callable[[list[str], int], dict[str, str | None]]
+
+
 @dataclass(frozen=True)
 class FolderChanges:
     """What one delta round returned: {id: contact | None (removed)} and where to go on."""
@@ -100,6 +132,8 @@ class FolderChanges:
     delta_link: str
     full: bool  # a whole-folder read (first call, or the token had expired)
     requests: int
+    #: reads the tags of the given contacts (folder size given); set for delta rounds
+    read_tags: TagReader | None = None
 
     @property
     def quiet(self) -> bool:
@@ -107,33 +141,136 @@ class FolderChanges:
         return not self.full and not self.items
 
 
+def read_tags(client: GraphClient, folder_id: str, ids: list[str] | None, folder_size: int = 0) -> dict[str, str | None]:
+    """The CrmContactId tags (R7a) of ``ids`` (None: of the whole folder), without delta.
+
+    Contact delta documents ``$select`` only (learn.microsoft.com/graph/api/contact-delta),
+    so the tags come from a plain read that carries the ``$expand``: the folder's pages of
+    1,000 (the most $top allows) when that is fewer requests, else the contacts one by one, 20 to a ``$batch``.
+    """
+    folder = client.path(f"contactFolders/{quote(folder_id, safe='')}/contacts")
+    if ids is not None and len(ids) == 0:
+        return {}
+    if ids is None or -(-folder_size // TAG_PAGE) <= -(-len(ids) // 20):
+        out: dict[str, str | None] = {}
+        params = {"$select": "id", "$expand": CRM_TAG_EXPAND, "$top": str(TAG_PAGE)}
+        for page in client.iter_pages(client.base_url + folder, params=params):
+            out.update({c["id"]: crm_tag_of(c) for c in page.get("value", []) if c.get("id")})
+        return out if ids is None else {i: out.get(i) for i in ids if i in out}
+    gets = [{"id": str(n), "method": "GET",
+             "url": client.path(f"contacts/{quote(i, safe='')}?$select=id&$expand={CRM_TAG_EXPAND}")}
+            for n, i in enumerate(ids)]
+    found: dict[str, str | None] = {}
+    for start in range(0, len(gets), 20):
+        for answer in client.batch(gets[start : start + 20]):
+            if 200 <= int(answer.get("status", 0)) < 300 and isinstance(answer.get("body"), dict):
+                found[ids[int(answer["id"])]] = crm_tag_of(answer["body"])
+    return found
+
+
+def _with_tags(items: dict[str, Any], tags: dict[str, str | None]) -> None:
+    """Put the tags read beside the delta into its items (as a ``$expand`` would)."""
+    for cid, tag in tags.items():
+        item = items.get(cid)
+        if item is not None:
+            item["singleValueExtendedProperties"] = [{"id": CRM_TAG_PROPERTY_ID, "value": tag}] if tag else []
+
+
 def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None, page_size: int = 500) -> FolderChanges:
     """One delta round: from ``delta_link``, or the whole folder without one (or when
-    Graph no longer knows the token: 410 / SyncStateNotFound)."""
+    Graph no longer knows the token: 410 / SyncStateNotFound / resyncRequired).
+
+    A full read whose own skip token expires half-way starts over (a few times at most).
+    Its tags are read beside it (:func:`read_tags`); a delta round's are read by
+    :func:`apply_changes` for the contacts whose tag the mirror does not know.
+    """
     start = client.url(f"contactFolders/{quote(folder_id, safe='')}/contacts/delta")
-    start_params = {"$expand": CRM_TAG_EXPAND}
-    full = not delta_link
     pages = 0
-    try:
-        if full:
-            items, link, pages = _read_delta(client, start, start_params, page_size)
-        else:
+    if delta_link:
+        try:
             items, link, pages = _read_delta(client, str(delta_link), None, page_size)
-    except GraphRequestError as exc:
-        if full or not _is_expired_token(exc):
-            raise
-        log.warning("delta token of %s expired (%s): reading the whole folder", client.mailbox, exc.status)
-        full = True
-        items, link, more = _read_delta(client, start, start_params, page_size)
-        pages += 1 + more
-    return FolderChanges(items, link, full, pages)
+            return FolderChanges(items, link, False, pages,
+                                 read_tags=lambda ids, size: read_tags(client, folder_id, ids, size))
+        except GraphRequestError as exc:
+            if not _is_expired_token(exc):
+                raise
+            log.warning("delta token of %s expired (%s %s): reading the whole folder",
+                        client.mailbox, exc.status, exc.code)
+            pages += 1
+    with ThreadPoolExecutor(1, thread_name_prefix="graph-tags") as pool:
+        # The tags' plain read runs beside the delta chain (each takes its own place).
+        tags_read = pool.submit(read_tags, client, folder_id, None)
+        for attempt in range(1, FULL_READ_ATTEMPTS + 1):
+            try:
+                items, link, more = _read_delta(client, start, None, page_size)
+                break
+            except GraphRequestError as exc:
+                if not _is_expired_token(exc) or attempt == FULL_READ_ATTEMPTS:
+                    raise
+                log.warning("the full read of %s lost its sync state half-way (%s): starting over",
+                            client.mailbox, exc.status)
+                pages += 1
+        tags = tags_read.result()
+    pages += more
+    pages += max(1, -(-len(tags) // TAG_PAGE))
+    _with_tags(items, tags)
+    return FolderChanges(items, link, True, pages)
+
+
+_PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("outlook_id",),
+    "changeKey": ("change_key",),
+    "createdDateTime": ("outlook_created",),
+    "lastModifiedDateTime": ("outlook_modified",),
+    "singleValueExtendedProperties": ("crm_tag",),
+    **{prop: (field,) for field, prop in SCALAR_PROPS.items()},
+    "emailAddresses": tuple(EMAIL_INDEX),
+    "businessPhones": ("work_phone", "business_phones_rest"),
+    "homePhones": ("home_phone",),
+    "birthday": ("birthday",),
+    "businessAddress": tuple(ADDRESS_PROPS),
+    "categories": ("categories",),
+}
+
+
+def merge_items(items: list[dict[str, Any]], snapshot: pd.DataFrame | None) -> pd.DataFrame:
+    """Delta items as rows, each merged over its stored copy where there is one.
+
+    "Updated instances are represented by their id with at least the properties that have
+    been updated" (learn.microsoft.com/graph/delta-query-overview): only the columns of
+    the properties an item carries are taken from it; an absent property keeps the stored
+    value, one sent as null is cleared.
+    """
+    if snapshot is None or snapshot.empty:
+        return contacts_to_frame(items)
+    ids = [str(i.get("id")) for i in items]
+    stored = snapshot[snapshot["outlook_id"].isin(ids)].drop_duplicates("outlook_id").set_index("outlook_id")
+    known = stored.astype(object).where(stored.notna(), None).to_dict("index")
+    rows = []
+    for item, cid in zip(items, ids, strict=True):
+        new = contact_to_row(item)
+        old = known.get(cid)
+        if old is None:
+            rows.append(new)
+            continue
+        merged = {"outlook_id": cid, **old}
+        for prop in item:
+            for col in _PROPERTY_COLUMNS.get(prop, ()):
+                merged[col] = new[col]
+        rows.append(merged)
+    return rows_to_frame(rows)
 
 
 def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> OutlookExtract:
     """The folder now: ``snapshot`` (the stored mirror) with ``changes`` applied."""
     upserts = [c for c in changes.items.values() if c is not None]
     removed = [cid for cid, c in changes.items.items() if c is None]
-    changed = contacts_to_frame(upserts) if upserts else empty_frame(OUTLOOK_COLUMNS)
+    if upserts and not changes.full and changes.read_tags is not None:
+        known = snapshot.dropna(subset=["crm_tag"])["outlook_id"] if snapshot is not None else []
+        untagged = sorted({str(c["id"]) for c in upserts if "singleValueExtendedProperties" not in c}
+                          - set(known))
+        _with_tags(changes.items, changes.read_tags(untagged, 0 if snapshot is None else len(snapshot)))
+    changed = merge_items(upserts, None if changes.full else snapshot) if upserts else empty_frame(OUTLOOK_COLUMNS)
     if changes.full:
         frame = changed
         removed = []

@@ -19,6 +19,7 @@ import pandas as pd
 
 from contactsync.model import FIELDS
 from contactsync.outlook.client import BATCH_LIMIT, MAX_CONCURRENT, GraphClient, GraphRequestError
+from contactsync.outlook.conflicts import etag_header, settle_412s
 from contactsync.outlook.mapping import (
     CRM_TAG_EXPAND,
     CRM_TAG_PROPERTY_ID,
@@ -30,6 +31,9 @@ from contactsync.outlook.mapping import (
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS: tuple[str, ...] = ("action_id", "status", "outlook_id", "change_key", "error")
+#: The result of a write left out because the contact changed since it was read (412):
+#: not an error, not applied (its pair is not snapshotted; the next cycle merges).
+STALE = "stale"
 #: Fields whose Graph property is a collection: an update of one of them reads the
 #: contact's current collection first, so unmapped entries (names, other phones) stay.
 _COLLECTION_FIELDS = frozenset({"email1", "email2", "email3", "work_phone", "home_phone"})
@@ -176,10 +180,12 @@ class OutlookWriter:
                 if not body:  # nothing to write (no fields, no tag): no request
                     immediate.append(self._result(row, "noop", outlook_id=oid))
                     continue
-                requests.append({"id": rid, "method": "PATCH", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}"), "body": body})
+                requests.append({"id": rid, "method": "PATCH", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}"),
+                                 "body": body, "headers": etag_header(cur.get("change_key"))})
             else:
                 deletes[rid] = oid or ""
-                requests.append({"id": rid, "method": "DELETE", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}")})
+                requests.append({"id": rid, "method": "DELETE", "url": self.client.path(f"contacts/{quote(oid or '', safe='')}"),
+                                 "headers": etag_header(current_by_id.get(oid or "", {}).get("change_key"))})
 
         def resolve(unclear: list[dict]) -> dict[str, dict]:
             found = self._find_committed_creates(unclear, tags)
@@ -189,7 +195,7 @@ class OutlookWriter:
         if not requests:
             return immediate
         try:
-            answers = self.client.batch(requests, resolve_ambiguous=resolve)
+            answers = settle_412s(self.client, requests, self.client.batch(requests, resolve_ambiguous=resolve))
         except GraphRequestError as exc:
             if exc.status in (401, 403):
                 raise  # credentials or permissions: nothing else will work either
@@ -327,6 +333,11 @@ class OutlookWriter:
             return self._result(row, "applied", outlook_id=oid, change_key=body.get("changeKey"))
         if op == "delete" and status == 404:
             return self._result(row, "applied", outlook_id=oid)  # already gone: the aim is met
+        if status == 412 and answer.get("stale"):
+            return self._result(row, STALE, outlook_id=oid, error=(
+                f"{op} of {who} (action {row.get('action_id')}, rule {row.get('rule')}) not written: the "
+                "contact changed in Outlook since this cycle read it (412); the next cycle merges the "
+                "new value (R8/R9)"))
         detail = _graph_error(answer.get("body")) or f"HTTP {status}"
         if status == 429 or status >= 500:
             hint = "Graph kept refusing it within the retry budget; the next cycle retries it"

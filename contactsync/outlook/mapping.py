@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
+from contactsync.model import FIELD_REGISTRY, FIELDS, OUTLOOK_COLUMNS, conform
 
 #: The project's fixed property-set GUID of the CRM contact id tag (R7a). Never change it:
 #: contacts tagged by earlier versions would no longer be recognised.
@@ -25,29 +25,20 @@ CRM_TAG_PROPERTY_ID = f"String {{{CRM_TAG_GUID}}} Name CrmContactId"
 #: ``$expand`` value that reads the tag back with a contact.
 CRM_TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{CRM_TAG_PROPERTY_ID}')"
 
-#: Canonical field -> plain (scalar) Graph property.
+#: Canonical field -> plain (scalar) Graph property (all from model.FIELD_REGISTRY).
 SCALAR_PROPS: dict[str, str] = {
-    "first_name": "givenName",
-    "middle_name": "middleName",
-    "last_name": "surname",
-    "prefix": "title",
-    "suffix": "generation",
-    "job_title": "jobTitle",
-    "department": "department",
-    "company": "companyName",
-    "mobile_phone": "mobilePhone",
-    "web_address": "businessHomePage",
-    "assistant": "assistantName",
-    "spouse": "spouseName",
+    f.name: f.graph for f in FIELD_REGISTRY
+    if f.kind not in ("date", "list") and f.graph_index is None and f.graph_key is None
 }
+#: Canonical field -> its key in ``businessAddress``.
 ADDRESS_PROPS: dict[str, str] = {
-    "street": "street",
-    "city": "city",
-    "state": "state",
-    "postal_code": "postalCode",
-    "country": "countryOrRegion",
+    f.name: str(f.graph_key) for f in FIELD_REGISTRY if f.graph_property == "businessAddress"
 }
-EMAIL_INDEX: dict[str, int] = {"email1": 0, "email2": 1, "email3": 2}
+#: Canonical field -> its slot in ``emailAddresses``.
+EMAIL_INDEX: dict[str, int] = {
+    f.name: f.graph_index or 0 for f in FIELD_REGISTRY
+    if f.graph_property == "emailAddresses"
+}
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
@@ -108,8 +99,20 @@ def contact_to_row(contact: Mapping[str, Any]) -> dict[str, Any]:
 
 def contacts_to_frame(contacts: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Graph contacts as a conformed Outlook frame (``model.OUTLOOK_COLUMNS``)."""
-    rows = [contact_to_row(c) for c in contacts]
-    return conform(pd.DataFrame(rows, columns=list(OUTLOOK_COLUMNS)), OUTLOOK_COLUMNS)
+    return rows_to_frame([contact_to_row(c) for c in contacts])
+
+
+def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows of :func:`contact_to_row` as a conformed Outlook frame.
+
+    Graph sends whole seconds (``2026-11-29T08:15:02Z``, learn.microsoft.com/graph/api/
+    contact-get), other servers fractions: every time is parsed as ISO 8601 whatever its
+    precision, so mixed precisions never turn a time into a missing one.
+    """
+    frame = pd.DataFrame(list(rows), columns=list(OUTLOOK_COLUMNS))
+    for col in ("outlook_created", "outlook_modified"):
+        frame[col] = pd.to_datetime(frame[col], utc=True, errors="coerce", format="ISO8601")
+    return conform(frame, OUTLOOK_COLUMNS)
 
 
 def _current_list(current: Mapping[str, Any] | None, prop: str) -> list | None:

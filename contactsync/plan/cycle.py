@@ -50,10 +50,12 @@ def _pair_table(
 ) -> dict[str, np.ndarray]:
     """Side by side per pair: CRM values, Outlook values, snapshot (merge.py's input).
 
-    ``pairs`` holds crm_id, outlook_id, link_rule and the snapshot in FIELDS columns.
+    ``pairs`` holds crm_id, outlook_id, link_rule, the snapshot in FIELDS columns and the
+    pair's rows in ``crm`` / ``outlook`` (crm_pos, outlook_pos: found once, where the
+    pair was classified or matched).
     """
-    c_pos = pd.Index(crm["crm_id"]).get_indexer(as_objects(pairs["crm_id"]))
-    o_pos = pd.Index(outlook["outlook_id"]).get_indexer(as_objects(pairs["outlook_id"]))
+    c_pos = pairs["crm_pos"].to_numpy(dtype=np.int64)
+    o_pos = pairs["outlook_pos"].to_numpy(dtype=np.int64)
     table: dict[str, np.ndarray] = {
         "crm_id": as_objects(pairs["crm_id"]),
         "outlook_id": as_objects(pairs["outlook_id"]),
@@ -119,31 +121,36 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
         links, pd.Index(crm["crm_id"]), pd.Index(outlook["outlook_id"]), inputs.crm_gone,
         settings,
     )
-    free_outlook, free_crm = outlook, crm_all  # (no copy when nothing is linked yet)
-    if len(fate.reserved_outlook):
-        free_outlook = outlook[~outlook["outlook_id"].isin(fate.reserved_outlook)]
-    if len(fate.reserved_crm):
-        free_crm = crm_all[~crm_all["crm_id"].isin(fate.reserved_crm)]
+    # Free = in no link (rows of crm_all / outlook, by position: the frames have a
+    # RangeIndex); candidates outside the group are checked by id (link_fates sees the
+    # group only).
+    free_o_rows = ~fate.reserved_outlook_rows
+    free_c_rows = np.ones(len(crm_all), dtype=bool)
+    free_c_rows[: len(crm)] = ~fate.reserved_crm_rows
+    if len(candidates) and len(fate.reserved_crm):
+        free_c_rows[len(crm):] = ~candidates["crm_id"].isin(fate.reserved_crm).to_numpy()
+    free_outlook = outlook if free_o_rows.all() else outlook[free_o_rows]
+    free_crm = crm_all if free_c_rows.all() else crm_all[free_c_rows]
     matches = match_free(free_outlook, free_crm)
 
     # R12 re-links and R7/R7a matches are new matches: merged against an empty snapshot
-    relink = fate.relink[["crm_id", "outlook_id"]].assign(link_rule="R12")
+    relink = fate.relink[["crm_id", "outlook_id"]].assign(
+        link_rule="R12", crm_pos=fate.relink_pos[0], outlook_pos=fate.relink_pos[1])
     no_snapshot = dict.fromkeys(FIELDS)  # None, not NaN: NaN would count as a value
     new_pairs = [p.assign(**no_snapshot) for p in (relink, matches)]
-    for_merge = [fate.merge.assign(link_rule=None), *new_pairs]
+    linked = fate.merge.assign(link_rule=None, crm_pos=fate.merge_pos[0],
+                               outlook_pos=fate.merge_pos[1])
+    for_merge = [linked, *new_pairs]
     pairs = pd.concat([p for p in for_merge if len(p)] or for_merge[:1], ignore_index=True)
     table = _pair_table(pairs, crm_all, outlook)
     merged = merge_pairs(table, settings)
 
-    r4 = r4_create_in_outlook(
-        free_crm[free_crm["in_group"].to_numpy(dtype=bool)
-                 & ~free_crm["crm_id"].isin(matches["crm_id"]).to_numpy()],
-        settings,
-    )
-    r5 = r5_create_in_crm(
-        free_outlook[~free_outlook["outlook_id"].isin(matches["outlook_id"])], accounts,
-        settings,
-    )
+    unmatched_c = free_c_rows & crm_all["in_group"].to_numpy(dtype=bool)
+    unmatched_c[matches["crm_pos"].to_numpy(dtype=np.int64)] = False
+    r4 = r4_create_in_outlook(crm_all[unmatched_c], settings)
+    unmatched_o = free_o_rows.copy()
+    unmatched_o[matches["outlook_pos"].to_numpy(dtype=np.int64)] = False
+    r5 = r5_create_in_crm(outlook[unmatched_o], accounts, settings)
     actions = concat_actions(
         [*fate.actions, *_link_actions(table), *merged.actions, *r4.actions, *r5.actions]
     )

@@ -37,6 +37,13 @@ class LinkFate:
     relink: pd.DataFrame  # stopped links whose CRM contact is back: new matches (R12)
     reserved_crm: pd.Index  # CRM ids not free for matching or R4
     reserved_outlook: pd.Index  # Outlook ids not free for matching or R5
+    # Positions in the cycle's frames (the lookups made here, so nothing looks them up
+    # again): crm / outlook rows of ``merge`` and ``relink``, and masks of the rows of
+    # ``crm_ids`` / ``outlook_ids`` that a link reserves.
+    merge_pos: tuple[np.ndarray, np.ndarray]
+    relink_pos: tuple[np.ndarray, np.ndarray]
+    reserved_crm_rows: np.ndarray
+    reserved_outlook_rows: np.ndarray
     actions: list[pd.DataFrame]
     snapshots: pd.DataFrame  # status 'stopped' rows (R12 keep-copy)
     crm_removals: int  # unlinks of active pairs (R16)
@@ -61,8 +68,9 @@ def link_fates(
     status = as_objects(links["status"])
     active = (status == LINK_STATUS_ACTIVE) | pd.isna(status)
     stopped = status == LINK_STATUS_STOPPED
-    c_here = crm_ids.get_indexer(as_objects(links["crm_id"])) >= 0
-    o_here = outlook_ids.get_indexer(as_objects(links["outlook_id"])) >= 0
+    c_at = crm_ids.get_indexer(as_objects(links["crm_id"]))
+    o_at = outlook_ids.get_indexer(as_objects(links["outlook_id"]))
+    c_here, o_here = c_at >= 0, o_at >= 0
 
     exists = np.ones(len(links), dtype=bool)  # no news about a missing row: treat as R12
     if crm_gone is not None and len(crm_gone):
@@ -138,9 +146,18 @@ def link_fates(
     # Reserved: every id of a link, except CRM ids freed by a forgotten stopped pair.
     reserved_c = pd.Index(as_objects(links.loc[~forget, "crm_id"]))
     reserved_o = pd.Index(as_objects(links["outlook_id"]))
+    reserved_c_rows = np.zeros(len(crm_ids), dtype=bool)
+    reserved_c_rows[c_at[c_here & ~forget]] = True
+    reserved_o_rows = np.zeros(len(outlook_ids), dtype=bool)
+    reserved_o_rows[o_at[o_here]] = True
+    merge = active & c_here & o_here
     return LinkFate(
-        merge=links[active & c_here & o_here],
+        merge=links[merge],
         relink=links[relink],
+        merge_pos=(c_at[merge], o_at[merge]),
+        relink_pos=(c_at[relink], o_at[relink]),
+        reserved_crm_rows=reserved_c_rows,
+        reserved_outlook_rows=reserved_o_rows,
         reserved_crm=reserved_c,
         reserved_outlook=reserved_o,
         actions=actions,

@@ -23,6 +23,7 @@ from contactsync.model import CRM_TO_OUTLOOK_ONLY, FIELDS
 from contactsync.plan.frames import (
     equal_values,
     is_email,
+    is_empty,
     join_flags,
     make_actions,
     norm,
@@ -117,8 +118,8 @@ def tag_needed(
         return missing
     todo = np.flatnonzero(missing)
     if todo.size:
-        wrong = ~pd.isna(norm(crm_tag[todo]))
-        no_email = pd.isna(norm(email1[todo], email=True))
+        wrong = ~is_empty(crm_tag[todo])
+        no_email = is_empty(email1[todo])
         missing[todo] = wrong | no_email
     return missing
 

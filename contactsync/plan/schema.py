@@ -28,11 +28,12 @@ Output: :class:`PlanResult`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import pandas as pd
 
 from contactsync.model import FIELDS
+from contactsync.vocab import SIDES as SIDES  # re-exported: the action frame's sides
+from contactsync.vocab import Direction, Policy, TagLinks
 
 # --- links / snapshots -----------------------------------------------------------------
 LINK_STATUS_ACTIVE = "active"
@@ -41,7 +42,6 @@ LINK_STATUS_STOPPED = "stopped"
 LINK_COLUMNS: tuple[str, ...] = ("crm_id", "outlook_id", "status") + FIELDS
 
 # --- the action frame ------------------------------------------------------------------
-SIDES = ("crm", "outlook")
 #: Operations per side. ``link``/``unlink`` are state operations counted on the CRM side
 #: (spec/INTERFACE.md --json counts: crm unlink). ``skip`` writes nothing and says why.
 OPERATIONS: dict[str, tuple[str, ...]] = {
@@ -124,13 +124,10 @@ CONFLICT_COLUMNS: tuple[str, ...] = (
 #: that end are only announced by their ``unlink`` action row; they have no snapshot row.
 SNAPSHOT_COLUMNS: tuple[str, ...] = ("crm_id", "outlook_id", "new_key", "status") + FIELDS
 
-Policy = Literal["latest", "crm", "outlook"]
-Direction = Literal["two-way", "crm-to-outlook", "outlook-to-crm"]
-#: When a new link's Outlook contact gets its CrmContactId tag (R7a): ``with-write`` = with
-#: the POST that creates it or with the pair's next Outlook write, and at once only where
-#: R7 could not find the pair again (no email address) or a wrong tag must be replaced;
-#: ``at-link`` = every new link writes it at once (one Graph request per linked pair).
-TagLinks = Literal["with-write", "at-link"]
+# Policy (R9), Direction (R10) and TagLinks (R7a: ``with-write`` = with the POST that
+# creates the contact or with the pair's next Outlook write, and at once only where R7
+# could not find the pair again or a wrong tag must be replaced; ``at-link`` = every new
+# link writes it at once) are contactsync.vocab's.
 
 
 @dataclass(frozen=True)

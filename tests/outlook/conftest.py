@@ -35,6 +35,7 @@ class Emu:
     def clear(self) -> None:
         requests.delete(f"{self.url}/_emulator/faults", timeout=10)
         requests.post(f"{self.url}/_emulator/latency", json={"ms": 0}, timeout=10)
+        requests.post(f"{self.url}/_emulator/delta", json={"updated_items": "full", "expand": "honour"}, timeout=10)
         requests.post(
             f"{self.url}/_emulator/limits",
             json={"requests_per_window": 10_000, "window_s": 600, "concurrent": 4},

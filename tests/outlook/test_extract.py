@@ -51,7 +51,8 @@ def test_full_delta_then_edits_moves_deletes_come_as_an_incremental_delta(emu, m
     emu.reset_stats()
     first = extract(client, fid, snapshot=None, delta_link=None, page_size=7)
     assert first.full and len(first.frame) == 30
-    assert first.requests == math.ceil(30 / 7) == emu.stats()["requests"]
+    # the delta pages, plus one plain read of the folder for the tags (delta has no $expand)
+    assert first.requests == math.ceil(30 / 7) + 1 == emu.stats()["requests"]
     assert first.frame["crm_tag"].notna().all()  # the tag is read back (R7a)
     assert first.frame["change_key"].notna().all() and first.frame["outlook_created"].notna().all()
 

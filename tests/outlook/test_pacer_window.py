@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from contactsync.outlook import connection
-from contactsync.outlook.connection import Pacer
+from contactsync.outlook import pacing as connection
+from contactsync.outlook.pacing import Pacer
 
 
 def test_pacer_holds_requests_beyond_the_window_until_places_free() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from contactsync import state as state_mod
 from contactsync.model import OUTLOOK_COLUMNS
 from contactsync.state import StateStore
+from contactsync.state import mirror as mirror_mod
 
 from .conftest import USER
 
@@ -88,7 +88,7 @@ def test_r18_token_does_not_advance_when_the_rows_fail(
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(state_mod, "_bulk_insert", boom)
+    monkeypatch.setattr(mirror_mod, "bulk_insert", boom)  # the mirror's bulk write fails
     with pytest.raises(RuntimeError):
         store.save_outlook(USER, FOLDER, "t2", changed=contacts(["c"]), removed_ids=["a"])
     link, frame = store.load_outlook(USER, FOLDER)

@@ -1,0 +1,146 @@
+"""First sync under Graph's real limits: 2,000 and 10,000 side by side in one run.
+
+``python -m bench.graph_limits`` (results in ``results/graph_limits.json``).
+
+The emulator runs as a subprocess with Graph's own limits (10,000 requests per 600 s per
+mailbox, 4 concurrent places, each request inside a ``$batch`` counted and run up to 4 at
+a time, spec/GRAPH_API.md) and 100 ms added to every request, which holds its place for
+that time. The data is ``bench.run``'s mix (50 % on both sides, 25 % only in the CRM
+group, 25 % only in the Outlook folder); the cycle is ``bench.driver.run_cycle`` (the
+sync's steps without Prefect), nothing linked yet.
+
+Per size: HTTP requests and the inner requests of batches, 429s (inner ones included),
+wall time, and the least time 4 concurrent places allow: every request (an inner one
+too, a batch envelope not) holds a place for 100 ms, so the least is ``(requests -
+batches + inner) x 0.1 s / 4``; the window (10,000 per 600 s) adds to it only beyond
+10,000. The ratio wall / least is the goal's (<= 1.15), the share of inner requests
+throttled the other (<= 1 %). A second least counts the delta pages as the chain they are
+(one after the other: each page's ``nextLink`` comes with it), the rest in 4 places. The plain reads of the folder that carry the CrmContactId
+``$expand`` (contact delta has none) are counted apart, as ``tag_read_requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import RESULTS, USER, Emulator, build, log
+
+LATENCY_MS = 100.0
+PLACES = 4
+WINDOW = (10_000, 600.0)
+DELTA_PAGE = 200  # Graph's contact delta page (outlook.extract asks 500, gets 200)
+SIZES = tuple(int(s) for s in os.environ.get("BENCH_LIMITS_SIZES", "2000,10000").split(","))
+
+
+def least_time_s(stats: dict[str, Any]) -> float:
+    """The least wall time 4 places allow for these requests (module docstring)."""
+    place_requests = stats["requests"] - stats["batches"] + stats["inner_requests"]
+    places = place_requests * LATENCY_MS / 1000.0 / PLACES
+    over = max(0, place_requests - WINDOW[0])
+    return places + (over / WINDOW[0]) * WINDOW[1]
+
+
+class TagReads:
+    """Counts the requests of the plain folder reads for the tags (outlook.extract.read_tags)."""
+
+    def __init__(self, emu: Emulator) -> None:
+        from contactsync.outlook import extract
+
+        self.emu, self.requests, self._real = emu, 0, extract.read_tags
+        extract.read_tags = self._counted
+
+    def _counted(self, *args: Any, **kwargs: Any) -> Any:
+        before = self.emu.stats()["requests"]
+        try:
+            return self._real(*args, **kwargs)
+        finally:
+            self.requests += self.emu.stats()["requests"] - before
+
+    def close(self) -> None:
+        from contactsync.outlook import extract
+
+        extract.read_tags = self._real
+
+
+def first_sync(root: Path, emu: Emulator, n: int) -> dict[str, Any]:
+    from bench.driver import run_cycle
+
+    ds = build(root, emu, n, f"limits{n}")
+    emu.reset_stats()
+    tags = TagReads(emu)
+    load_before = os.getloadavg()
+    try:
+        started = time.perf_counter()
+        cycle = run_cycle(str(ds.config), USER)
+        wall = time.perf_counter() - started
+    finally:
+        tags.close()
+    stats = emu.stats()
+    least = least_time_s(stats)
+    # Delta pages chain (each page's nextLink comes with the page): they cannot share places.
+    chain = -(-len(ds.outlook_ids) // DELTA_PAGE) if ds.outlook_ids else 1
+    least_chain = least + chain * LATENCY_MS / 1000.0 * (1 - 1 / PLACES)
+    load_inner = stats["inner_requests"]
+    out = {
+        "n": n,
+        "status": cycle["status"],
+        "errors": cycle["errors"],
+        "counts": cycle["counts"],
+        "requests": stats["requests"],
+        "inner_requests": stats["inner_requests"],
+        "batches": stats["batches"],
+        "throttled_429": stats["throttled"],
+        "throttled_share_of_inner": round(stats["throttled"] / load_inner, 4) if load_inner else 0.0,
+        "tag_read_requests": tags.requests,
+        "wall_s": round(wall, 2),
+        "least_possible_s": round(least, 2),
+        "ratio_to_least": round(wall / least, 3) if least else None,
+        "delta_pages_in_chain": chain,
+        "least_with_delta_chain_s": round(least_chain, 2),
+        "ratio_to_least_with_delta_chain": round(wall / least_chain, 3) if least_chain else None,
+        "steps_s": cycle["steps_s"],
+        "load_s": cycle["steps_s"].get("load"),
+        "load_ratio_to_least": None,
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    # The load step alone: its inner requests against their places (the reads come before).
+    if out["load_s"] and stats["inner_requests"]:
+        out["load_ratio_to_least"] = round(out["load_s"] / (stats["inner_requests"] * LATENCY_MS / 1000 / PLACES), 3)
+    log(f"first sync {n}: {out['wall_s']} s (least {out['least_possible_s']} s, x{out['ratio_to_least']}), "
+        f"{out['requests']} requests ({out['inner_requests']} inner), {out['throttled_429']} 429s")
+    return out
+
+
+def main() -> int:
+    RESULTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-limits-") as tmp:
+        root = Path(tmp)
+        emu = Emulator(root / "graph.db")
+        try:
+            emu.latency(LATENCY_MS)
+            emu.limits(requests_per_window=WINDOW[0], window_s=WINDOW[1], concurrent=PLACES)
+            runs = [first_sync(root, emu, n) for n in SIZES]
+        finally:
+            emu.stop()
+    result = {
+        "what": "first sync under Graph's real limits (10,000/600 s, 4 concurrent, batches 4 at a time "
+                "inside), 100 ms per request",
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "goals": {"throttled_share_of_inner_max": 0.01, "ratio_to_least_max": 1.15},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "runs": runs,
+    }
+    (RESULTS / "graph_limits.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""One contact's history across cycles: what `contact-sync explain` answers.
+
+"Why did this contact change?" is the question a sales person asks an admin, and no
+single cycle's rows answer it. Each cycle that writes keeps, per contact: every write to
+either side (time, rule, fields, the values before and after), every conflict with both
+values and the winner (R9), every quarantine with its reason (R19). Rows are kept for
+``keep_days`` (``[report] history_days``, default 90) and dropped after, per user.
+
+The table lives in the state store's database (its own table, created when missing), so
+a shared PostgreSQL store shares the history too. Dry runs (R20) and guard-stopped
+cycles (R16) wrote nothing and keep no history; their plans are in the run rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from contactsync.model import EMAIL_FIELDS, FIELDS
+
+DEFAULT_KEEP_DAYS = 90
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "at", "run_id", "kind", "side", "op", "rule", "crm_id", "outlook_id", "fields",
+    "before", "after", "winner", "reason",
+)
+KINDS = ("write", "conflict", "quarantine")
+
+_md = sa.MetaData()
+history_table = sa.Table(
+    "contact_history", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("crm_user", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("side", sa.String(16)),
+    sa.Column("op", sa.String(32)),
+    sa.Column("rule", sa.String(16)),
+    sa.Column("crm_id", sa.String(64)),
+    sa.Column("outlook_id", sa.String(255)),
+    sa.Column("emails", sa.Text),  # " a@x b@y ": lower-case, space-delimited (R7 keys)
+    sa.Column("fields", sa.Text),
+    sa.Column("before", sa.Text),  # JSON {field: value}
+    sa.Column("after", sa.Text),  # JSON {field: value}
+    sa.Column("winner", sa.String(16)),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_contact_history_crm", "crm_user", "crm_id"),
+    sa.Index("ix_contact_history_outlook", "crm_user", "outlook_id"),
+    sa.Index("ix_contact_history_at", "crm_user", "at"),
+)
+
+
+_READY: set[str] = set()  # databases (by URL) known to have the table in this process
+
+
+def ensure_table(engine: sa.Engine) -> None:
+    """Create the history table when the store does not have it yet (idempotent; checked
+    once per database and process, not on every cycle)."""
+    key = engine.url.render_as_string(hide_password=False)
+    if key not in _READY:
+        _md.create_all(engine, checkfirst=True)
+        _READY.add(key)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def _emails_of(frame: pd.DataFrame | None, key: str) -> dict[str, set[str]]:
+    """Per id in ``key``, the lower-cased addresses of its email columns."""
+    if frame is None or frame.empty or key not in frame:
+        return {}
+    out: dict[str, set[str]] = {}
+    cols = [c for c in EMAIL_FIELDS if c in frame]
+    for col in cols:
+        sub = frame[[key, col]].dropna()
+        for ident, addr in zip(sub[key].astype(str), sub[col].astype(str).str.strip().str.lower(), strict=True):
+            if addr:
+                out.setdefault(ident, set()).add(addr)
+    return out
+
+
+def _values(frame: pd.DataFrame | None, key: str) -> dict[str, dict[str, Any]]:
+    """Per id in ``key``, the row's field values (for a write's "before")."""
+    if frame is None or frame.empty or key not in frame:
+        return {}
+    cols = [c for c in FIELDS if c in frame]
+    sub = frame.drop_duplicates(key).set_index(key)[cols]
+    return {str(k): v for k, v in sub.to_dict("index").items()}
+
+
+class History:
+    """The history rows of a state store's database (``engine`` of a StateStore)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        ensure_table(engine)
+
+    def record_cycle(
+        self, run_id: str, user: str, *, crm: pd.DataFrame | None, outlook: pd.DataFrame | None,
+        applied: pd.DataFrame | None, conflicts: pd.DataFrame | None, problems: pd.DataFrame | None,
+        results: pd.DataFrame | None = None, keep_days: int = DEFAULT_KEEP_DAYS, now: datetime | None = None,
+    ) -> int:
+        """Keep one writing cycle's history (``applied`` = the committed action rows,
+        ``crm``/``outlook`` = the sides as read before the writes); drop rows older than
+        ``keep_days``. Returns the number of rows added."""
+        at = (now or _now()).isoformat(timespec="microseconds")
+        crm_vals, out_vals = _values(crm, "crm_id"), _values(outlook, "outlook_id")
+        emails = _emails_of(crm, "crm_id")
+        for ident, found in _emails_of(outlook, "outlook_id").items():
+            emails.setdefault(ident, set()).update(found)
+        new_out: dict[str, str] = {}
+        if results is not None and not results.empty and "outlook_id" in results:
+            sub = results.dropna(subset=["outlook_id"])
+            new_out = dict(zip(sub["action_id"].astype(str), sub["outlook_id"].astype(str), strict=True))
+        rows: list[dict[str, Any]] = []
+
+        def mails(crm_id: str | None, outlook_id: str | None, extra: Sequence[Any] = ()) -> str | None:
+            found = set(emails.get(crm_id or "", set())) | set(emails.get(outlook_id or "", set()))
+            found |= {str(e).strip().lower() for e in extra if _text(e)}
+            return f" {' '.join(sorted(found))} " if found else None
+
+        for act in ([] if applied is None or applied.empty else applied.to_dict("records")):
+            if act.get("op") == "skip":
+                continue
+            crm_id, outlook_id = _text(act.get("crm_id")), _text(act.get("outlook_id"))
+            outlook_id = outlook_id or new_out.get(str(act.get("action_id")))
+            fields = [f for f in str(act.get("fields") or "").split(",") if f]
+            source = out_vals.get(outlook_id or "", {}) if act["side"] == "outlook" else crm_vals.get(crm_id or "", {})
+            if act["op"] in ("create", "create_account"):
+                before: dict[str, Any] = {}
+                fields = [f for f in fields if _text(act.get(f))]  # a new record: what it got
+            else:
+                before = {f: _text(source.get(f)) for f in fields} if fields else {}
+            after = {f: _text(act.get(f)) for f in fields}
+            rows.append({"kind": "write", "side": act["side"], "op": act["op"], "rule": _text(act.get("rule")),
+                         "crm_id": crm_id, "outlook_id": outlook_id, "fields": ",".join(fields),
+                         "before": before, "after": after, "winner": None, "reason": _text(act.get("reason")),
+                         "emails": mails(crm_id, outlook_id, [act.get(f) for f in EMAIL_FIELDS])})
+        for c in ([] if conflicts is None or conflicts.empty else conflicts.to_dict("records")):
+            crm_id, outlook_id = _text(c.get("crm_id")), _text(c.get("outlook_id"))
+            rows.append({"kind": "conflict", "side": None, "op": None, "rule": _text(c.get("rule")) or "R9",
+                         "crm_id": crm_id, "outlook_id": outlook_id, "fields": _text(c.get("field")),
+                         "before": {"last synced": _text(c.get("snapshot_value"))},
+                         "after": {"crm": _text(c.get("crm_value")), "outlook": _text(c.get("outlook_value"))},
+                         "winner": _text(c.get("winner")), "reason": f"policy {_text(c.get('policy'))}",
+                         "emails": mails(crm_id, outlook_id)})
+        for p in ([] if problems is None or problems.empty else problems.to_dict("records")):
+            record = _text(p.get("record_id")) or ""
+            on_crm = p.get("side") == "crm" and not record.startswith(("new:", "acct:"))
+            crm_id = record if on_crm else None
+            outlook_id = record.removeprefix("new:") if not on_crm else None
+            rows.append({"kind": "quarantine", "side": _text(p.get("side")), "op": None,
+                         "rule": _text(p.get("rule")) or "R19", "crm_id": crm_id, "outlook_id": outlook_id,
+                         "fields": _text(p.get("field")), "before": {}, "after": {"value": _text(p.get("value"))},
+                         "winner": None, "reason": _text(p.get("reason")), "emails": mails(crm_id, outlook_id)})
+        for row in rows:
+            row.update(crm_user=user, run_id=run_id, at=at, before=json.dumps(row["before"], ensure_ascii=False),
+                       after=json.dumps(row["after"], ensure_ascii=False))
+        cutoff = ((now or _now()) - timedelta(days=keep_days)).isoformat(timespec="microseconds")
+        h = history_table
+        with self.engine.begin() as conn:
+            for i in range(0, len(rows), 5000):
+                conn.execute(h.insert(), rows[i : i + 5000])
+            conn.execute(sa.delete(h).where(h.c.crm_user == user, h.c.at < cutoff))
+        return len(rows)
+
+    def contact(
+        self, users: Sequence[str], *, email: str | None = None, crm_id: str | None = None,
+        outlook_id: str | None = None,
+    ) -> pd.DataFrame:
+        """Every kept row of one contact (oldest first), found by any of its ids or emails.
+
+        Rows found by the given key also bring in the contact's other id (a CRM id found
+        by email brings the Outlook id of the same pair), so the story is whole.
+        """
+        h = history_table
+        if sum(x is not None for x in (email, crm_id, outlook_id)) != 1:
+            raise ValueError("give exactly one of email, crm_id, outlook_id")
+        if email is not None:
+            cond = h.c.emails.like(f"% {email.strip().lower()} %")
+        elif crm_id is not None:
+            cond = sa.func.trim(h.c.crm_id) == crm_id.strip()
+        else:
+            cond = h.c.outlook_id == outlook_id
+        scope = h.c.crm_user.in_(list(users)) if users else sa.true()
+        with self.engine.connect() as conn:
+            first = conn.execute(sa.select(h.c.crm_id, h.c.outlook_id).where(scope, cond)).all()
+            crm_ids = {r[0] for r in first if r[0]}
+            out_ids = {r[1] for r in first if r[1]}
+            if not first:
+                return pd.DataFrame({c: pd.Series(dtype=object) for c in ("user", *HISTORY_COLUMNS)})
+            wider = sa.or_(cond, h.c.crm_id.in_(crm_ids), h.c.outlook_id.in_(out_ids))
+            rows = conn.execute(
+                sa.select(h.c.crm_user.label("user"), *[h.c[c] for c in HISTORY_COLUMNS])
+                .where(scope, wider).order_by(h.c.at, h.c.id)).mappings().all()
+        frame = pd.DataFrame([dict(r) for r in rows])
+        frame["before"] = frame["before"].map(lambda t: json.loads(t) if t else {})
+        frame["after"] = frame["after"].map(lambda t: json.loads(t) if t else {})
+        return frame

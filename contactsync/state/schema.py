@@ -1,0 +1,194 @@
+"""Every table of the sync's own, and the stepwise migrations that create them.
+
+The state store is a database of its own (never inside the CRM). Its schema version
+lives in ``meta`` (vdirsyncer's ``status.py``); each version step is one function in
+``MIGRATIONS``, run in the opener's transaction, serialised against concurrent openers.
+The id counter of ``contactsync.crm.ids`` is one of these tables: it moved here from a
+schema of its own in version 2, so one migration path creates everything the sync keeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from contactsync.db import shown_url, write
+from contactsync.errors import FatalError
+from contactsync.model import FIELDS
+from contactsync.plan.schema import CONFLICT_COLUMNS
+
+#: The version this program writes; every step up to it is in MIGRATIONS.
+SCHEMA_VERSION = 2
+QUARANTINE_COLUMNS: tuple[str, ...] = ("side", "record_id", "field", "rule", "reason", "value")
+_ADVISORY_LOCK = 7311952  # PostgreSQL: one migrating opener at a time
+
+metadata = sa.MetaData()
+_S = sa.String(255)
+
+
+def _field_columns() -> list[sa.Column]:
+    return [sa.Column(f, sa.Text) for f in FIELDS]
+
+
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+links_table = sa.Table(
+    "links", metadata,
+    sa.Column("crm_user", sa.String(32), primary_key=True),
+    sa.Column("crm_id", sa.String(64), primary_key=True),
+    sa.Column("outlook_id", _S),
+    sa.Column("status", sa.String(16), nullable=False),
+    *_field_columns(),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("crm_user", "outlook_id", name="uq_links_outlook"),
+)
+outlook_table = sa.Table(
+    "outlook_contacts", metadata,
+    sa.Column("crm_user", sa.String(32), primary_key=True),
+    sa.Column("folder_id", _S, primary_key=True),
+    sa.Column("outlook_id", _S, primary_key=True),
+    sa.Column("change_key", sa.Text),
+    sa.Column("outlook_created", sa.String(40)),
+    sa.Column("outlook_modified", sa.String(40)),
+    sa.Column("crm_tag", sa.Text),
+    sa.Column("business_phones_rest", sa.Text),
+    *_field_columns(),
+)
+delta_table = sa.Table(
+    "outlook_delta", metadata,
+    sa.Column("crm_user", sa.String(32), primary_key=True),
+    sa.Column("folder_id", _S, primary_key=True),
+    sa.Column("delta_link", sa.Text),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+journal_table = sa.Table(
+    "journal", metadata,
+    sa.Column("crm_user", sa.String(32), primary_key=True),
+    sa.Column("action_id", _S, primary_key=True),
+    sa.Column("run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("side", sa.String(16), nullable=False),
+    sa.Column("op", sa.String(32), nullable=False),
+    sa.Column("crm_id", sa.String(64)),
+    sa.Column("outlook_id", _S),
+    sa.Column("new_key", _S),
+    sa.Column("allocated", sa.Text),  # JSON object
+    sa.Column("payload", sa.Text),  # JSON object
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False, default=False),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+runs_table = sa.Table(
+    "runs", metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("crm_user", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("params", sa.Text),
+    sa.Column("summary", sa.Text),
+    sa.Index("ix_runs_user_started", "crm_user", "started_at"),
+)
+conflicts_table = sa.Table(
+    "conflicts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("crm_user", sa.String(32), nullable=False),
+    *[sa.Column(c, sa.Text) for c in CONFLICT_COLUMNS],
+)
+quarantine_table = sa.Table(
+    "quarantine", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("crm_user", sa.String(32), nullable=False),
+    *[sa.Column(c, sa.Text) for c in QUARANTINE_COLUMNS],
+)
+locks_table = sa.Table(
+    "locks", metadata,
+    sa.Column("crm_user", sa.String(32), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("proc_start", sa.Float),  # holder's process start time: catches pid reuse
+    sa.Column("token", sa.String(32), nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+#: The CRM id counter (contactsync.crm.ids). The prefix is stored as its code point: 'a'
+#: (ADDRESS) and 'A' (ACCOUNT) must stay two rows even on case-insensitive collations.
+id_counter_table = sa.Table(
+    "sync_id_counter", metadata,
+    sa.Column("prefix_code", sa.Integer, primary_key=True),
+    sa.Column("site_code", sa.String(4), primary_key=True),
+    sa.Column("next_value", sa.BigInteger, nullable=False),
+)
+
+_VERSION_1 = (meta_table, links_table, outlook_table, delta_table, journal_table, runs_table,
+              conflicts_table, quarantine_table, locks_table)
+
+
+# --- migrations: one function per version step, each run in the opener's transaction ----
+def _migrate_to_1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=list(_VERSION_1), checkfirst=True)
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    """The id counter joins the store. A version-1 store whose allocator already made the
+    table (outside the migrations) keeps it and its rows: only a missing table is created."""
+    id_counter_table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+
+
+def _version_lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})"))
+
+
+def migrate(engine: Engine) -> int:
+    """Apply the missing migration steps (serialised against concurrent openers) and
+    return the schema version; refuse a store made by a newer program (FatalError)."""
+    target = SCHEMA_VERSION  # read at call time: tests add a step by patching it
+    for attempt in range(3):
+        try:
+            with write(engine) as conn:
+                _version_lock(conn)
+                meta_table.create(conn, checkfirst=True)
+            with write(engine) as conn:
+                _version_lock(conn)
+                found = conn.execute(
+                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).scalar()
+                version = int(found) if found is not None else 0
+                if version > target:
+                    raise FatalError(
+                        f"state store {shown_url(engine)} has schema version {version}, "
+                        f"newer than this program's {target}",
+                        hint="upgrade contact-sync on this machine",
+                    )
+                for step in range(version + 1, target + 1):
+                    MIGRATIONS[step](conn)
+                if found is None:
+                    conn.execute(meta_table.insert().values(key="schema_version", value=str(target)))
+                elif version != target:
+                    conn.execute(
+                        sa.update(meta_table)
+                        .where(meta_table.c.key == "schema_version")
+                        .values(value=str(target))
+                    )
+            return target
+        except (IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
+            if attempt == 2:
+                raise
+            time.sleep(0.2)  # another opener migrated at the same moment: re-read
+    return target  # pragma: no cover

@@ -1,0 +1,135 @@
+"""Which Prefect API the commands use, and the local server they start once and reuse
+(issue 16 item 1; spec/INTERFACE.md "Prefect" and `contact-sync prefect status|stop`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from contactsync.cli.prefect_server import configured_api, read_server, use_prefect_api
+from contactsync.emulator import start_in_thread
+from tests.e2e.conftest import MAILBOXES, SyncEnv, make_env
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from contactsync.cli import main; main()"]
+
+
+def _profiles(path: Path, active: str, **profiles: dict[str, str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = f'active = "{active}"\n' + "".join(
+        f"\n[profiles.{name}]\n" + "".join(f'{k} = "{v}"\n' for k, v in values.items())
+        for name, values in profiles.items()
+    )
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_an_api_url_in_the_environment_is_used_and_no_server_starts(tmp_path: Path) -> None:
+    env = {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": "http://prefect.example:4200/api"}
+    choice = use_prefect_api(env)
+    assert (choice.url, choice.started) == ("http://prefect.example:4200/api", False)
+    assert read_server(tmp_path / "home") is None
+    assert not (tmp_path / "home" / "contact-sync-server.json").exists()
+
+
+def test_moving_prefect_home_keeps_the_users_active_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's ~/.prefect/profiles.toml names their API; contact-sync moves PREFECT_HOME
+    to its own folder, and Prefect itself must still read that profile."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _profiles(
+        tmp_path / ".prefect" / "profiles.toml", "team",
+        team={"PREFECT_API_URL": "http://team-prefect:4200/api"}, other={"PREFECT_API_URL": "http://other:4200/api"},
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["HOME"] = str(tmp_path)
+    choice = use_prefect_api(env)
+    assert choice.url == "http://team-prefect:4200/api" and "team" in choice.source
+    assert env["PREFECT_HOME"] == str(tmp_path / ".contact-sync" / "prefect")
+    assert read_server(Path(env["PREFECT_HOME"])) is None
+    seen = subprocess.run(
+        [sys.executable, "-c", "from prefect.settings import PREFECT_API_URL as u; print(u.value())"],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert seen.stdout.strip() == "http://team-prefect:4200/api"
+    env2 = {"HOME": str(tmp_path), "PREFECT_PROFILE": "other"}
+    assert configured_api(env2).url == "http://other:4200/api"  # type: ignore[union-attr]
+
+
+def test_a_profile_without_an_api_url_is_not_a_configured_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _profiles(tmp_path / ".prefect" / "profiles.toml", "ephemeral", ephemeral={"PREFECT_SERVER_EPHEMERAL_ENABLED": "true"})
+    assert configured_api({"HOME": str(tmp_path)}) is None
+
+
+# --- the real thing: commands in their own processes, as a user runs them ----------------------
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[tuple[SyncEnv, dict[str, str]]]:
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), PYTHONPATH=str(ROOT))
+    with start_in_thread(db_path=tmp_path / "graph.db") as emulator:
+        sync_env = make_env(tmp_path, f"sqlite:///{tmp_path / 'crm.db'}", emulator)
+        try:
+            yield sync_env, env
+        finally:
+            subprocess.run([*CLI, "prefect", "stop"], env=env, capture_output=True, timeout=60)
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _events(api: str, prefix: str) -> list[dict]:
+    body = {"filter": {"event": {"prefix": [prefix]}, "occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50}
+    r = requests.post(f"{api}/events/filter", json=body, timeout=10)
+    r.raise_for_status()
+    return r.json()["events"]
+
+
+def test_commands_start_one_local_server_reuse_it_and_stop_it(world: tuple[SyncEnv, dict[str, str]]) -> None:
+    sync_env, env = world
+    home = Path(env["PREFECT_HOME"])
+    status = _cli(env, "prefect", "status")
+    assert status.returncode == 1 and "not running" in status.stdout
+
+    first = _cli(env, "sync", "--json", "--config", str(sync_env.config))
+    assert first.returncode == 0, first.stderr
+    assert {json.loads(x)["status"] for x in first.stdout.splitlines() if x.startswith("{")} == {"ok"}
+    server = read_server(home)
+    assert server is not None and server.url.startswith("http://127.0.0.1:")
+    status = _cli(env, "prefect", "status")
+    assert status.returncode == 0, status.stdout
+    assert server.url in status.stdout and server.log_file in status.stdout
+    assert Path(server.log_file).is_file() and Path(server.log_file).parent == home
+    assert (home / "prefect.db").is_file()  # its database under the Prefect home
+
+    second = _cli(env, "sync", "--json", "--config", str(sync_env.config))
+    assert second.returncode == 0, second.stderr
+    again = read_server(home)
+    assert again is not None and again.pid == server.pid  # reused, not started again
+
+    # Both commands' flow runs are in that server, for the admin to see.
+    runs = requests.post(f"{server.url}/flow_runs/filter", json={}, timeout=10).json()
+    assert sum(r["state_type"] == "COMPLETED" for r in runs) >= 2 * len(MAILBOXES)
+    # Heartbeats off for the command's own runs: a heartbeat thread sends its first beat
+    # as the run starts; the runs' own events arrive, no heartbeat does.
+    deadline = time.monotonic() + 60
+    while not _events(server.url, "prefect.flow-run.Completed") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _events(server.url, "prefect.flow-run.Completed")
+    assert _events(server.url, "prefect.flow-run.heartbeat") == []
+
+    stopped = _cli(env, "prefect", "stop")
+    assert stopped.returncode == 0 and str(server.pid) in stopped.stdout
+    assert not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE
+    assert read_server(home) is None
+    assert _cli(env, "prefect", "status").returncode == 1
