@@ -55,12 +55,17 @@ class TagReads:
         self.emu, self.requests, self._real = emu, 0, extract.read_tags
         extract.read_tags = self._counted
 
-    def _counted(self, *args: Any, **kwargs: Any) -> Any:
-        before = self.emu.stats()["requests"]
-        try:
-            return self._real(*args, **kwargs)
-        finally:
-            self.requests += self.emu.stats()["requests"] - before
+    def _counted(self, client: Any, folder_id: str, ids: list[str] | None, folder_size: int = 0) -> Any:
+        """The requests ``read_tags`` makes, as it chooses them (it runs beside the delta
+        chain, so the emulator's counts cannot tell them apart)."""
+        from contactsync.outlook.extract import TAG_PAGE
+
+        found = self._real(client, folder_id, ids, folder_size)
+        if ids is None or -(-folder_size // TAG_PAGE) <= -(-len(ids) // 20):
+            self.requests += max(1, -(-(len(found) if ids is None else folder_size) // TAG_PAGE)) if ids != [] else 0
+        else:
+            self.requests += -(-len(ids) // 20)
+        return found
 
     def close(self) -> None:
         from contactsync.outlook import extract

@@ -47,7 +47,8 @@ import requests
 import sqlalchemy as sa
 
 from contactsync.crm import demo
-from contactsync.crm.schema import crm_tables, init_database
+from contactsync.crm.schema import crm_tables
+from contactsync.crm.setup import init_database
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -583,9 +584,17 @@ def main() -> int:
             overhead = prefect_overhead(root, emu, 1000)
             (RESULTS / "prefect.json").write_text(json.dumps({"machine": report["machine"], **overhead}, indent=2) + "\n")
             write_readme()
+        if os.environ.get("BENCH_GRAPH_LIMITS", "0") == "1":  # bench/graph_limits.py, its own emulator
+            from bench import graph_limits
+
+            graph_limits.main()
     finally:
         emu.stop()
         shutil.rmtree(root, ignore_errors=True)
+    if os.environ.get("BENCH_COMMAND", "1") != "0":  # the quiet command vs a naive script (issue 16)
+        from bench.command_bench import main as command_bench
+
+        command_bench()
     log(f"results in {RESULTS}")
     return 0
 

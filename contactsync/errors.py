@@ -1,11 +1,16 @@
 """Errors named after what the user sees, classed by what happens next.
 
-One place (``cli.py``) turns them into a message with the fix and an exit code
-(spec/INTERFACE.md). Retry policies (Prefect task retries, the Graph client) catch only
-:class:`TransientError`; a :class:`RecordError` is quarantined (R19) and the cycle goes on.
+One place, :func:`show_error`, turns them into the message a user reads (with the fix) and
+an exit code (spec/INTERFACE.md); every command of the CLI goes through it. Retry
+policies (Prefect task retries, the Graph client) catch only :class:`TransientError`; a
+:class:`RecordError` fails its own record (quarantined, R19) and the cycle goes on. The
+mass-change guard (R16) is not an error: it is a cycle outcome (``guard-stopped``, exit 3).
 """
 
 from __future__ import annotations
+
+import sys
+from typing import TextIO
 
 
 class ContactSyncError(Exception):
@@ -62,13 +67,14 @@ class RecordError(ContactSyncError):
     """One record cannot be written as it is: it is quarantined (R19), the rest goes on."""
 
 
-class GuardStopped(ContactSyncError):
-    """The mass-change guard (R16) stopped the cycle before any write (exit code 3)."""
-
-    exit_code = 3
-
-
 class LockedError(ContactSyncError):
     """Another cycle for the same user holds the lock (exit code 4)."""
 
     exit_code = 4
+
+
+def show_error(exc: ContactSyncError, stream: TextIO | None = None) -> int:
+    """Show ``exc`` as users read it (``contact-sync: ...`` and what to do) on stderr and
+    return its exit code: the one place a command turns an error into output."""
+    print(f"contact-sync: {exc.describe()}", file=stream or sys.stderr)
+    return exc.exit_code

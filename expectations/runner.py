@@ -1,13 +1,20 @@
-"""Run the committed Great Expectations suites on a frame; optionally build Data Docs.
+"""Run the Great Expectations suites on a cycle's frames; build each user's Data Docs.
 
 ``contactsync.quality`` decides quarantine (fast, pure pandas); this runner gives the same
 verdict through GX so the report can carry GX's Data Docs beside it (DESIGN.md step 3/5).
-GX is imported inside :func:`validate` only: importing it costs seconds, and nothing else
-in the project should pay that.
 
-One ephemeral GX context per process, created on first use and reused: the pandas data
-source, one dataframe asset and batch definition per suite, and the suites loaded from
-``suites/*.json``. A later call only runs the validation (and, if asked, renders docs).
+What a cycle pays, and why it is little (issue 16 item 5, bench/gx_bench.py):
+- GX is imported once per process, on first use, with one ephemeral context: the pandas
+  data source, one dataframe asset, batch and validation definition per suite (the suites
+  built from the R19 check records, ``expectations.build_suites``);
+- a cycle's results are summarised (``SUMMARY``: counts and at most 20 example values per
+  expectation), not complete lists of every failing row;
+- Data Docs are built once per cycle, not after every suite, and incrementally: only the
+  new validation pages are rendered, then the index.
+
+Each user's Data Docs hold that user's results only (R1): the context's result store is
+empty between batches; a docs folder's own recent results (kept per folder, in memory)
+are put back only while that folder's index is built, then the store is emptied again.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import hashlib
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,10 @@ class ValidationOutcome:
 
     success: bool
     statistics: dict[str, Any]
-    failures: pd.DataFrame  # FAILURE_COLUMNS
+    failures: pd.DataFrame  # FAILURE_COLUMNS (in a summary: at most 20 per expectation)
+    #: failing values in all (complete, also in a summary), + 1 per expectation that
+    #: failed as a whole
+    failure_count: int = 0
     data_docs_index: Path | None = None
     #: GX's ExpectationSuiteValidationResult (``.to_json_dict()`` for the full JSON)
     gx_result: Any = field(default=None, repr=False)
@@ -64,6 +76,8 @@ class _Gx:
         self.source = self.context.data_sources.add_pandas(name=_DATASOURCE)
         self.definitions: dict[str, Any] = {}
         self.sites: dict[Path, str] = {}
+        #: per docs folder: its recent results (key -> result), oldest first
+        self.kept: dict[Path, OrderedDict[Any, Any]] = {}
 
     def definition(self, suite_name: str) -> Any:
         if suite_name not in self.definitions:
@@ -155,53 +169,102 @@ def validate(
     id_column: str,
     data_docs_dir: Path | None = None,
 ) -> ValidationOutcome:
-    """Validate ``frame`` with the committed suite ``suite``; failing rows by ``id_column``.
+    """Validate ``frame`` with suite ``suite``, failing rows by ``id_column``, with
+    complete results (every failing row); with ``data_docs_dir`` its Data Docs there."""
+    return validate_many([(frame, suite, id_column)], data_docs_dir=data_docs_dir, complete=True)[0]
 
-    With ``data_docs_dir`` the GX Data Docs site is (re)built there and its index.html
-    returned; it lists every validation this process ran into that folder.
+
+def validate_many(
+    jobs: Sequence[tuple[pd.DataFrame, str, str]],
+    *,
+    data_docs_dir: Path | None = None,
+    complete: bool = False,
+) -> list[ValidationOutcome]:
+    """Validate each ``(frame, suite, id_column)`` of one user's cycle, then build that
+    user's Data Docs once (when ``data_docs_dir`` is given).
+
+    ``complete=False`` (a cycle): summarised results, the counts exact, at most 20 failing
+    rows per expectation. The batch holds the runner's lock from the first validation to
+    the docs, so users validated in parallel threads never see each other's results.
     """
-    if suite not in SUITE_NAMES:
-        raise ValueError(f"unknown suite {suite!r}: one of {', '.join(SUITE_NAMES)}")
-    prepared = prepare(frame, suite)
+    for _, suite, _ in jobs:
+        if suite not in SUITE_NAMES:
+            raise ValueError(f"unknown suite {suite!r}: one of {', '.join(SUITE_NAMES)}")
+    outcomes: list[ValidationOutcome] = []
     with _lock:
         state = _gx()
-        definition = state.definition(suite)
-        result = definition.run(
-            batch_parameters={"dataframe": prepared},
-            result_format={
-                "result_format": "COMPLETE",
-                "unexpected_index_column_names": [id_column],
-                "return_unexpected_index_query": False,
-            },
-        )
-        index = None
-        if data_docs_dir is not None:
-            index = _build_docs(state, Path(data_docs_dir))
-        elif not state.sites:
+        store = state.context.validation_results_store
+        try:
+            for frame, suite, id_column in jobs:
+                result = state.definition(suite).run(
+                    batch_parameters={"dataframe": prepare(frame, suite)},
+                    result_format={
+                        "result_format": "COMPLETE" if complete else "SUMMARY",
+                        "unexpected_index_column_names": [id_column],
+                        "return_unexpected_index_query": False,
+                    },
+                )
+                outcomes.append(ValidationOutcome(
+                    success=bool(result.success),
+                    statistics=dict(result.statistics),
+                    failures=_failures(result, id_column),
+                    failure_count=_failure_count(result),
+                    gx_result=result,
+                ))
+            if data_docs_dir is not None and outcomes:
+                index = _publish(state, Path(data_docs_dir), list(store.list_keys()))
+                outcomes = [replace(o, data_docs_index=index) for o in outcomes]
+        finally:
             _forget_results(state)
-    return ValidationOutcome(
-        success=bool(result.success),
-        statistics=dict(result.statistics),
-        failures=_failures(result, id_column),
-        data_docs_index=index,
-        gx_result=result,
+    return outcomes
+
+
+#: Results a docs folder's index keeps listing (older pages are removed from the folder).
+KEEP_PER_SITE = 30
+
+
+def _publish(state: _Gx, directory: Path, new_keys: list[Any]) -> Path:
+    """Render the new results' pages into ``directory`` and its index over the folder's
+    own kept results; the store holds nothing of any other folder meanwhile (R1)."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
     )
 
-
-def _build_docs(state: _Gx, directory: Path) -> Path:
+    directory = directory.resolve()
+    store = state.context.validation_results_store
+    kept = state.kept.setdefault(directory, OrderedDict())
+    first = not kept
+    for key in new_keys:
+        kept[key] = store.get(key)
+    while len(kept) > KEEP_PER_SITE:
+        kept.popitem(last=False)
+    for key, result in kept.items():
+        if key not in new_keys:
+            store.set(key, result)
+    targets = list(new_keys)
+    if first:  # the suites' own pages, once per folder and process
+        targets += [ExpectationSuiteIdentifier(name=n) for n in SUITE_NAMES]
     site = state.site(directory)
-    urls = state.context.build_data_docs(site_names=[site])
-    index = directory.resolve() / "index.html"
+    urls = state.context.build_data_docs(site_names=[site], resource_identifiers=targets)
+    index = directory / "index.html"
     if not index.exists() and urls.get(site):  # pragma: no cover - GX layout changed
         index = Path(urls[site].removeprefix("file://"))
     return index
 
 
 def _forget_results(state: _Gx) -> None:
-    """Drop stored results nobody will render, so a long-lived worker does not grow."""
+    """Empty the result store: no result outlives its batch there (a long-lived worker
+    does not grow, and the next user's docs cannot list it)."""
     store = state.context.validation_results_store
     for key in store.list_keys():
         store.remove_key(key)
+
+
+def _failure_count(result: Any) -> int:
+    return sum(
+        int((res.result or {}).get("unexpected_count") or 1)
+        for res in result.results if not res.success
+    )
 
 
 def _failures(result: Any, id_column: str) -> pd.DataFrame:
@@ -213,9 +276,10 @@ def _failures(result: Any, id_column: str) -> pd.DataFrame:
         kind = config.type
         column = config.kwargs.get("column")
         reason = (config.meta or {}).get("reason") or kind
+        found = res.result or {}
         ids = [
             entry.get(id_column) if isinstance(entry, dict) else entry
-            for entry in (res.result or {}).get("unexpected_index_list") or []
+            for entry in found.get("unexpected_index_list") or found.get("partial_unexpected_index_list") or []
         ]
         if not ids:  # failed as a whole (e.g. GX could not evaluate it): no row to blame
             ids = [None]

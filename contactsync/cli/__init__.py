@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from contactsync.errors import ContactSyncError
+from contactsync.errors import ContactSyncError, show_error
 from contactsync.vocab import Direction, Policy
 
 app = typer.Typer(
@@ -48,8 +48,7 @@ AllOpt = Annotated[bool, typer.Option("--all", help="Every configured user (the 
 
 def fail(exc: ContactSyncError) -> typer.Exit:
     """Print an error the way users read it, and return the exit to raise."""
-    typer.echo(f"contact-sync: {exc.describe()}", err=True)
-    return typer.Exit(exc.exit_code)
+    return typer.Exit(show_error(exc))
 
 
 @app.command()
@@ -139,7 +138,7 @@ def crm_init(
     schema: Annotated[str, typer.Option("--schema", help="Schema name ('sysdba' on SQL Server).")] = "",
 ) -> None:
     """Create the Infor CRM tables of CRM_SCHEMA.md (and, with --demo, demo data)."""
-    from contactsync.crm.schema import init_database
+    from contactsync.crm.setup import init_database
 
     try:
         summary = init_database(url, schema=schema or None, demo=demo)
@@ -194,9 +193,18 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``sync``/``backfill`` may run in the warm process: cli/warm.py)."""
+    from contactsync.cli.warm import run_warm
+
+    code = run_warm(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    run_app()
+
+
+def run_app() -> None:
+    """The commands, in this process."""
     try:
         app()
     except ContactSyncError as exc:  # anything a command did not turn into an exit itself
-        typer.echo(f"contact-sync: {exc.describe()}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(show_error(exc))

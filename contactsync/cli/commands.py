@@ -20,7 +20,7 @@ import typer
 from contactsync.cli.prefect_server import ApiChoice, command_settings, use_prefect_api
 from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
-from contactsync.errors import ConfigError, ContactSyncError
+from contactsync.errors import ConfigError, ContactSyncError, show_error
 from contactsync.vocab import DIRECTIONS, POLICIES
 
 
@@ -60,11 +60,6 @@ def _setup(config: Path | None, users: Sequence[str]) -> tuple[list[str], str | 
     selected = _selected_users(load_settings(config), users)
     prepare_prefect_env()
     return selected, (str(Path(config).resolve()) if config else None)
-
-
-def _fail(exc: ContactSyncError) -> int:
-    typer.echo(f"contact-sync: {exc.describe()}", err=True)
-    return exc.exit_code
 
 
 @contextmanager
@@ -129,7 +124,7 @@ def run_sync_command(
         _check_choice("direction", direction, DIRECTIONS)
         selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
-        return _fail(exc)
+        return show_error(exc)
     from flows.sync_all_users import outcomes_of, sync_all_users
 
     # One flow run for the command: its users run at once, up to sync.parallel_users.
@@ -156,7 +151,7 @@ def run_backfill_command(
                 raise ConfigError(f"--since must be an ISO date (YYYY-MM-DD), got {since!r}") from None
         selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
-        return _fail(exc)
+        return show_error(exc)
     from flows.backfill import backfill
     from flows.sync_all_users import outcomes_of
 
@@ -175,7 +170,7 @@ def run_users_command(*, config: Path | None, json_out: bool) -> int:
     try:
         entries = roster(load_settings(config), with_crm=True)
     except ContactSyncError as exc:
-        return _fail(exc)
+        return show_error(exc)
     for e in entries:
         if json_out:
             typer.echo(json.dumps(e.json_line()))
@@ -193,7 +188,7 @@ def run_report_command(*, config: Path | None, users: Sequence[str], out: Path) 
     try:
         selected, config_path = _setup(config, users)
     except ContactSyncError as exc:
-        return _fail(exc)
+        return show_error(exc)
     from flows.quality_report import quality_report
 
     paths = quality_report(out_dir=str(out), users=selected, config_path=config_path)

@@ -146,7 +146,7 @@ def run_demo(folder: Path) -> int:
 
 
 def _tour(folder: Path, started: float) -> int:
-    from contactsync.crm.schema import init_database
+    from contactsync.crm.setup import init_database
     from contactsync.emulator.server import start_in_thread
 
     say(f"contact-sync demo in {folder}")

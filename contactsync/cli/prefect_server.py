@@ -243,6 +243,9 @@ def _wait_healthy(info: ServerInfo, timeout_s: float) -> None:
 
 def stop_server(home: Path, timeout_s: float = 15.0) -> ServerInfo | None:
     """Stop the local server (its whole process group); the info of what was stopped."""
+    from contactsync.cli.warm import stop_all
+
+    stop_all(home)  # warm processes hold clients of this server
     with _locked(home):
         info = read_server(home)
         _state_path(home).unlink(missing_ok=True)
@@ -299,6 +302,9 @@ def describe(env: Env | None = None) -> tuple[str, bool]:
             f"  Prefect home (database): {info.home}",
             f"  log file: {info.log_file}",
         ]
+    warm = sorted(home.glob("contact-sync-warm-*.pid")) if home.is_dir() else []
+    if warm:
+        lines.append(f"warm processes (CONTACT_SYNC_WARM=1): {len(warm)}, log {warm[0].with_suffix('.log')}")
     configured = configured_api(env)
     if configured is not None:
         lines.append(f"the commands use the configured API {configured.url} ({configured.source})")

@@ -41,7 +41,7 @@ def run_report_command(*, config: Path | None, users: Sequence[str], out: Path |
             raise ConfigError(f"--days must be at least 1 (got {days})")
         settings = load_settings(config)
         selected = _users(settings, users)
-        from flows.sync_contacts import data_docs_dir  # where the sync writes each user's Data Docs
+        from contactsync.cycle.run import data_docs_dir  # where the sync puts each user's docs
 
         built = build_report(settings, selected, out_dir=out, days=days, docs_dir=data_docs_dir)
     except ContactSyncError as exc:
@@ -103,7 +103,6 @@ def run_explain_command(
 ) -> int:
     """One contact's history; exit 2 when no such contact was ever synced."""
     from contactsync.cycle.sides import state_store
-    from contactsync.history import History
 
     given = [(k, v) for k, v in (("--email", email), ("--crm-id", crm_id), ("--outlook-id", outlook_id)) if v]
     try:
@@ -117,7 +116,7 @@ def run_explain_command(
         return _fail(exc)
     key, value = given[0]
     try:
-        rows = History(store.engine).contact(selected, email=email, crm_id=crm_id, outlook_id=outlook_id)
+        rows = store.contact_history(selected, email=email, crm_id=crm_id, outlook_id=outlook_id)
         linked = rows.empty and _ever_linked(store, selected, email=email, crm_id=crm_id, outlook_id=outlook_id)
     finally:
         store.close()

@@ -31,7 +31,6 @@ from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.settled import SUMMARY_KEY, is_settled
 from contactsync.cycle.sides import Sides, open_sides, plan_settings
 from contactsync.errors import ContactSyncError, LockedError
-from contactsync.history import History
 from contactsync.plan import plan_cycle
 from contactsync.plan.schema import PlanInputs, PlanResult
 
@@ -219,7 +218,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             crm_results = run.load_crm(prepared, group_id=crm.group_id)
             out_results = run.load_outlook(prepared, crm_results, folder_id=out.folder_id, outlook_frame=out.frame)
             loaded = run.record_state(prepared, crm_results, out_results)
-            History(store.engine).record_cycle(  # `contact-sync explain` (issue 14)
+            store.record_history(  # `contact-sync explain` (issue 14)
                 run_id, uid, crm=inputs.crm, outlook=inputs.outlook, applied=loaded.applied,
                 conflicts=planned.conflicts, problems=problems, results=loaded.results,
                 keep_days=sides.settings.report.history_days)

@@ -36,7 +36,8 @@ SUMMARY_KEY = "settled"
 def _rules_source() -> bytes:
     """The planning and quarantine code itself: new rules never reuse an old verdict."""
     root = Path(__file__).resolve().parent.parent
-    files = sorted((root / "plan").glob("*.py")) + [root / "quality.py", root / "model.py"]
+    files = [*sorted((root / "plan").glob("*.py")), *sorted((root / "quality").glob("*.py")),
+             root / "model.py", root / "vocab.py"]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).digest()
 
 

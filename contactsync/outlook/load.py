@@ -1,8 +1,11 @@
 """Outlook load: the plan's Outlook actions as ``$batch`` requests, one result per record.
 
-Creates, updates (only the planned fields) and deletes go out 20 to a ``$batch``, up to
-4 batches in flight (Graph's per-mailbox concurrency); each inner request is retried on
-its own after its ``Retry-After``. No retry can make a duplicate (R18): every create
+Creates, updates (only the planned fields) and deletes go out 20 to a ``$batch``; Graph
+runs 4 requests of a batch at once, each in one of the mailbox's 4 places, so the pacer
+lets one batch of 20 be in flight (outlook.pacing); each inner request is retried on its
+own after its ``Retry-After``. Updates and deletes carry ``If-Match`` with the etag this
+cycle read, and a 412 is settled by ``outlook.conflicts`` (a person's edit is never
+overwritten). No retry can make a duplicate (R18): every create
 carries the CrmContactId tag (R7a), and a create whose earlier attempt got no clear
 answer (5xx, dropped: it may have been committed) is first looked up by that tag.
 """

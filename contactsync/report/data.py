@@ -15,9 +15,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from contactsync.plan.schema import CONFLICT_COLUMNS
-from contactsync.state import (
+from contactsync.state import StateStore
+from contactsync.state.schema import (
     QUARANTINE_COLUMNS,
-    StateStore,
     conflicts_table,
     quarantine_table,
     runs_table,

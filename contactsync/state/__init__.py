@@ -4,7 +4,8 @@
 - ``links``: links + snapshots (R7, R8);  ``mirror``: the Outlook mirror + delta token;
 - ``journal``: intended writes before they happen (R18);
 - ``runs``: runs, their conflicts (R9) and quarantined records (R19);
-- ``lock``: one cycle per user at a time.
+- ``lock``: one cycle per user at a time;
+- ``history``: one contact's writes, conflicts and quarantine across cycles (explain).
 
 It lives in a database of its own (SQLite file beside the config by default, PostgreSQL
 when several workers share it), never inside the CRM database. Modelled on vdirsyncer's
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 
 from contactsync.db import make_engine, shown_url
 from contactsync.errors import TransientError
+from contactsync.state.history import HistoryStore
 from contactsync.state.journal import JOURNAL_COLUMNS, JOURNAL_STATES, JournalStore
 from contactsync.state.links import LinkStore
 from contactsync.state.lock import LockHandle, LockStore, pid_alive
@@ -41,13 +43,13 @@ from contactsync.state.schema import (
 
 __all__ = [
     "JOURNAL_COLUMNS", "JOURNAL_STATES", "MIGRATIONS", "QUARANTINE_COLUMNS", "RUN_COLUMNS",
-    "RUN_STATUSES", "SCHEMA_VERSION", "VALUE_PREVIEW", "JournalStore", "LinkStore",
+    "RUN_STATUSES", "SCHEMA_VERSION", "VALUE_PREVIEW", "HistoryStore", "JournalStore", "LinkStore",
     "LockHandle", "LockStore", "MirrorStore", "RunStore", "StateStore", "id_counter_table",
     "locks_table", "meta_table", "metadata", "migrate", "pid_alive",
 ]
 
 
-class StateStore(LinkStore, MirrorStore, JournalStore, RunStore, LockStore):
+class StateStore(LinkStore, MirrorStore, JournalStore, RunStore, LockStore, HistoryStore):
     """The state store at ``url``: every store of the package over one engine, created or
     migrated when opened.
 

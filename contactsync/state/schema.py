@@ -22,7 +22,7 @@ from contactsync.model import FIELDS
 from contactsync.plan.schema import CONFLICT_COLUMNS
 
 #: The version this program writes; every step up to it is in MIGRATIONS.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 QUARANTINE_COLUMNS: tuple[str, ...] = ("side", "record_id", "field", "rule", "reason", "value")
 _ADVISORY_LOCK = 7311952  # PostgreSQL: one migrating opener at a time
 
@@ -132,6 +132,31 @@ id_counter_table = sa.Table(
     sa.Column("next_value", sa.BigInteger, nullable=False),
 )
 
+#: One contact's history across cycles (contactsync.state.history, `contact-sync explain`):
+#: writes with the values before and after, conflicts (R9), quarantine (R19).
+history_table = sa.Table(
+    "contact_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("crm_user", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # write | conflict | quarantine
+    sa.Column("side", sa.String(16)),
+    sa.Column("op", sa.String(32)),
+    sa.Column("rule", sa.String(16)),
+    sa.Column("crm_id", sa.String(64)),
+    sa.Column("outlook_id", _S),
+    sa.Column("emails", sa.Text),  # " a@x b@y ": lower-case, space-delimited (R7 keys)
+    sa.Column("fields", sa.Text),
+    sa.Column("before", sa.Text),  # JSON {field: value}
+    sa.Column("after", sa.Text),  # JSON {field: value}
+    sa.Column("winner", sa.String(16)),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_contact_history_crm", "crm_user", "crm_id"),
+    sa.Index("ix_contact_history_outlook", "crm_user", "outlook_id"),
+    sa.Index("ix_contact_history_at", "crm_user", "at"),
+)
+
 _VERSION_1 = (meta_table, links_table, outlook_table, delta_table, journal_table, runs_table,
               conflicts_table, quarantine_table, locks_table)
 
@@ -147,7 +172,14 @@ def _migrate_to_2(conn: Connection) -> None:
     id_counter_table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+def _migrate_to_3(conn: Connection) -> None:
+    """The contact history joins the store (issue 14). A store where the history was made
+    outside the migrations (contactsync/history.py before the split) keeps its rows."""
+    history_table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
 
 
 def _version_lock(conn: Connection) -> None:

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from contactsync.crm.ids import IdAllocator
 from contactsync.crm.load import CrmWriter
-from contactsync.crm.schema import init_database, make_engine
+from contactsync.crm.schema import make_engine
+from contactsync.crm.setup import init_database
 
 LEE = "UDEMOA000001"
 SAM = "UDEMOA000002"

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from contactsync.crm.ids import IdAllocator, parse_counter, to_base36
-from contactsync.crm.schema import crm_tables, init_database, make_engine
+from contactsync.crm.schema import crm_tables, make_engine
+from contactsync.crm.setup import init_database
 
 
 def test_id_format_is_prefix_site_and_seven_base36_digits(allocator: IdAllocator) -> None:

@@ -14,7 +14,8 @@ from contactsync.crm import demo
 from contactsync.crm.extract import CrmReader
 from contactsync.crm.ids import IdAllocator
 from contactsync.crm.load import CrmWriter
-from contactsync.crm.schema import crm_tables, init_database, make_engine
+from contactsync.crm.schema import crm_tables, make_engine
+from contactsync.crm.setup import init_database
 from contactsync.plan.schema import ACTION_COLUMNS
 
 pytestmark = pytest.mark.slow

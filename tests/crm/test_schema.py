@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from contactsync.cli import app
-from contactsync.crm.schema import crm_tables, init_database, make_engine
+from contactsync.crm.schema import crm_tables, make_engine
+from contactsync.crm.setup import init_database
 from contactsync.errors import ConfigError
 
 AUDIT = {"CREATEDATE", "CREATEUSER", "MODIFYDATE", "MODIFYUSER"}

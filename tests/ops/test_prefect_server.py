@@ -128,8 +128,29 @@ def test_commands_start_one_local_server_reuse_it_and_stop_it(world: tuple[SyncE
     assert _events(server.url, "prefect.flow-run.Completed")
     assert _events(server.url, "prefect.flow-run.heartbeat") == []
 
+    # CONTACT_SYNC_WARM=1: the first command runs here and warms a process up; the next
+    # is served by it (a child of its own), with the same output and exit code.
+    warm_env = {**env, "CONTACT_SYNC_WARM": "1"}
+    cold = _cli(warm_env, "sync", "--json", "--config", str(sync_env.config))
+    assert cold.returncode == 0, cold.stderr
+    deadline = time.monotonic() + 240
+    while not list(home.glob("contact-sync-warm-*.sock")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    warm_log = next(home.glob("contact-sync-warm-*.log"))
+    warm = _cli(warm_env, "sync", "--json", "--config", str(sync_env.config))
+    assert warm.returncode == 0, warm.stderr
+    assert {json.loads(x)["status"] for x in warm.stdout.splitlines() if x.startswith("{")} == {"ok"}
+    assert "command in child" in warm_log.read_text()
+    refused = _cli(warm_env, "sync", "--config", str(sync_env.config), "--user", "NOBODY")
+    assert refused.returncode == 2 and "NOBODY" in refused.stderr  # its exit code and stderr
+    assert warm_log.read_text().count("command in child") == 2
+    warm_pid = int(next(home.glob("contact-sync-warm-*.pid")).read_text())
+    runs = requests.post(f"{server.url}/flow_runs/filter", json={}, timeout=10).json()
+    assert sum(r["state_type"] == "COMPLETED" for r in runs) >= 4 * len(MAILBOXES)
+
     stopped = _cli(env, "prefect", "stop")
     assert stopped.returncode == 0 and str(server.pid) in stopped.stdout
     assert not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE
     assert read_server(home) is None
+    assert not psutil.pid_exists(warm_pid) or psutil.Process(warm_pid).status() == psutil.STATUS_ZOMBIE
     assert _cli(env, "prefect", "status").returncode == 1

@@ -25,3 +25,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
 @pytest.fixture()
 def people() -> dict[str, dict[str, str]]:
     return {uid: {"name": name, "mailbox": mailbox} for uid, (name, mailbox) in PEOPLE.items()}
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API (reused when another test package already runs one)."""
+    import prefect.settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    if prefect.settings.PREFECT_API_URL.value():
+        yield
+        return
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

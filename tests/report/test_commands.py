@@ -10,8 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contactsync.cli import app
-from contactsync.crm.schema import init_database
-from contactsync.history import History
+from contactsync.crm.setup import init_database
 
 from .week import Cycle, Week, conflict, write_config
 
@@ -33,7 +32,7 @@ def config(tmp_path: Path) -> Path:
     week.add(LEE, Cycle(pd.Timedelta(hours=3).to_pytimedelta(), conflicts=[
         conflict("CDEMOA000002", "AAMk-2", "mobile_phone", "+1 555 0100", "+1 555 0199")]))
     week.write()
-    History(store.engine).record_cycle(
+    store.record_history(
         "r1", LEE, crm=pd.DataFrame([{"crm_id": "CDEMOA000002", "mobile_phone": "+1 555 0100",
                                       "email1": "ben.carter@contoso.example"}]),
         outlook=None, conflicts=None, problems=None, applied=pd.DataFrame([{

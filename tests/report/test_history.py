@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pandas as pd
 
-from contactsync.history import History
 from contactsync.state import StateStore
 
 from .week import NOW
@@ -30,21 +29,21 @@ def _write(side: str, fields: str, **values: str) -> dict:
             "fields": fields, **values}
 
 
-def _cycle(history: History, run: str, *, now=NOW, user: str = LEE) -> int:
+def _cycle(history: StateStore, run: str, *, now=NOW, user: str = LEE) -> int:
     applied = pd.DataFrame([_write("crm", "mobile_phone", mobile_phone="+1 555 0199")])
     conflicts = pd.DataFrame([{"crm_id": "CLEEP0000042", "outlook_id": "AAMk-42", "field": "mobile_phone",
                                "snapshot_value": "+1 555 0000", "crm_value": "+1 555 0100",
                                "outlook_value": "+1 555 0199", "winner": "outlook", "policy": "latest", "rule": "R9"}])
     problems = pd.DataFrame([{"side": "outlook", "record_id": "AAMk-42", "field": "email2", "rule": "R19",
                               "reason": "invalid email address", "value": "not@an@email"}])
-    return history.record_cycle(run, user, crm=_crm(), outlook=_outlook(), applied=applied,
+    return history.record_history(run, user, crm=_crm(), outlook=_outlook(), applied=applied,
                                 conflicts=conflicts, problems=problems, now=now)
 
 
 def test_a_write_keeps_time_rule_fields_and_the_values_before_and_after(store: StateStore) -> None:
-    history = History(store.engine)
+    history = store
     assert _cycle(history, "run1") == 3
-    rows = history.contact([LEE], crm_id="CLEEP0000042")
+    rows = history.contact_history([LEE], crm_id="CLEEP0000042")
     assert list(rows["kind"]) == ["write", "conflict", "quarantine"]
     write, conflict, quarantine = rows.to_dict("records")
     assert (write["side"], write["op"], write["rule"], write["fields"]) == ("crm", "update", "R9", "mobile_phone")
@@ -56,32 +55,32 @@ def test_a_write_keeps_time_rule_fields_and_the_values_before_and_after(store: S
 
 
 def test_found_by_any_email_or_the_other_id(store: StateStore) -> None:
-    history = History(store.engine)
+    history = store
     _cycle(history, "run1")
-    by_email = history.contact([LEE], email="  BOB@example.COM ")
+    by_email = history.contact_history([LEE], email="  BOB@example.COM ")
     assert len(by_email) == 3  # the quarantine row knows only the Outlook id: the pair brings it in
-    assert len(history.contact([LEE], outlook_id="AAMk-42")) == 3
-    assert history.contact([LEE], email="nobody@example.com").empty
-    assert history.contact([KIM], crm_id="CLEEP0000042").empty  # another user's contacts (R1)
+    assert len(history.contact_history([LEE], outlook_id="AAMk-42")) == 3
+    assert history.contact_history([LEE], email="nobody@example.com").empty
+    assert history.contact_history([KIM], crm_id="CLEEP0000042").empty  # another user's contacts (R1)
 
 
 def test_rows_older_than_the_kept_period_are_dropped(store: StateStore) -> None:
-    history = History(store.engine)
+    history = store
     _cycle(history, "old", now=NOW - timedelta(days=100))
     _cycle(history, "mid", now=NOW - timedelta(days=80))
-    assert set(history.contact([LEE], crm_id="CLEEP0000042")["run_id"]) == {"old", "mid"}
+    assert set(history.contact_history([LEE], crm_id="CLEEP0000042")["run_id"]) == {"old", "mid"}
     _cycle(history, "new", now=NOW)  # keep_days 90: 'old' goes, 'mid' stays
-    assert set(history.contact([LEE], crm_id="CLEEP0000042")["run_id"]) == {"mid", "new"}
+    assert set(history.contact_history([LEE], crm_id="CLEEP0000042")["run_id"]) == {"mid", "new"}
 
 
 def test_a_create_keeps_what_the_record_got_and_the_new_outlook_id(store: StateStore) -> None:
-    history = History(store.engine)
+    history = store
     applied = pd.DataFrame([{"action_id": "c1", "side": "outlook", "op": "create", "rule": "R4", "reason": "R4: new",
                              "crm_id": "CLEEP0000050", "outlook_id": None, "fields": "first_name,last_name,email1",
                              "first_name": "Ann", "last_name": None, "email1": "ann@example.com"}])
     results = pd.DataFrame([{"action_id": "c1", "status": "applied", "outlook_id": "AAMk-NEW"}])
-    history.record_cycle("r", LEE, crm=None, outlook=None, applied=applied, conflicts=None,
+    history.record_history("r", LEE, crm=None, outlook=None, applied=applied, conflicts=None,
                          problems=None, results=results, now=NOW)
-    (row,) = history.contact([LEE], email="ann@example.com").to_dict("records")
+    (row,) = history.contact_history([LEE], email="ann@example.com").to_dict("records")
     assert row["outlook_id"] == "AAMk-NEW" and row["fields"] == "first_name,email1"
     assert row["before"] == {} and row["after"] == {"first_name": "Ann", "email1": "ann@example.com"}

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from contactsync.report.markdown import md
 
 from .week import HOSTILE, Cycle, Week, write_config
 
 LEE, SAM = "UDEMOA000001", "UDEMOA000002"
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    """One temporary Prefect API (reused when another test package already runs one)."""
-    import prefect.settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    if prefect.settings.PREFECT_API_URL.value():
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_markdown_summary_is_inert_text() -> None:

@@ -18,7 +18,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from contactsync.report import run_summary
-from contactsync.state import StateStore, conflicts_table, quarantine_table, runs_table
+from contactsync.state import StateStore
+from contactsync.state.schema import conflicts_table, quarantine_table, runs_table
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 HOSTILE = "<script>alert(\"pwned\")</script> O'Brien \"Bob\" 🦊"

@@ -124,7 +124,8 @@ def test_a_version_1_store_gets_the_id_counter_and_keeps_its_values(
     store_url: str, had_counter: bool, tmp_path: Path
 ) -> None:
     from contactsync.crm.ids import IdAllocator, to_base36
-    from contactsync.crm.schema import init_database, make_engine
+    from contactsync.crm.schema import make_engine
+    from contactsync.crm.setup import init_database
 
     _as_version_1_store(store_url, counter_row=(ord("C"), "SYNC", 500) if had_counter else None)
     with StateStore(store_url) as store:

@@ -6,8 +6,8 @@ either side (time, rule, fields, the values before and after), every conflict wi
 values and the winner (R9), every quarantine with its reason (R19). Rows are kept for
 ``keep_days`` (``[report] history_days``, default 90) and dropped after, per user.
 
-The table lives in the state store's database (its own table, created when missing), so
-a shared PostgreSQL store shares the history too. Dry runs (R20) and guard-stopped
+The table (``contact_history``, schema.py, migration 3) lives in the state store, so a
+shared PostgreSQL store shares the history too. Dry runs (R20) and guard-stopped
 cycles (R16) wrote nothing and keep no history; their plans are in the run rows.
 """
 
@@ -22,6 +22,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from contactsync.model import EMAIL_FIELDS, FIELDS
+from contactsync.state.base import Store
+from contactsync.state.schema import history_table
 
 DEFAULT_KEEP_DAYS = 90
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -29,43 +31,6 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "before", "after", "winner", "reason",
 )
 KINDS = ("write", "conflict", "quarantine")
-
-_md = sa.MetaData()
-history_table = sa.Table(
-    "contact_history", _md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("crm_user", sa.String(32), nullable=False),
-    sa.Column("run_id", sa.String(32), nullable=False),
-    sa.Column("at", sa.String(40), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("side", sa.String(16)),
-    sa.Column("op", sa.String(32)),
-    sa.Column("rule", sa.String(16)),
-    sa.Column("crm_id", sa.String(64)),
-    sa.Column("outlook_id", sa.String(255)),
-    sa.Column("emails", sa.Text),  # " a@x b@y ": lower-case, space-delimited (R7 keys)
-    sa.Column("fields", sa.Text),
-    sa.Column("before", sa.Text),  # JSON {field: value}
-    sa.Column("after", sa.Text),  # JSON {field: value}
-    sa.Column("winner", sa.String(16)),
-    sa.Column("reason", sa.Text),
-    sa.Index("ix_contact_history_crm", "crm_user", "crm_id"),
-    sa.Index("ix_contact_history_outlook", "crm_user", "outlook_id"),
-    sa.Index("ix_contact_history_at", "crm_user", "at"),
-)
-
-
-_READY: set[str] = set()  # databases (by URL) known to have the table in this process
-
-
-def ensure_table(engine: sa.Engine) -> None:
-    """Create the history table when the store does not have it yet (idempotent; checked
-    once per database and process, not on every cycle)."""
-    key = engine.url.render_as_string(hide_password=False)
-    if key not in _READY:
-        _md.create_all(engine, checkfirst=True)
-        _READY.add(key)
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -100,14 +65,11 @@ def _values(frame: pd.DataFrame | None, key: str) -> dict[str, dict[str, Any]]:
     return {str(k): v for k, v in sub.to_dict("index").items()}
 
 
-class History:
-    """The history rows of a state store's database (``engine`` of a StateStore)."""
+class HistoryStore(Store):
+    """The history rows of the state database (``StateStore.record_history`` and
+    ``StateStore.contact_history``)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        ensure_table(engine)
-
-    def record_cycle(
+    def record_history(
         self, run_id: str, user: str, *, crm: pd.DataFrame | None, outlook: pd.DataFrame | None,
         applied: pd.DataFrame | None, conflicts: pd.DataFrame | None, problems: pd.DataFrame | None,
         results: pd.DataFrame | None = None, keep_days: int = DEFAULT_KEEP_DAYS, now: datetime | None = None,
@@ -170,13 +132,13 @@ class History:
                        after=json.dumps(row["after"], ensure_ascii=False))
         cutoff = ((now or _now()) - timedelta(days=keep_days)).isoformat(timespec="microseconds")
         h = history_table
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for i in range(0, len(rows), 5000):
                 conn.execute(h.insert(), rows[i : i + 5000])
             conn.execute(sa.delete(h).where(h.c.crm_user == user, h.c.at < cutoff))
         return len(rows)
 
-    def contact(
+    def contact_history(
         self, users: Sequence[str], *, email: str | None = None, crm_id: str | None = None,
         outlook_id: str | None = None,
     ) -> pd.DataFrame:

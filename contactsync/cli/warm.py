@@ -1,0 +1,245 @@
+"""A warm process for `sync` and `backfill` (opt-in: ``CONTACT_SYNC_WARM=1``).
+
+A quiet cycle is half a second of work, but a command's process first imports Prefect,
+pandas, SQLAlchemy and O365 (about 2.6 s of a ~4 s quiet command, issue 16) and spends
+another ~0.5 s leaving. With ``CONTACT_SYNC_WARM=1`` the first such command starts, in
+the background, a process that has imported all of that once and waits on a Unix socket
+in the Prefect home. Each later command hands it its arguments, environment, working
+folder and its own stdin/stdout/stderr (``SCM_RIGHTS``); the warm process forks a child
+that becomes that command (its own process, environment and exit code, output on the
+caller's terminal) and answers with the exit code once Prefect has flushed its logs and
+events. Signals sent to the command (Ctrl-C) are passed to the child.
+
+The socket's name carries a key of the interpreter, the code's files (their sizes and
+modification times) and the ``PREFECT_*`` environment: a changed installation or Prefect
+configuration gets a warm process of its own; an idle one leaves after
+``CONTACT_SYNC_WARM_IDLE_S`` (default 1,800 s); `contact-sync prefect stop` stops them all.
+Anything unusual (no warm process yet, a refused connection) runs the command in this
+process as without the option.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+WARM_COMMANDS = ("sync", "backfill")
+IDLE_S = float(os.environ.get("CONTACT_SYNC_WARM_IDLE_S", "1800"))
+_CODE = Path(__file__).resolve().parents[2]
+_PACKAGES = ("contactsync", "flows", "tasks")
+
+
+def prefect_home() -> Path:
+    from contactsync.cli.prefect_server import default_home
+
+    return Path(os.environ.get("PREFECT_HOME") or default_home()).expanduser()
+
+
+def warm_key(env: dict[str, str] | os._Environ[str]) -> str:
+    """What the warm process's imports depend on: interpreter, code, Prefect settings."""
+    h = hashlib.sha256(sys.executable.encode())
+    for package in _PACKAGES:
+        for root, _dirs, files in os.walk(_CODE / package):
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    st = os.stat(os.path.join(root, name))
+                    h.update(f"{root}/{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for k in sorted(env):
+        if k.startswith("PREFECT_"):
+            h.update(f"{k}={env[k]}".encode())
+    return h.hexdigest()[:16]
+
+
+def _socket_path(home: Path, key: str) -> Path:
+    return home / f"contact-sync-warm-{key}.sock"
+
+
+# --- the command's side ------------------------------------------------------------------------
+def run_warm(argv: list[str]) -> int | None:
+    """Run this command in the warm process; None: run it here instead (and warm one up)."""
+    if os.environ.get("CONTACT_SYNC_WARM") != "1" or not argv or argv[0] not in WARM_COMMANDS:
+        return None
+    if os.environ.get("CONTACT_SYNC_WARM_CHILD"):
+        return None  # this is the warm process's child: run here
+    from contactsync.cli.prefect_server import prepare_environment
+
+    prepare_environment()  # the same PREFECT_* as a command run here would have
+    home = prefect_home()
+    path = _socket_path(home, warm_key(os.environ))
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        _at(path, conn.connect)
+    except OSError:
+        conn.close()
+        _spawn(path)
+        return None
+    with conn:
+        request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+        socket.send_fds(conn, [request], [0, 1, 2])
+        reader = conn.makefile("r")
+        pid = int(reader.readline() or 0)
+        if not pid:
+            return None
+        def forward(sig: int, _frame: object) -> None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, forward)
+        line = reader.readline()
+        return int(line) if line.strip() else 1
+
+
+def _at(path: Path, call: Callable[[str], None]) -> None:
+    """Bind or connect by the socket's name inside its folder: a Unix socket's path may
+    not exceed 107 bytes, which a deep Prefect home easily does."""
+    here = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        call(path.name)
+    finally:
+        os.chdir(here)
+
+
+def _spawn(path: Path) -> None:
+    """Start the warm process for this key in the background, for the next command."""
+    log = path.with_suffix(".log")
+    with open(log, "ab") as out:
+        subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [sys.executable, "-m", "contactsync.cli.warm", str(path)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(path.parent),
+        )
+
+
+# --- the warm process's side -----------------------------------------------------------------
+def serve(path: Path) -> None:
+    """Import once, then fork one child per command until idle for IDLE_S."""
+    import threading
+
+    import contactsync.cli  # noqa: F401  (the app and every module a cycle needs)
+    import contactsync.cli.commands  # noqa: F401
+    import flows.backfill  # noqa: F401
+    import flows.sync_all_users  # noqa: F401
+    import flows.sync_contacts  # noqa: F401
+
+    if threading.active_count() > 1:  # a fork would copy threads' locks mid-use: stay cold
+        print(f"not serving: imports started threads {threading.enumerate()}", flush=True)
+        return
+
+    lock = path.with_suffix(".pid")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        if _alive(lock):
+            return  # another one is starting for this key
+        lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _at(path, server.bind)
+    os.chmod(path, 0o600)
+    server.listen(16)
+    server.settimeout(IDLE_S)
+    signal.signal(signal.SIGTERM, lambda *_: (_cleanup(path, lock), os._exit(0)))
+    try:
+        while True:
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                return
+            child = os.fork()
+            if child == 0:
+                server.close()
+                _child(conn)  # never returns
+            conn.close()
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} command in child {child}", flush=True)
+    finally:
+        _cleanup(path, lock)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _cleanup(path: Path, lock: Path) -> None:
+    path.unlink(missing_ok=True)
+    lock.unlink(missing_ok=True)
+
+
+def _child(conn: socket.socket) -> None:
+    code = 1
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+        request = json.loads(data)
+        for fd, target in zip(fds, (0, 1, 2), strict=True):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["CONTACT_SYNC_WARM_CHILD"] = "1"
+        os.chdir(request["cwd"])
+        import prefect.context
+
+        prefect.context.refresh_global_settings_context()  # the caller's PREFECT_* settings
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        conn.sendall(f"{os.getpid()}\n".encode())
+        from contactsync.cli import run_app
+
+        sys.argv = ["contact-sync", *request["argv"]]
+        try:
+            run_app()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        import atexit
+
+        atexit._run_exitfuncs()  # Prefect's log and event workers flush here
+    except BaseException:  # noqa: BLE001 (the caller gets exit 1; the trace goes to its stderr)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            conn.sendall(f"{code}\n".encode())
+        os._exit(code)
+
+
+def stop_all(home: Path) -> int:
+    """Stop every warm process of this Prefect home; how many were stopped."""
+    stopped = 0
+    for lock in home.glob("contact-sync-warm-*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(lock.read_text()), signal.SIGTERM)
+            stopped += 1
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in home.glob("contact-sync-warm-*.pid")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for leftover in (*home.glob("contact-sync-warm-*.pid"), *home.glob("contact-sync-warm-*.sock")):
+        leftover.unlink(missing_ok=True)
+    return stopped
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]))
