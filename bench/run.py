@@ -595,6 +595,10 @@ def main() -> int:
         from bench.command_bench import main as command_bench
 
         command_bench()
+    if os.environ.get("BENCH_FANOUT", "1") != "0":  # 50 quiet users in one command (issue 16)
+        from bench.fanout_bench import main as fanout_bench
+
+        fanout_bench()
     log(f"results in {RESULTS}")
     return 0
 
