@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from bench.run import LATENCY_MS, RESULTS, Emulator, log, machine
 from contactsync.crm import demo
-from contactsync.crm.schema import init_database
+from contactsync.crm.setup import init_database
 from tests.fanout.crm_users import add_crm_user
 
 USERS = 50

@@ -28,7 +28,26 @@ from contactsync.cycle.users import syncing_users
 from flows.sync_contacts import FAILING, final_state, outcomes_in, sync_contacts
 
 
-@task(name="user-cycles", task_run_name="cycles-{user}", cache_policy=NO_CACHE, persist_result=False)
+def prefect_api_failed(task: Any, task_run: Any, state: State[Any]) -> bool:
+    """Retry a user's cycles when the Prefect API itself failed them (an overloaded local
+    server answers 503 for a while), never for the cycle's own failure: a cycle run again
+    is safe (R17, R18), one lost to an API hiccup is a user not synced."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    try:
+        state.result()
+    except PrefectHTTPStatusError as exc:
+        return exc.response.status_code >= 500
+    except httpx.TransportError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="user-cycles", task_run_name="cycles-{user}", cache_policy=NO_CACHE, persist_result=False,
+      retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=prefect_api_failed)
 def user_cycles(user: str, config_path: str | None, cycles: list[dict[str, Any]]) -> State[Any]:
     """One user's cycles in order (a backfill's repair, then a normal cycle), each its own
     flow run; stops at the first that does not end ``ok``. Ends Failed as the last did."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from prefect import get_client
@@ -28,7 +29,24 @@ class FanOutRuns:
     subflow_tasks: dict[str, list[TaskRun]]  # the fan-out's task run of each of those
 
 
-def last_fan_out(flow_name: str = "sync_all_users") -> FanOutRuns:
+def last_fan_out(flow_name: str = "sync_all_users", *, wait_s: float = 60.0) -> FanOutRuns:
+    """The last fan-out run, once the API has recorded every one of its runs as final.
+
+    Task runs reach the API as events that the server records a little later (its task run
+    recorder service), so a read right after the command may still see them Running.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        runs = _read_last_fan_out(flow_name)
+        states = [runs.fan_out.state, *(t.state for t in runs.tasks.values()),
+                  *(r.state for rs in runs.cycles.values() for r in rs),
+                  *(t.state for ts in runs.subflow_tasks.values() for t in ts)]
+        if all(s is not None and s.is_final() for s in states) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
+
+
+def _read_last_fan_out(flow_name: str) -> FanOutRuns:
     with get_client(sync_client=True) as client:
         [fan_out] = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),

@@ -69,3 +69,23 @@ def test_the_command_runs_its_users_at_once_up_to_parallel_users(tmp_path: Path)
 
     assert overlap(2, tmp_path / "two"), "with parallel_users = 2 both users' cycles run at the same time"
     assert not overlap(1, tmp_path / "one"), "with parallel_users = 1 they run one after the other"
+
+
+def test_a_user_is_retried_when_the_prefect_api_failed_it_but_not_for_its_own_failure() -> None:
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.states import Failed
+
+    from flows.sync_all_users import prefect_api_failed
+    from flows.sync_contacts import CycleFailed
+
+    request = httpx.Request("POST", "http://127.0.0.1:4200/api/task_runs/")
+
+    def api_error(status: int) -> PrefectHTTPStatusError:
+        response = httpx.Response(status, request=request)
+        return PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError("x", request=request, response=response))
+
+    assert prefect_api_failed(None, None, Failed(data=api_error(503)))  # the API was overloaded
+    assert prefect_api_failed(None, None, Failed(data=httpx.ConnectError("refused", request=request)))
+    assert not prefect_api_failed(None, None, Failed(data=api_error(422)))  # a bad request stays one
+    assert not prefect_api_failed(None, None, Failed(data=CycleFailed("LEE: failed: Graph down", [])))
