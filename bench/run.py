@@ -595,6 +595,10 @@ def main() -> int:
         from bench.command_bench import main as command_bench
 
         command_bench()
+    if os.environ.get("BENCH_FANOUT", "1") != "0":  # 50 quiet users in one command (issue 16)
+        from bench.fanout_bench import main as fanout_bench
+
+        fanout_bench()
     log(f"results in {RESULTS}")
     return 0
 
@@ -662,6 +666,10 @@ def _child_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "gx":  # GX per cycle (bench/gx_bench.py)
+        from bench.gx_bench import main as gx_main
+
+        sys.exit(gx_main())
     if len(sys.argv) > 1 and sys.argv[1] == "readme":
         write_readme()
         sys.exit(0)

@@ -7,8 +7,9 @@ What a cycle pays, and why it is little (issue 16 item 5, bench/gx_bench.py):
 - GX is imported once per process, on first use, with one ephemeral context: the pandas
   data source, one dataframe asset, batch and validation definition per suite (the suites
   built from the R19 check records, ``expectations.build_suites``);
-- a cycle's results are summarised (``SUMMARY``: counts and at most 20 example values per
-  expectation), not complete lists of every failing row;
+- a cycle's results are summarised (``BASIC``: counts and at most 20 example values per
+  expectation), not complete lists of every failing row, and a cycle evaluates only the
+  checks that can fail on its frames (a check of a column without any value passes);
 - Data Docs are built once per cycle, not after every suite, and incrementally: only the
   new validation pages are rendered, then the index.
 
@@ -34,7 +35,14 @@ import pandas as pd
 
 from contactsync import quality
 from contactsync.model import EMAIL_FIELDS, FIELDS, NAME_FIELDS
-from expectations.build_suites import HAS_NAME_OR_EMAIL, SUITE_NAMES, build, suite_columns
+from contactsync.quality.checks import SUITE_SOURCES, SUITES, Check
+from expectations.build_suites import (
+    HAS_NAME_OR_EMAIL,
+    SUITE_NAMES,
+    build,
+    expectation,
+    suite_columns,
+)
 
 FAILURE_COLUMNS: tuple[str, ...] = ("record_id", "expectation", "column", "reason")
 _DATASOURCE = "contact_sync_frames"
@@ -75,19 +83,31 @@ class _Gx:
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.source = self.context.data_sources.add_pandas(name=_DATASOURCE)
         self.definitions: dict[str, Any] = {}
+        self.batches: dict[str, Any] = {}
         self.sites: dict[Path, str] = {}
         #: per docs folder: its recent results (key -> result), oldest first
         self.kept: dict[Path, OrderedDict[Any, Any]] = {}
 
-    def definition(self, suite_name: str) -> Any:
-        if suite_name not in self.definitions:
-            asset = self.source.add_dataframe_asset(name=suite_name)
-            batch = asset.add_batch_definition_whole_dataframe(suite_name)
-            suite = self.context.suites.add(load_suite(suite_name))
-            self.definitions[suite_name] = self.context.validation_definitions.add(
-                self.gx.ValidationDefinition(data=batch, suite=suite, name=suite_name)
+    def definition(self, suite_name: str, checks: tuple[Check, ...] | None = None) -> Any:
+        """The validation definition of suite ``suite_name`` (``checks``: only these of its
+        checks, as a suite ``<name>.<digest>`` of its own; made once per process)."""
+        name = suite_name
+        if checks is not None:
+            name += "." + hashlib.sha1(repr(checks).encode()).hexdigest()[:8]
+        if name not in self.definitions:
+            if suite_name not in self.batches:
+                asset = self.source.add_dataframe_asset(name=suite_name)
+                self.batches[suite_name] = asset.add_batch_definition_whole_dataframe(suite_name)
+            suite = load_suite(suite_name) if checks is None else self.gx.ExpectationSuite(
+                name=name, expectations=[expectation(c, SUITE_SOURCES[suite_name]) for c in checks],
+                meta={"rule": "R19", "checks_of": suite_name},
             )
-        return self.definitions[suite_name]
+            self.definitions[name] = self.context.validation_definitions.add(
+                self.gx.ValidationDefinition(
+                    data=self.batches[suite_name], suite=self.context.suites.add(suite), name=name,
+                )
+            )
+        return self.definitions[name]
 
     def site(self, directory: Path) -> str:
         directory = directory.resolve()
@@ -196,18 +216,24 @@ def validate_many(
         store = state.context.validation_results_store
         try:
             for frame, suite, id_column in jobs:
-                result = state.definition(suite).run(
-                    batch_parameters={"dataframe": prepare(frame, suite)},
-                    result_format={
-                        "result_format": "COMPLETE" if complete else "SUMMARY",
+                prepared = prepare(frame, suite)
+                if complete:
+                    definition = state.definition(suite)
+                    result_format = {
+                        "result_format": "COMPLETE",
                         "unexpected_index_column_names": [id_column],
                         "return_unexpected_index_query": False,
-                    },
+                    }
+                else:  # counts and up to 20 example values; no per-row index lookups
+                    definition = state.definition(suite, active_checks(suite, prepared))
+                    result_format = {"result_format": "BASIC"}
+                result = definition.run(
+                    batch_parameters={"dataframe": prepared}, result_format=result_format
                 )
                 outcomes.append(ValidationOutcome(
                     success=bool(result.success),
                     statistics=dict(result.statistics),
-                    failures=_failures(result, id_column),
+                    failures=_failures(result, id_column, per_row=complete),
                     failure_count=_failure_count(result),
                     gx_result=result,
                 ))
@@ -267,7 +293,21 @@ def _failure_count(result: Any) -> int:
     )
 
 
-def _failures(result: Any, id_column: str) -> pd.DataFrame:
+#: Tests that can fail on a column holding no value at all (every other test passes
+#: trivially there: GX's column-map expectations look at the values that are set).
+_PRESENCE_TESTS = frozenset({"not_null", "not_blank", "has_name"})
+
+
+def active_checks(suite: str, prepared: pd.DataFrame) -> tuple[Check, ...]:
+    """The checks of ``suite`` that can fail on ``prepared``: a check of a column without
+    any value passes whatever it tests, so a cycle does not pay GX to evaluate it."""
+    filled = {c for c in prepared.columns if prepared[c].notna().any()}
+    return tuple(c for c in SUITES[suite][1] if c.test in _PRESENCE_TESTS or c.column in filled)
+
+
+def _failures(result: Any, id_column: str, *, per_row: bool = True) -> pd.DataFrame:
+    """One row per failing value (``per_row``, complete results), else one row per
+    failing expectation (a summary names no rows)."""
     rows: dict[str, list] = {c: [] for c in FAILURE_COLUMNS}
     for res in result.results:
         if res.success:
@@ -281,7 +321,10 @@ def _failures(result: Any, id_column: str) -> pd.DataFrame:
             entry.get(id_column) if isinstance(entry, dict) else entry
             for entry in found.get("unexpected_index_list") or found.get("partial_unexpected_index_list") or []
         ]
-        if not ids:  # failed as a whole (e.g. GX could not evaluate it): no row to blame
+        if not per_row:
+            ids = [None]
+            reason = f"{reason} ({found.get('unexpected_count', '?')} values; see the Data Docs)"
+        elif not ids:  # failed as a whole (e.g. GX could not evaluate it): no row to blame
             ids = [None]
             reason = f"{reason} (the expectation failed as a whole; see the Data Docs)"
         n = len(ids)

@@ -285,6 +285,55 @@ class CrmReader:
         out["street"] = street_from_lines(out[[f"_{c}" for c in STREET_COLUMNS]])
         return model.conform(out, model.CRM_COLUMNS)
 
+    # --- what the writer checks before it writes ---------------------------------------
+    def existing(self, key: sa.Column, ids: Sequence[str], extra: sa.Column | None = None) -> dict[str, Any]:
+        """Which of ``ids`` exist (-> ``extra``'s value): makes pre-allocated creates idempotent."""
+        found: dict[str, Any] = {}
+        cols = [key] if extra is None else [key, extra]
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(ids)):
+                for r in conn.execute(sa.select(*cols).where(key.in_(chunk))):
+                    found[str(r[0]).rstrip()] = r[1] if extra is not None else True
+        return found
+
+    def visible(self, ids: Sequence[str | None]) -> dict[str, dict[str, Any]]:
+        """Visible contacts among ``ids`` with their account, address row and read-only flag (R1)."""
+        c, ad = self.tables.contact, self.tables.address
+        rights = rights_subquery(self.tables, self.user)
+        stmt = (
+            sa.select(c.c.CONTACTID, c.c.ACCOUNTID, ad.c.ADDRESSID, rights.c.ro)
+            .select_from(c.join(rights, rights.c.seccodeid == c.c.SECCODEID)
+                         .outerjoin(ad, ad.c.ADDRESSID == c.c.ADDRESSID))
+        )
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks([i for i in ids if i is not None]):
+                for r in conn.execute(stmt.where(c.c.CONTACTID.in_(chunk))):
+                    found[str(r[0]).rstrip()] = {"account_id": r[1], "address_id": r[2],
+                                                 "read_only": r[3] == 1}
+        return found
+
+    def members(self, group_id: str, ids: Sequence[str | None]) -> set[str]:
+        """Which of ``ids`` are members of the group ``group_id`` already."""
+        g = self.tables.adhocgroup
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks([i for i in ids if i is not None]):
+                found.update(str(v).rstrip() for v in conn.execute(
+                    sa.select(g.c.ENTITYID).where(g.c.GROUPID == group_id, g.c.ENTITYID.in_(chunk))
+                ).scalars())
+        return found
+
+    def account_names(self, ids: Sequence[str | None]) -> dict[str, str | None]:
+        """The names of the accounts ``ids`` (R5b: creates refer to them by id)."""
+        a = self.tables.account
+        names: dict[str, str | None] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks([i for i in ids if i is not None]):
+                for r in conn.execute(sa.select(a.c.ACCOUNTID, a.c.ACCOUNT).where(a.c.ACCOUNTID.in_(chunk))):
+                    names[str(r[0]).rstrip()] = r[1]
+        return names
+
 
 def street_from_lines(lines: pd.DataFrame) -> pd.Series:
     """ADDRESS1..4 joined with "\\n", trailing empty lines dropped (None if all empty)."""

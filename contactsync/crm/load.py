@@ -22,9 +22,7 @@ What a user relies on here:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +30,16 @@ import pandas as pd
 import sqlalchemy as sa
 
 from contactsync import model
+from contactsync.crm.columns import (
+    ACCOUNT_NAME_LENGTH,
+    ValueTooLong,
+    address_columns,
+    check_length,
+    contact_columns,
+    listed_fields,
+    record_name,
+    value_or_none,
+)
 from contactsync.crm.extract import (
     ADDRESS_FIELD_COLUMNS,
     CONTACT_FIELD_COLUMNS,
@@ -39,137 +47,16 @@ from contactsync.crm.extract import (
     GROUP_TYPE,
     STREET_COLUMNS,
     CrmReader,
-    _chunks,
-    rights_subquery,
 )
 from contactsync.crm.ids import IdAllocator
 from contactsync.crm.schema import crm_tables
-from contactsync.errors import TransientError
+from contactsync.crm.units import RESULT_COLUMNS, Unit, execute, fail, result_of
 
-RESULT_COLUMNS: tuple[str, ...] = ("action_id", "status", "crm_id", "account_id", "error")
 CHUNK = 1000
 EVERYONE = "SYST00000001"
 #: Execution order of CRM operations: accounts before the contacts that refer to them.
 OP_ORDER = ("create_account", "create", "update", "group_add", "group_remove")
 NOOP_OPS = ("link", "unlink", "skip")
-_CONTACT_COLUMN_LIMITS = {col: model.CRM_LENGTHS[f] for f, col in CONTACT_FIELD_COLUMNS.items()
-                          if f in model.CRM_LENGTHS}
-_ACCOUNT_NAME_LENGTH = model.CRM_LENGTHS["company"]  # ACCOUNT.ACCOUNT and CONTACT.ACCOUNT
-
-
-def _is_transient(exc: sa.exc.SQLAlchemyError) -> bool:
-    """A lost connection or a lock timeout: retrying the cycle helps, quarantining does not."""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, sa.exc.OperationalError)
-
-
-class ValueTooLong(ValueError):
-    """A value does not fit its CRM column; it is reported, never truncated (R19)."""
-
-
-@dataclass
-class _Unit:
-    """One action's writes: executed together, committed or rolled back together."""
-
-    result: dict[str, Any]
-    ops: list[tuple[Hashable, Any, dict[str, Any]]] = field(default_factory=list)
-
-
-def _val(value: Any) -> Any:
-    """None for NA/NaN/empty strings; the value otherwise (written exactly as held)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    if isinstance(value, str) and value.strip() == "":
-        return None
-    return value
-
-
-def _fields(row: dict[str, Any]) -> list[str]:
-    raw = _val(row.get("fields")) or ""
-    return [f.strip() for f in str(raw).split(",") if f.strip()]
-
-
-def _record(row: dict[str, Any]) -> str:
-    """How a message names the record: its CONTACTID, else its Outlook id / plan key."""
-    for key in ("crm_id", "new_key", "outlook_id", "account_key", "action_id"):
-        v = _val(row.get(key))
-        if v is not None:
-            return str(v).rstrip()
-    return "?"
-
-
-def _check_length(table: str, column: str, value: str | None, limit: int, record: str) -> None:
-    if value is not None and len(value) > limit:
-        raise ValueTooLong(
-            f"{table}.{column} of {record} is {len(value)} characters; the CRM column holds "
-            f"{limit} (R19: not written, never truncated)"
-        )
-
-
-def parse_birthday(value: str | None, record: str) -> datetime | None:
-    """Canonical 'YYYY-MM-DD' as the datetime the CRM stores (midnight)."""
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(str(value).strip()[:10], "%Y-%m-%d")
-    except ValueError as exc:
-        raise ValueTooLong(f"CONTACT.BIRTHDAY of {record}: {value!r} is not a date YYYY-MM-DD (R19)") from exc
-
-
-def split_street(street: str | None, record: str) -> dict[str, str | None]:
-    """ADDRESS1..4 from the canonical street; more than 4 lines or a long line fails (R19)."""
-    lines: list[str | None] = []
-    if street is not None:
-        lines = list(str(street).replace("\r\n", "\n").split("\n"))
-        while lines and not lines[-1].strip():
-            lines.pop()
-    if len(lines) > model.STREET_MAX_LINES:
-        raise ValueTooLong(
-            f"ADDRESS street of {record} has {len(lines)} lines; the CRM holds "
-            f"{model.STREET_MAX_LINES} ({model.FIELD['street'].crm_name}) (R19: not written)"
-        )
-    out: dict[str, str | None] = {}
-    for i, col in enumerate(STREET_COLUMNS):
-        # Lines are kept as they are (a blank middle line stays blank, not NULL), so the
-        # street reads back exactly as written.
-        line = (lines[i] or None) if i < len(lines) else None
-        _check_length("ADDRESS", col, line, model.STREET_LINE_LENGTH, record)
-        out[col] = line
-    return out
-
-
-def contact_columns(row: dict[str, Any], fields: Sequence[str], record: str) -> dict[str, Any]:
-    """CONTACT column values of ``fields`` (company excluded: R6), length-checked."""
-    out: dict[str, Any] = {}
-    for f in fields:
-        col = CONTACT_FIELD_COLUMNS.get(f)
-        if col is None:
-            continue
-        value = _val(row.get(f))
-        if f == "birthday":
-            out[col] = parse_birthday(value, record)
-            continue
-        value = None if value is None else str(value)
-        _check_length("CONTACT", col, value, _CONTACT_COLUMN_LIMITS[col], record)
-        out[col] = value
-    if "LASTNAME" in out:
-        out["LASTNAME_UC"] = None if out["LASTNAME"] is None else out["LASTNAME"].upper()[:_CONTACT_COLUMN_LIMITS["LASTNAME"]]
-    return out
-
-
-def address_columns(row: dict[str, Any], fields: Sequence[str], record: str) -> dict[str, Any]:
-    """ADDRESS column values of the address ``fields``, length-checked."""
-    out: dict[str, Any] = {}
-    if "street" in fields:
-        out.update(split_street(_val(row.get("street")), record))
-    for f, col in ADDRESS_FIELD_COLUMNS.items():
-        if f in fields:
-            value = _val(row.get(f))
-            value = None if value is None else str(value)
-            _check_length("ADDRESS", col, value, model.CRM_LENGTHS[f], record)
-            out[col] = value
-    return out
 
 
 class CrmWriter:
@@ -250,8 +137,8 @@ class CrmWriter:
             if op not in OP_ORDER:
                 for row in op_rows:
                     status = "noop" if op in NOOP_OPS else "failed"
-                    err = None if op in NOOP_OPS else f"unknown CRM operation {op!r} for {_record(row)}"
-                    emit(self._result(row, status, error=err))
+                    err = None if op in NOOP_OPS else f"unknown CRM operation {op!r} for {record_name(row)}"
+                    emit(result_of(row, status, error=err))
         handlers = {
             "create_account": self._create_accounts,
             "create": self._create_contacts,
@@ -264,7 +151,7 @@ class CrmWriter:
         # account without its contact - R5a would make a second one on the next cycle.
         account_units = self._create_accounts(by_op["create_account"]) if by_op.get("create_account") else []
         if account_units and not by_op.get("create"):
-            self._execute(account_units, emit)
+            execute(self.engine, account_units, emit)
             self._forget_failed(account_units)
             account_units = []
         for op in OP_ORDER[1:]:
@@ -273,60 +160,61 @@ class CrmWriter:
                 units = handlers[op](chunk)
                 if account_units:
                     units, account_units = account_units + units, []
-                self._execute(units, emit)
+                execute(self.engine, units, emit)
                 self._forget_failed(units)
         out = pd.DataFrame.from_records(results, columns=list(RESULT_COLUMNS))
         return out.astype(object).where(out.notna(), None)
 
     # --- operations: each returns its units, built and validated before any write ------
-    def _create_accounts(self, rows: list[dict[str, Any]]) -> list[_Unit]:
+    def _create_accounts(self, rows: list[dict[str, Any]]) -> list[Unit]:
         a = self.tables.account
-        preset = [v for v in (_val(r.get("account_id")) for r in rows) if v is not None]
-        existing = self._existing(a.c.ACCOUNTID, preset)
-        need = [r for r in rows if _val(r.get("account_id")) is None]
+        preset = [v for v in (value_or_none(r.get("account_id")) for r in rows) if v is not None]
+        existing = self.reader.existing(a.c.ACCOUNTID, preset)
+        need = [r for r in rows if value_or_none(r.get("account_id")) is None]
         new_ids = iter(self.allocator.allocate("A", len(need)))
         units = []
         for row in rows:
-            name = _val(row.get("account_name"))
-            account_id = _val(row.get("account_id")) or next(new_ids)
-            unit = _Unit(self._result(row, "applied", account_id=account_id))
+            name = value_or_none(row.get("account_name"))
+            account_id = value_or_none(row.get("account_id")) or next(new_ids)
+            unit = Unit(result_of(row, "applied", account_id=account_id))
             units.append(unit)
-            key = _val(row.get("account_key")) or f"acct:{name}"
+            key = value_or_none(row.get("account_key")) or f"acct:{name}"
             if name is None:
-                self._fail(unit, f"account for {_record(row)} has no name (R5a/R5c)")
+                fail(unit, f"account for {record_name(row)} has no name (R5a/R5c)")
                 continue
             name = str(name)
             try:
-                _check_length("ACCOUNT", "ACCOUNT", name, _ACCOUNT_NAME_LENGTH, _record(row))
+                check_length("ACCOUNT", "ACCOUNT", name, ACCOUNT_NAME_LENGTH, record_name(row))
             except ValueTooLong as exc:
-                self._fail(unit, str(exc))
+                fail(unit, str(exc))
                 continue
             self._accounts[key] = (account_id, name)
             if account_id.rstrip() in existing:
                 continue  # created by an earlier, interrupted run (R18)
             unit.ops.append((("ins", "ACCOUNT"), self._insert["ACCOUNT"], {
-                "ACCOUNTID": account_id, "ACCOUNT": name, "ACCOUNT_UC": name.upper()[:_ACCOUNT_NAME_LENGTH],
+                "ACCOUNTID": account_id, "ACCOUNT": name, "ACCOUNT_UC": name.upper()[:ACCOUNT_NAME_LENGTH],
                 "TYPE": "Prospect", "STATUS": "Active", "SECCODEID": EVERYONE,
                 "ACCOUNTMANAGERID": self.user, **self._audit(self._now_value, insert=True),
             }))
         return units
 
-    def _create_contacts(self, rows: list[dict[str, Any]]) -> list[_Unit]:
+    def _create_contacts(self, rows: list[dict[str, Any]]) -> list[Unit]:
         t = self.tables
-        preset = [v for v in (_val(r.get("crm_id")) for r in rows) if v is not None]
-        existing = self._existing(t.contact.c.CONTACTID, preset, t.contact.c.ACCOUNTID)
-        need = [r for r in rows if _val(r.get("crm_id")) is None]
+        preset = [v for v in (value_or_none(r.get("crm_id")) for r in rows) if v is not None]
+        existing = self.reader.existing(t.contact.c.CONTACTID, preset, t.contact.c.ACCOUNTID)
+        need = [r for r in rows if value_or_none(r.get("crm_id")) is None]
         contact_ids = iter(self.allocator.allocate("C", len(need)))
         address_ids = iter(self.allocator.allocate("a", len(rows) - len(set(existing) & set(preset))))
-        names = self._account_names(rows)
+        names = self.reader.account_names(
+            [value_or_none(r.get("account_id")) for r in rows if value_or_none(r.get("account_name")) is None])
         owner = self._default_owner()
         units = []
         for row in rows:
-            crm_id = _val(row.get("crm_id")) or next(contact_ids)
-            key = _val(row.get("new_key"))
+            crm_id = value_or_none(row.get("crm_id")) or next(contact_ids)
+            key = value_or_none(row.get("new_key"))
             if key is not None:
                 self._new_ids[key] = crm_id
-            unit = _Unit(self._result(row, "applied", crm_id=crm_id))
+            unit = Unit(result_of(row, "applied", crm_id=crm_id))
             units.append(unit)
             if crm_id.rstrip() in existing:  # written by an earlier, interrupted run (R18)
                 unit.result["account_id"] = existing[crm_id.rstrip()]
@@ -334,20 +222,20 @@ class CrmWriter:
             account_id, account_name = self._account_for(row, names)
             unit.result["account_id"] = account_id
             if account_id is None:
-                self._fail(unit, f"no account for new contact {_record(row)}: its account "
-                                 f"{_val(row.get('account_key')) or '(none given)'} was not created (R5)")
+                fail(unit, f"no account for new contact {record_name(row)}: its account "
+                                 f"{value_or_none(row.get('account_key')) or '(none given)'} was not created (R5)")
                 continue
-            fields = _fields(row) or [f for f in model.FIELDS if _val(row.get(f)) is not None]
-            record = _record(row)
+            fields = listed_fields(row) or [f for f in model.FIELDS if value_or_none(row.get(f)) is not None]
+            record = record_name(row)
             try:
                 contact = {col: None for col in CONTACT_FIELD_COLUMNS.values()}
                 contact["LASTNAME_UC"] = None
                 contact.update(contact_columns(row, fields, record))
                 address = {col: None for col in (*STREET_COLUMNS, *ADDRESS_FIELD_COLUMNS.values())}
                 address.update(address_columns(row, fields, record))
-                _check_length("CONTACT", "ACCOUNT", account_name, _ACCOUNT_NAME_LENGTH, record)
+                check_length("CONTACT", "ACCOUNT", account_name, ACCOUNT_NAME_LENGTH, record)
             except ValueTooLong as exc:
-                self._fail(unit, str(exc))
+                fail(unit, str(exc))
                 continue
             address_id = next(address_ids)
             audit = self._audit(self._now_value, insert=True)
@@ -364,28 +252,28 @@ class CrmWriter:
                              {"GROUPID": self._group, "ENTITYID": crm_id, **audit}))
         return units
 
-    def _update_contacts(self, rows: list[dict[str, Any]]) -> list[_Unit]:
+    def _update_contacts(self, rows: list[dict[str, Any]]) -> list[Unit]:
         t = self.tables
         c, ad = t.contact, t.address
-        targets = self._visible([self._crm_id(r) for r in rows])
+        targets = self.reader.visible([self._crm_id(r) for r in rows])
         need_address = []
         units = []
         for row in rows:
             crm_id = self._crm_id(row)
-            unit = _Unit(self._result(row, "applied", crm_id=crm_id))
+            unit = Unit(result_of(row, "applied", crm_id=crm_id))
             units.append(unit)
-            record = _record(row) if crm_id is None else crm_id.rstrip()
+            record = record_name(row) if crm_id is None else crm_id.rstrip()
             target = targets.get((crm_id or "").rstrip())
             if target is None:
-                self._fail(unit, f"contact {record} is not visible to user {self.user.strip()} "
+                fail(unit, f"contact {record} is not visible to user {self.user.strip()} "
                                  "or no longer exists; not updated (R1)")
                 continue
             unit.result["account_id"] = target["account_id"]
             if target["read_only"]:
-                self._fail(unit, f"contact {record} is read-only for user {self.user.strip()} "
+                fail(unit, f"contact {record} is read-only for user {self.user.strip()} "
                                  "(SECRIGHTS.RECORDACCESS 'R'); not updated (R1)")
                 continue
-            fields = [f for f in _fields(row) if f not in model.CRM_TO_OUTLOOK_ONLY]  # R6
+            fields = [f for f in listed_fields(row) if f not in model.CRM_TO_OUTLOOK_ONLY]  # R6
             if not fields:
                 unit.result["status"] = "noop"
                 continue
@@ -393,7 +281,7 @@ class CrmWriter:
                 contact = contact_columns(row, fields, record)
                 address = address_columns(row, fields, record)
             except ValueTooLong as exc:
-                self._fail(unit, str(exc))
+                fail(unit, str(exc))
                 continue
             audit = self._audit(self._now_value, insert=False)
             if address:
@@ -420,18 +308,18 @@ class CrmWriter:
             unit.ops.append((key, stmt, {"k_id": crm_id, "v_ADDRESSID": address_id}))
         return units
 
-    def _group_add(self, rows: list[dict[str, Any]]) -> list[_Unit]:
+    def _group_add(self, rows: list[dict[str, Any]]) -> list[Unit]:
         ids = [self._crm_id(r) for r in rows]
-        targets = self._visible(ids)
-        members = self._members(ids)
+        targets = self.reader.visible(ids)
+        members = self.reader.members(self._group, ids)
         units, seen = [], set()
         for row in rows:
             crm_id = self._crm_id(row)
-            unit = _Unit(self._result(row, "applied", crm_id=crm_id))
+            unit = Unit(result_of(row, "applied", crm_id=crm_id))
             units.append(unit)
             key = (crm_id or "").rstrip()
             if key not in targets:
-                self._fail(unit, f"contact {_record(row) if crm_id is None else key} is not visible to "
+                fail(unit, f"contact {record_name(row) if crm_id is None else key} is not visible to "
                                  f"user {self.user.strip()} or no longer exists; not added to the group (R1)")
                 continue
             if key in members or key in seen:
@@ -442,62 +330,21 @@ class CrmWriter:
                 **self._audit(self._now_value, insert=True)}))
         return units
 
-    def _group_remove(self, rows: list[dict[str, Any]]) -> list[_Unit]:
+    def _group_remove(self, rows: list[dict[str, Any]]) -> list[Unit]:
         g = self.tables.adhocgroup
         stmt = sa.delete(g).where(g.c.GROUPID == sa.bindparam("k_group"),
                                   g.c.ENTITYID == sa.bindparam("k_id"))
         units = []
         for row in rows:
             crm_id = self._crm_id(row)
-            unit = _Unit(self._result(row, "applied", crm_id=crm_id))
+            unit = Unit(result_of(row, "applied", crm_id=crm_id))
             units.append(unit)
             if crm_id is None:
-                self._fail(unit, f"group removal of {_record(row)} names no contact (R11)")
+                fail(unit, f"group removal of {record_name(row)} names no contact (R11)")
                 continue
             # Only the membership row goes; the CONTACT row is never deleted (R15).
             unit.ops.append((("del", "ADHOCGROUP"), stmt, {"k_group": self._group, "k_id": crm_id}))
         return units
-
-    # --- execution ---------------------------------------------------------------------
-    def _execute(self, units: list[_Unit], emit: Callable[[dict[str, Any]], None]) -> None:
-        """All units of a chunk in one transaction (executemany per statement); if that
-        fails, again one transaction per unit, so only the failing unit is lost."""
-        pending = [u for u in units if u.ops and u.result["status"] == "applied"]
-        if pending:
-            try:
-                with self.engine.begin() as conn:
-                    grouped: dict[Hashable, tuple[Any, list[dict[str, Any]]]] = {}
-                    for u in pending:
-                        for key, stmt, params in u.ops:
-                            grouped.setdefault(key, (stmt, []))[1].append(params)
-                    for stmt, params in grouped.values():
-                        conn.execute(stmt, params)
-            except sa.exc.SQLAlchemyError as exc:
-                if _is_transient(exc):
-                    # The database, not a record, failed: nothing of this chunk was
-                    # written; earlier chunks are committed and were reported (R18).
-                    raise TransientError(
-                        f"the CRM database failed while writing ({str(exc).splitlines()[0]})",
-                        hint="the next cycle resumes; check the CRM database connection",
-                    ) from exc
-                dead_accounts: set[str] = set()
-                for u in pending:
-                    if u.result["crm_id"] and u.result.get("account_id") in dead_accounts:
-                        self._fail(u, f"no account for new contact {u.result['crm_id']}: its account "
-                                      f"{u.result['account_id']} was not created (R5)")
-                        continue
-                    try:
-                        with self.engine.begin() as conn:
-                            for _, stmt, params in u.ops:
-                                conn.execute(stmt, params)
-                    except sa.exc.SQLAlchemyError as exc:
-                        orig = getattr(exc, "orig", None) or exc
-                        self._fail(u, f"writing {u.result['crm_id'] or u.result['action_id']} "
-                                      f"failed and was rolled back: {str(orig).splitlines()[0]}")
-                        if not u.result["crm_id"] and u.result.get("account_id"):
-                            dead_accounts.add(u.result["account_id"])
-        for u in units:
-            emit(u.result)
 
     def _update_stmt(self, table: sa.Table, key: str, columns: Sequence[str]) -> tuple[Hashable, Any]:
         """UPDATE of ``columns`` by key, built once per column set (executemany needs one
@@ -510,7 +357,7 @@ class CrmWriter:
             self._stmts[cache_key] = stmt
         return cache_key, stmt
 
-    def _forget_failed(self, units: list[_Unit]) -> None:
+    def _forget_failed(self, units: list[Unit]) -> None:
         """Ids of creates that did not commit must not be used by later rows of the plan."""
         failed = [u.result for u in units if u.result["status"] == "failed"]
         if not failed:
@@ -531,22 +378,10 @@ class CrmWriter:
             audit.update(CREATEDATE=now, CREATEUSER=self.user)
         return audit
 
-    @staticmethod
-    def _result(row: dict[str, Any], status: str, *, crm_id: str | None = None,
-                account_id: str | None = None, error: str | None = None) -> dict[str, Any]:
-        return {"action_id": _val(row.get("action_id")), "status": status, "crm_id": crm_id,
-                "account_id": account_id, "error": error}
-
-    @staticmethod
-    def _fail(unit: _Unit, message: str) -> None:
-        unit.result["status"] = "failed"
-        unit.result["error"] = message
-        unit.ops.clear()
-
     def _crm_id(self, row: dict[str, Any]) -> str | None:
-        crm_id = _val(row.get("crm_id"))
+        crm_id = value_or_none(row.get("crm_id"))
         if crm_id is None:
-            key = _val(row.get("new_key"))
+            key = value_or_none(row.get("new_key"))
             crm_id = self._new_ids.get(key) if key is not None else None
         return crm_id
 
@@ -555,64 +390,16 @@ class CrmWriter:
             self._owner = self.reader.default_owner()
         return self._owner
 
-    def _existing(self, key: sa.Column, ids: Sequence[str], extra: sa.Column | None = None) -> dict[str, Any]:
-        """Which of ``ids`` exist (-> ``extra``'s value): makes pre-allocated creates idempotent."""
-        found: dict[str, Any] = {}
-        cols = [key] if extra is None else [key, extra]
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(ids)):
-                for r in conn.execute(sa.select(*cols).where(key.in_(chunk))):
-                    found[str(r[0]).rstrip()] = r[1] if extra is not None else True
-        return found
-
-    def _visible(self, ids: Sequence[str | None]) -> dict[str, dict[str, Any]]:
-        """Visible contacts among ``ids`` with their account, address row and read-only flag (R1)."""
-        c, ad = self.tables.contact, self.tables.address
-        rights = rights_subquery(self.tables, self.user)
-        stmt = (
-            sa.select(c.c.CONTACTID, c.c.ACCOUNTID, ad.c.ADDRESSID, rights.c.ro)
-            .select_from(c.join(rights, rights.c.seccodeid == c.c.SECCODEID)
-                         .outerjoin(ad, ad.c.ADDRESSID == c.c.ADDRESSID))
-        )
-        found: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks([i for i in ids if i is not None]):
-                for r in conn.execute(stmt.where(c.c.CONTACTID.in_(chunk))):
-                    found[str(r[0]).rstrip()] = {"account_id": r[1], "address_id": r[2],
-                                                 "read_only": r[3] == 1}
-        return found
-
-    def _members(self, ids: Sequence[str | None]) -> set[str]:
-        g = self.tables.adhocgroup
-        found: set[str] = set()
-        with self.engine.connect() as conn:
-            for chunk in _chunks([i for i in ids if i is not None]):
-                found.update(str(v).rstrip() for v in conn.execute(
-                    sa.select(g.c.ENTITYID).where(g.c.GROUPID == self._group, g.c.ENTITYID.in_(chunk))
-                ).scalars())
-        return found
-
-    def _account_names(self, rows: list[dict[str, Any]]) -> dict[str, str | None]:
-        """Names of existing accounts that creates refer to by id without a name (R5b)."""
-        ids = [_val(r.get("account_id")) for r in rows if _val(r.get("account_name")) is None]
-        a = self.tables.account
-        names: dict[str, str | None] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks([i for i in ids if i is not None]):
-                for r in conn.execute(sa.select(a.c.ACCOUNTID, a.c.ACCOUNT).where(a.c.ACCOUNTID.in_(chunk))):
-                    names[str(r[0]).rstrip()] = r[1]
-        return names
-
     def _account_for(self, row: dict[str, Any], names: dict[str, str | None]) -> tuple[str | None, str | None]:
         """The account of a new contact: an existing one (R5b) or one made for its key (R5a/R5c)."""
-        account_id = _val(row.get("account_id"))
-        name = _val(row.get("account_name"))
+        account_id = value_or_none(row.get("account_id"))
+        name = value_or_none(row.get("account_name"))
         if account_id is None:
-            key = _val(row.get("account_key"))
+            key = value_or_none(row.get("account_key"))
             if key is None or key not in self._accounts:
                 return None, None
             account_id, made_name = self._accounts[key]
             name = name or made_name
         if name is None:
-            name = names.get(str(account_id).rstrip()) or _val(row.get("company"))
+            name = names.get(str(account_id).rstrip()) or value_or_none(row.get("company"))
         return account_id, name

@@ -34,7 +34,7 @@ def test_a_failed_user_fails_its_flow_run_its_task_run_and_the_fan_out(env: Sync
     res = env.sync()
     lines = res.by_user()
     assert res.exit_code == 1, res.stdout + res.stderr
-    assert lines[LEE]["status"] == "failed" and lines[SAM]["status"] == "ok", lines
+    assert lines[LEE]["status"] == "failed" and lines[SAM]["status"] == "ok", res.stdout + res.stderr
     assert set(lines[LEE]) == {"user", "status", "dry_run", "counts", "conflicts", "quarantined", "run_id"}
 
     runs = last_fan_out()

@@ -7,8 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from contactsync import model
-from contactsync.crm.load import address_columns, contact_columns
+from contactsync.crm.columns import address_columns, contact_columns
 from contactsync.crm.schema import crm_tables
+from contactsync.errors import RecordError
 from contactsync.outlook.mapping import contact_to_row, row_to_payload
 
 #: spec/FIELD_MAP.md's table, copied as the spec states it (an independent oracle):
@@ -66,7 +67,7 @@ def test_r19_the_load_refuses_one_character_over_the_registry_length(field: str)
     row = {field: "x" * limit}
     written = {**contact_columns(row, [field], "C1"), **address_columns(row, [field], "C1")}
     assert written[model.FIELD[field].crm_column] == "x" * limit
-    with pytest.raises(ValueError, match=f"{model.FIELD[field].crm_column}.*{limit}"):
+    with pytest.raises(RecordError, match=f"{model.FIELD[field].crm_column}.*{limit}"):
         row = {field: "x" * (limit + 1)}
         contact_columns(row, [field], "C1")
         address_columns(row, [field], "C1")
