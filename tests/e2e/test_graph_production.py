@@ -150,11 +150,11 @@ def env_contacts(emu, upn: str) -> list[dict]:
 
 def test_token_expires_persistently_fails_with_a_credentials_message(env: SyncEnv) -> None:
     control(env, "faults", {"status": 401, "count": 1000})
-    res = env.sync("--user", LEE)
+    res = env.run("sync", "--user", LEE)  # as a person reads it (the message is not in --json)
     assert res.exit_code == 1
-    line = res.by_user()[LEE]
-    assert line["status"] == "failed"
-    assert "credentials" in (res.stdout + res.stderr).lower()
+    assert f"{LEE}: failed" in res.stdout
+    text = (res.stdout + res.stderr).lower()
+    assert "refused the access token" in text and "check the credentials" in text
 
 
 def test_if_match_person_edit_between_read_and_write_is_not_overwritten(env: SyncEnv) -> None:

@@ -39,7 +39,7 @@ def test_batch_parallel_inside_runs_4_at_a_time(emulator: EmulatorHandle, user: 
     answers = _batch(emulator, _gets(20))
     wall = time.perf_counter() - t0
     assert {a["status"] for a in answers.values()} == {200}
-    assert 0.48 <= wall < 1.5, wall  # 5 rounds of 4, not 1 (all at once) nor 20 (one by one)
+    assert 0.48 <= wall < 2.0, wall  # 5 rounds of 4: not 1 (all at once, 0.1 s) nor 20 (one by one, 2 s)
     stats = control(emulator, "GET", "stats").json()
     assert stats["inner_requests"] == 20 and stats["batches"] == 1 and stats["throttled"] == 0
 
