@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -29,3 +30,17 @@ def stop_local_prefect_server() -> Iterator[None]:
     yield
     if running_before is None and home.is_dir():
         stop_server(home)
+
+
+@contextlib.contextmanager
+def prefect_harness(startup_timeout: int = 180) -> Iterator[None]:
+    """One temporary Prefect API for a package's tests, unless this process already has
+    one (another package's harness, or PREFECT_API_URL): at most one per session."""
+    import prefect.settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    if prefect.settings.PREFECT_API_URL.value():
+        yield
+        return
+    with prefect_test_harness(server_startup_timeout=startup_timeout):
+        yield

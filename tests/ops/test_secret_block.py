@@ -17,6 +17,7 @@ from contactsync.cli import app
 from contactsync.config import load_settings
 from contactsync.emulator import start_in_thread
 from contactsync.errors import ConfigError
+from tests.conftest import prefect_harness
 from tests.e2e.conftest import LEE, MAILBOXES
 
 SECRET = "blk-s3cr3t-Zq9-value"
@@ -25,14 +26,7 @@ BLOCK = "contact-sync-outlook-test"
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_api() -> Iterator[None]:
-    """One temporary Prefect API for the module, unless the session already has one."""
-    import prefect.settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    if prefect.settings.PREFECT_API_URL.value():
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=180):
+    with prefect_harness():
         yield
 
 
