@@ -3,19 +3,23 @@ had when last synced (the base of R8's three-way merge).
 
 One-to-one per user (R7): a save that links an Outlook id to another CRM id moves it.
 Snapshots advance only after the writes they record have committed (dlt's rule).
+Kept as a columnar base and the rows changed since (contactsync.state.blobs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from contactsync.model import conform
 from contactsync.plan.schema import LINK_COLUMNS, LINK_STATUS_ACTIVE
+from contactsync.state import blobs
 from contactsync.state.base import Store
-from contactsync.state.rows import CHUNK, bulk_insert, chunks, now_iso, read_frame, tuples
+from contactsync.state.rows import bulk_insert, chunks, now_iso, read_frame, tuples
 from contactsync.state.schema import links_table
 from contactsync.vocab import LINK_STATUSES
 
@@ -27,10 +31,8 @@ class LinkStore(Store):
 
     def load_links(self, user: str) -> pd.DataFrame:
         """The user's link table with its snapshots (plan.schema.LINK_COLUMNS)."""
-        cols = [links_table.c[c] for c in LINK_COLUMNS]
         with self.engine.connect() as conn:
-            found = read_frame(conn.execute(sa.select(*cols).where(links_table.c.crm_user == user)), plain=True)
-        return conform(found, LINK_COLUMNS)
+            return blobs.read(conn, blobs.LINKS, user)
 
     def save_pairs(self, user: str, snapshots: pd.DataFrame) -> int:
         """Upsert the snapshots of applied pairs in one transaction (returns rows written).
@@ -54,49 +56,78 @@ class LinkStore(Store):
                 "CONTACTID before saving the snapshot"
             )
         data = data.drop_duplicates("crm_id", keep="last")
+        with self._write() as conn:
+            pending = blobs.delta_rows(conn, blobs.LINKS, user) + len(data)
+            if (pending > blobs.compact_limit(blobs.base_rows(conn, blobs.LINKS, user))
+                    or self._moves_an_outlook_contact(conn, user, data)):
+                delta = conform(data.reindex(columns=list(LINK_COLUMNS)), LINK_COLUMNS)
+                delta = delta.take(np.argsort(delta["crm_id"].to_numpy(dtype=object), kind="stable"))
+                current = blobs.read(conn, blobs.LINKS, user)
+                blobs.write_base(conn, blobs.LINKS, user, "", blobs.merged(current, delta, blobs.LINKS))
+                return len(data)
+            self._save_link_rows(conn, user, data)
+        return len(data)
+
+    @staticmethod
+    def _moves_an_outlook_contact(conn: Connection, user: str, data: pd.DataFrame) -> bool:
+        """Does a row link an Outlook contact that another CRM id holds (R7's move)? Such
+        a save is folded into the base at once: a delta row hiding the old holder would
+        let it reappear once the row itself is replaced."""
+        new = data.dropna(subset=["outlook_id"])
+        if new.empty:
+            return False
+        t = links_table
+        held = [blobs.read_base(conn, blobs.LINKS, user, columns=("crm_id", "outlook_id"))]
+        held.append(read_frame(conn.execute(sa.select(t.c.crm_id, t.c.outlook_id).where(
+            t.c.crm_user == user, t.c.outlook_id.is_not(None))), plain=True))
+        for pairs in held:
+            if pairs is None or pairs.empty:
+                continue
+            holder = pairs.drop_duplicates("outlook_id").set_index("outlook_id")["crm_id"]
+            found = holder.reindex(new["outlook_id"].astype(str)).to_numpy(dtype=object)
+            if bool((~pd.isna(found) & (found != new["crm_id"].astype(str).to_numpy(dtype=object))).any()):
+                return True
+        return False
+
+    @staticmethod
+    def _save_link_rows(conn: Connection, user: str, data: pd.DataFrame) -> None:
+        """Upsert rows into the delta: a row with the same crm_id or outlook_id goes."""
         rows = tuples(data, LINK_COLUMNS, user, now_iso())
         crm_ids = data["crm_id"].astype(str).tolist()
         outlook_ids = data["outlook_id"].dropna().astype(str).tolist()
         t = links_table
-        with self._write() as conn:
-            if len(rows) > 5 * CHUNK:  # big save: delete only keys that exist (one scan)
-                have = conn.execute(
-                    sa.select(t.c.crm_id, t.c.outlook_id).where(t.c.crm_user == user)
-                ).all()
-                have_crm = {r[0] for r in have}
-                have_out = {r[1] for r in have if r[1] is not None}
-                crm_ids = [c for c in crm_ids if c in have_crm]
-                outlook_ids = [o for o in outlook_ids if o in have_out]
-            for chunk in chunks(crm_ids):
-                conn.execute(sa.delete(t).where(t.c.crm_user == user, t.c.crm_id.in_(chunk)))
-            for chunk in chunks(outlook_ids):
-                conn.execute(sa.delete(t).where(t.c.crm_user == user, t.c.outlook_id.in_(chunk)))
-            bulk_insert(conn, t, ("crm_user", "updated_at", *LINK_COLUMNS), rows)
-        return len(rows)
+        for chunk in chunks(crm_ids):
+            conn.execute(sa.delete(t).where(t.c.crm_user == user, t.c.crm_id.in_(chunk)))
+        for chunk in chunks(outlook_ids):
+            conn.execute(sa.delete(t).where(t.c.crm_user == user, t.c.outlook_id.in_(chunk)))
+        bulk_insert(conn, t, ("crm_user", "updated_at", *LINK_COLUMNS), rows)
 
     def remove_links(self, user: str, crm_ids: Sequence[str]) -> int:
-        """Forget pairs (R11, R12, R13 unlink); returns how many existed."""
-        t = links_table
-        n = 0
+        """Forget pairs (R11, R12, R13 unlink); returns how many existed. The rows leave
+        by a compaction: a tombstone could not stand in for a delta row that hides a base
+        row whose Outlook contact moved to it (R7)."""
+        ids = {str(c) for c in crm_ids}
+        if not ids:
+            return 0
         with self._write() as conn:
-            for chunk in chunks(crm_ids):
-                n += conn.execute(
-                    sa.delete(t).where(t.c.crm_user == user, t.c.crm_id.in_(chunk))
-                ).rowcount
-        return n
+            current = blobs.read(conn, blobs.LINKS, user)
+            gone = current["crm_id"].isin(ids).to_numpy()
+            if gone.any():
+                blobs.write_base(conn, blobs.LINKS, user, "", current[~gone])
+        return int(gone.sum())
 
     def set_status(self, user: str, crm_ids: Sequence[str], status: str) -> int:
         """Mark pairs active or stopped (R12 keep-copy); returns how many rows changed."""
         if status not in _STATUSES:
             raise ValueError(f"link status must be 'active' or 'stopped', got {status!r}")
-        t = links_table
-        n = 0
-        stamp = now_iso()
+        ids = {str(c) for c in crm_ids}
+        if not ids:
+            return 0
         with self._write() as conn:
-            for chunk in chunks(crm_ids):
-                n += conn.execute(
-                    sa.update(t)
-                    .where(t.c.crm_user == user, t.c.crm_id.in_(chunk))
-                    .values(status=status, updated_at=stamp)
-                ).rowcount
-        return n
+            current = blobs.read(conn, blobs.LINKS, user)
+            hit = current["crm_id"].isin(ids).to_numpy()
+            if hit.any():
+                current = current.copy()
+                current.loc[hit, "status"] = status
+                blobs.write_base(conn, blobs.LINKS, user, "", current)
+        return int(hit.sum())

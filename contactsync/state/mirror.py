@@ -2,7 +2,8 @@
 
 A cycle applies the folder's delta to this mirror instead of listing the folder, so a
 quiet cycle costs one Graph request. The token and the rows it describes move together
-in one transaction: a crash leaves both at the previous cycle.
+in one transaction: a crash leaves both at the previous cycle. The rows are kept as a
+columnar base and the rows changed since (contactsync.state.blobs).
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from contactsync.model import OUTLOOK_COLUMNS, conform
+from contactsync.state import blobs
 from contactsync.state.base import Store
-from contactsync.state.rows import bulk_insert, chunks, iso_series, now_iso, read_frame, tuples
+from contactsync.state.rows import bulk_insert, chunks, iso_series, now_iso, tuples
 from contactsync.state.schema import delta_table, outlook_table
 
 _OUTLOOK_TIMES = ("outlook_created", "outlook_modified")
@@ -37,17 +41,9 @@ class MirrorStore(Store):
 
     def load_outlook(self, user: str, folder_id: str) -> tuple[str | None, pd.DataFrame]:
         """The folder's last delta link (None = never synced) and its contacts snapshot."""
-        t = outlook_table
         with self.engine.connect() as conn:
             link = conn.execute(self._delta_link(user, folder_id)).scalar()
-            found = read_frame(conn.execute(
-                sa.select(*[t.c[c] for c in OUTLOOK_COLUMNS])
-                .where(t.c.crm_user == user, t.c.folder_id == folder_id)
-            ), plain=True)
-        for col in _OUTLOOK_TIMES:
-            if not found.empty:
-                found[col] = pd.to_datetime(found[col], utc=True, format="ISO8601")
-        return link, conform(found, OUTLOOK_COLUMNS)
+            return link, blobs.read(conn, blobs.MIRROR, user, folder_id)
 
     def save_outlook(
         self,
@@ -66,33 +62,54 @@ class MirrorStore(Store):
         upserted and ``removed_ids`` deleted. The token never moves without the rows it
         describes (a crash leaves both at the previous cycle).
         """
-        t, d = outlook_table, delta_table
         upserts = frame if full else changed
-        rows: list[tuple[Any, ...]] = []
-        ids: list[str] = []
+        data = None
         if upserts is not None and not upserts.empty:
             data = upserts.reindex(columns=list(OUTLOOK_COLUMNS)).copy()
             if data["outlook_id"].isna().any():
                 raise ValueError("save_outlook: every contact row needs its outlook_id")
-            for col in _OUTLOOK_TIMES:
-                data[col] = iso_series(data[col])
             data = data.drop_duplicates("outlook_id", keep="last")
-            rows = tuples(data, OUTLOOK_COLUMNS, user, folder_id)
-            ids = data["outlook_id"].astype(str).tolist()
-        where = (t.c.crm_user == user, t.c.folder_id == folder_id)
+        removed = [str(i) for i in removed_ids]
+        kind = blobs.MIRROR
         with self._write() as conn:
-            if full:
-                conn.execute(sa.delete(t).where(*where))
+            pending = (blobs.delta_rows(conn, kind, user, folder_id) + len(removed)
+                       + (0 if data is None else len(data)))
+            if full or pending > blobs.compact_limit(blobs.base_rows(conn, kind, user, folder_id)):
+                base = None if full else blobs.read(conn, kind, user, folder_id)
+                new = conform(data, OUTLOOK_COLUMNS) if data is not None else conform(
+                    pd.DataFrame(), OUTLOOK_COLUMNS)
+                if len(new) > 1:
+                    new = new.take(np.argsort(new["outlook_id"].to_numpy(dtype=object), kind="stable"))
+                rows = blobs.merged(base, new.reset_index(drop=True), kind, removed)
+                blobs.write_base(conn, kind, user, folder_id, rows)
             else:
-                for chunk in chunks(ids + [str(i) for i in removed_ids]):
-                    conn.execute(sa.delete(t).where(*where, t.c.outlook_id.in_(chunk)))
-            bulk_insert(conn, t, ("crm_user", "folder_id", *OUTLOOK_COLUMNS), rows)
-            dwhere = (d.c.crm_user == user, d.c.folder_id == folder_id)
-            done = conn.execute(
-                sa.update(d).where(*dwhere).values(delta_link=delta_link, updated_at=now_iso())
-            ).rowcount
-            if not done:
-                conn.execute(d.insert().values(
-                    crm_user=user, folder_id=folder_id, delta_link=delta_link,
-                    updated_at=now_iso(),
-                ))
+                if removed:
+                    blobs.add_tombstones(conn, kind, user, folder_id, removed)
+                if data is not None:
+                    self._save_mirror_rows(conn, user, folder_id, data)
+            self._save_mirror_token(conn, user, folder_id, delta_link)
+
+    @staticmethod
+    def _save_mirror_rows(conn: Connection, user: str, folder_id: str, data: pd.DataFrame) -> None:
+        """Upsert rows into the delta (rows of the same contacts replaced)."""
+        t = outlook_table
+        data = data.copy()
+        for col in _OUTLOOK_TIMES:
+            data[col] = iso_series(data[col])
+        rows = tuples(data, OUTLOOK_COLUMNS, user, folder_id)
+        where = (t.c.crm_user == user, t.c.folder_id == folder_id)
+        for chunk in chunks(data["outlook_id"].astype(str).tolist()):
+            conn.execute(sa.delete(t).where(*where, t.c.outlook_id.in_(chunk)))
+        bulk_insert(conn, t, ("crm_user", "folder_id", *OUTLOOK_COLUMNS), rows)
+
+    @staticmethod
+    def _save_mirror_token(conn: Connection, user: str, folder_id: str, delta_link: str | None) -> None:
+        d = delta_table
+        dwhere = (d.c.crm_user == user, d.c.folder_id == folder_id)
+        done = conn.execute(
+            sa.update(d).where(*dwhere).values(delta_link=delta_link, updated_at=now_iso())
+        ).rowcount
+        if not done:
+            conn.execute(d.insert().values(
+                crm_user=user, folder_id=folder_id, delta_link=delta_link, updated_at=now_iso(),
+            ))

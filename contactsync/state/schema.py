@@ -22,7 +22,7 @@ from contactsync.model import FIELDS
 from contactsync.plan.schema import CONFLICT_COLUMNS
 
 #: The version this program writes; every step up to it is in MIGRATIONS.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 QUARANTINE_COLUMNS: tuple[str, ...] = ("side", "record_id", "field", "rule", "reason", "value")
 _ADVISORY_LOCK = 7311952  # PostgreSQL: one migrating opener at a time
 
@@ -157,6 +157,19 @@ history_table = sa.Table(
     sa.Index("ix_contact_history_at", "crm_user", "at"),
 )
 
+#: Version 4: a user's links and Outlook mirror as one columnar blob each
+#: (contactsync.state.columnar; ``folder_id`` "" for links); the ``links`` and
+#: ``outlook_contacts`` rows hold only what changed since the blob was written.
+blobs_table = sa.Table(
+    "state_blobs", metadata,
+    sa.Column("crm_user", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),  # links | mirror
+    sa.Column("folder_id", _S, primary_key=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
 _VERSION_1 = (meta_table, links_table, outlook_table, delta_table, journal_table, runs_table,
               conflicts_table, quarantine_table, locks_table)
 
@@ -178,8 +191,18 @@ def _migrate_to_3(conn: Connection) -> None:
     history_table.create(conn, checkfirst=True)
 
 
+def _migrate_to_4(conn: Connection) -> None:
+    """Each user's links and mirror rows are folded into one columnar blob (what a cycle
+    reads fast, issue 15); the row tables keep only later changes."""
+    from contactsync.state.blobs import fold_all  # the blobs module needs these tables
+
+    blobs_table.create(conn, checkfirst=True)
+    fold_all(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
+    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4,
+}
 
 
 def _version_lock(conn: Connection) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from contactsync.model import OUTLOOK_COLUMNS
 from contactsync.state import StateStore
+from contactsync.state import blobs as blobs_mod
 from contactsync.state import mirror as mirror_mod
 
 from .conftest import USER
@@ -80,17 +81,21 @@ def test_folders_and_users_are_separate(store: StateStore) -> None:
     assert store.load_outlook("UOTHER000002", FOLDER)[1]["outlook_id"].tolist() == ["q"]
 
 
+@pytest.mark.parametrize("removed", [["a"], []], ids=["base-rewrite", "delta-rows"])
 def test_r18_token_does_not_advance_when_the_rows_fail(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
+    store: StateStore, monkeypatch: pytest.MonkeyPatch, removed: list[str]
 ) -> None:
     store.save_outlook(USER, FOLDER, "t1", frame=contacts(["a", "b"]), full=True)
 
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(mirror_mod, "bulk_insert", boom)  # the mirror's bulk write fails
+    # the mirror's row write fails: the changed rows (delta) or, when rows leave the
+    # mirror, the rewritten columnar base (contactsync.state.blobs)
+    monkeypatch.setattr(mirror_mod, "bulk_insert", boom)
+    monkeypatch.setattr(blobs_mod, "write_base", boom)
     with pytest.raises(RuntimeError):
-        store.save_outlook(USER, FOLDER, "t2", changed=contacts(["c"]), removed_ids=["a"])
+        store.save_outlook(USER, FOLDER, "t2", changed=contacts(["c"]), removed_ids=removed)
     link, frame = store.load_outlook(USER, FOLDER)
     assert link == "t1"
     assert sorted(frame["outlook_id"]) == ["a", "b"]

@@ -1,0 +1,174 @@
+"""Links and mirror kept as a columnar base + the rows changed since (issue 15).
+
+What a user relies on: whatever sequence of saves, unlinks, status changes and Outlook
+deletes the cycles make, the store gives back exactly the rows a plain table would hold,
+in key order, whether the delta was folded into the base (compaction) or not; a store
+written by version 2 (rows only) opens with every row; the blob codec keeps every value
+(None, Unicode, separators, line breaks, times) as it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contactsync.model import FIELDS, OUTLOOK_COLUMNS
+from contactsync.plan.schema import LINK_COLUMNS
+from contactsync.state import StateStore, blobs, meta_table
+from contactsync.state.columnar import decode, encode
+from contactsync.state.schema import blobs_table
+
+from .conftest import USER
+
+TEXT = st.one_of(st.none(), st.text(st.sampled_from(list("aZé \n\r\x1f\x1e~,\"")), max_size=5))
+IDS = st.sampled_from([f"C{i}" for i in range(8)])
+OUTLOOK_IDS = st.sampled_from([f"O{i}" for i in range(8)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(TEXT, TEXT), max_size=20))
+def test_codec_round_trip_keeps_every_value(values):
+    times = pd.to_datetime(pd.Series([1_700_000_000 + i if i % 3 else None for i in range(len(values))],
+                                     dtype="float64"), unit="s", utc=True)
+    frame = pd.DataFrame({"a": [v[0] for v in values], "b": [v[1] for v in values]}, dtype=object)
+    frame["t"] = times
+    back = decode(encode(frame, times=("t",)))
+    assert back["a"].tolist() == frame["a"].tolist() and back["b"].tolist() == frame["b"].tolist()
+    assert back["t"].isna().tolist() == frame["t"].isna().tolist()
+    assert (back["t"].dropna() == frame["t"].dropna()).all()
+    assert back.dtypes["a"] is np.dtype(object) and str(back.dtypes["t"]) == "datetime64[ns, UTC]"
+
+
+def _link(crm_id: str, outlook_id: str, title: str | None) -> dict:
+    return {"crm_id": crm_id, "outlook_id": outlook_id, "status": "active",
+            **dict.fromkeys(FIELDS), "job_title": title}
+
+
+LINK_OPS = st.lists(st.one_of(
+    st.tuples(st.just("save"), st.lists(st.tuples(IDS, OUTLOOK_IDS, TEXT), min_size=1, max_size=4)),
+    st.tuples(st.just("remove"), st.lists(IDS, min_size=1, max_size=3)),
+    st.tuples(st.just("stop"), st.lists(IDS, min_size=1, max_size=3)),
+), max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=LINK_OPS, compact_at=st.sampled_from([1, 3, 1000]))
+def test_links_read_back_as_a_plain_table_would_hold_them(tmp_path_factory, monkeypatch, ops, compact_at):
+    """R7 one-to-one moves, R11-R13 unlinks, R12 stopped pairs: the base + delta store
+    equals a dict model after every operation, compacting often or never."""
+    monkeypatch.setattr(blobs, "COMPACT_MIN", compact_at)
+    store = StateStore(f"sqlite:///{tmp_path_factory.mktemp('s') / 'state.db'}")
+    model: dict[str, dict] = {}
+    try:
+        for op, args in ops:
+            if op == "save":
+                rows = {c: _link(c, o, t) for c, o, t in args}  # last one per crm_id wins
+                if len({r["outlook_id"] for r in rows.values()}) < len(rows):
+                    continue  # two pairs of one save on one Outlook contact: not one-to-one
+                store.save_pairs(USER, pd.DataFrame(list(rows.values())))
+                for c, row in rows.items():
+                    model = {k: v for k, v in model.items() if v["outlook_id"] != row["outlook_id"]}
+                    model[c] = row
+            elif op == "remove":
+                assert store.remove_links(USER, args) == len(set(args) & set(model))
+                for c in args:
+                    model.pop(c, None)
+            else:
+                assert store.set_status(USER, args, "stopped") == len(set(args) & set(model))
+                for c in set(args) & set(model):
+                    model[c] = {**model[c], "status": "stopped"}
+            got = store.load_links(USER)
+            assert list(got.columns) == list(LINK_COLUMNS)
+            assert got["crm_id"].tolist() == sorted(model)
+            want = [[model[c][k] for k in LINK_COLUMNS] for c in sorted(model)]
+            assert got.to_numpy(dtype=object).tolist() == want
+    finally:
+        store.close()
+
+
+def _contact(outlook_id: str, city: str | None) -> dict:
+    return {"outlook_id": outlook_id, "change_key": "ck", "crm_tag": None,
+            "outlook_created": pd.Timestamp("2026-01-01", tz="UTC"),
+            "outlook_modified": pd.Timestamp("2026-01-02 10:00", tz="UTC"),
+            **dict.fromkeys(FIELDS), "city": city}
+
+
+MIRROR_OPS = st.lists(st.tuples(
+    st.booleans(),  # full read
+    st.lists(st.tuples(OUTLOOK_IDS, TEXT), max_size=4),
+    st.lists(OUTLOOK_IDS, max_size=3),
+), max_size=10)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=MIRROR_OPS, compact_at=st.sampled_from([1, 3, 1000]))
+def test_mirror_reads_back_as_a_plain_table_would_hold_it(tmp_path_factory, monkeypatch, ops, compact_at):
+    monkeypatch.setattr(blobs, "COMPACT_MIN", compact_at)
+    store = StateStore(f"sqlite:///{tmp_path_factory.mktemp('m') / 'state.db'}")
+    model: dict[str, dict] = {}
+    try:
+        for k, (full, changed, removed) in enumerate(ops):
+            rows = {o: _contact(o, c) for o, c in changed}
+            frame = pd.DataFrame(list(rows.values()), columns=list(OUTLOOK_COLUMNS))
+            if full:
+                store.save_outlook(USER, "F", f"t{k}", frame=frame, full=True)
+                model = dict(rows)
+            else:
+                store.save_outlook(USER, "F", f"t{k}", changed=frame, removed_ids=removed)
+                for o in removed:
+                    model.pop(o, None)
+                model.update(rows)
+            link, got = store.load_outlook(USER, "F")
+            assert link == f"t{k}"
+            assert got["outlook_id"].tolist() == sorted(model)
+            assert got["city"].tolist() == [model[o]["city"] for o in sorted(model)]
+            assert (got["outlook_modified"] == pd.Timestamp("2026-01-02 10:00", tz="UTC")).all()
+    finally:
+        store.close()
+
+
+def test_a_version_2_store_is_folded_into_blobs_and_keeps_every_row(store_url: str) -> None:
+    """Migration 4: the rows an older program wrote become each user's base."""
+    store = StateStore(store_url)
+    links = pd.DataFrame([_link(f"C{i}", f"O{i}", f"T{i}") for i in range(5)])
+    store.save_pairs(USER, links)
+    store.save_outlook(USER, "F", "tok", frame=pd.DataFrame([_contact(f"O{i}", "Oslo") for i in range(4)]),
+                       full=True)
+    before_links, (_, before_mirror) = store.load_links(USER), store.load_outlook(USER, "F")
+    store.close()
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:  # what version 2 left: the same data as rows, no blobs
+        link_rows, mirror_rows = blobs.read(conn, blobs.LINKS, USER), blobs.read(conn, blobs.MIRROR, USER, "F")
+        conn.execute(sa.delete(blobs_table))
+        StateStore._save_link_rows(conn, USER, link_rows)
+        StateStore._save_mirror_rows(conn, USER, "F", mirror_rows)
+        conn.execute(sa.text("DROP TABLE state_blobs"))
+        conn.execute(sa.update(meta_table).values(value="2"))
+    engine.dispose()
+    store = StateStore(store_url)
+    try:
+        with store.engine.connect() as conn:
+            assert blobs.base_rows(conn, blobs.LINKS, USER) == 5
+            assert blobs.base_rows(conn, blobs.MIRROR, USER, "F") == 4
+            assert blobs.delta_rows(conn, blobs.LINKS, USER) == 0
+        pd.testing.assert_frame_equal(store.load_links(USER), before_links)
+        pd.testing.assert_frame_equal(store.load_outlook(USER, "F")[1], before_mirror)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2500])
+def test_delta_rows_are_folded_once_past_a_tenth_of_the_base(store: StateStore, n: int) -> None:
+    """A 1 % cycle writes its rows to the delta; a big one rewrites the base."""
+    base = pd.DataFrame([_link(f"C{i:05d}", f"O{i:05d}", "t") for i in range(30_000)])
+    store.save_pairs(USER, base)
+    changed = base.iloc[np.arange(n) * 7].assign(job_title="new")
+    store.save_pairs(USER, changed)
+    with store.engine.connect() as conn:
+        in_delta = blobs.delta_rows(conn, blobs.LINKS, USER)
+    assert in_delta == (n if n <= blobs.compact_limit(30_000) else 0)
+    assert (store.load_links(USER)["job_title"] == "new").sum() == n
