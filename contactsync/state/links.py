@@ -8,7 +8,7 @@ Kept as a columnar base and the rows changed since (contactsync.state.blobs).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,20 +106,25 @@ class LinkStore(Store):
         """Forget pairs (R11, R12, R13 unlink); returns how many existed. The rows leave
         by a compaction: a tombstone could not stand in for a delta row that hides a base
         row whose Outlook contact moved to it (R7)."""
-        ids = {str(c) for c in crm_ids}
-        if not ids:
-            return 0
-        with self._write() as conn:
-            current = blobs.read(conn, blobs.LINKS, user)
-            gone = current["crm_id"].isin(ids).to_numpy()
-            if gone.any():
-                blobs.write_base(conn, blobs.LINKS, user, "", current[~gone])
-        return int(gone.sum())
+        return self._rewrite(user, crm_ids, lambda links, hit: links[~hit])
 
     def set_status(self, user: str, crm_ids: Sequence[str], status: str) -> int:
         """Mark pairs active or stopped (R12 keep-copy); returns how many rows changed."""
         if status not in _STATUSES:
             raise ValueError(f"link status must be 'active' or 'stopped', got {status!r}")
+
+        def mark(links: pd.DataFrame, hit: np.ndarray) -> pd.DataFrame:
+            links = links.copy()
+            links.loc[hit, "status"] = status
+            return links
+
+        return self._rewrite(user, crm_ids, mark)
+
+    def _rewrite(
+        self, user: str, crm_ids: Sequence[str],
+        change: Callable[[pd.DataFrame, np.ndarray], pd.DataFrame],
+    ) -> int:
+        """Apply ``change`` to the rows of ``crm_ids`` in one compaction; how many matched."""
         ids = {str(c) for c in crm_ids}
         if not ids:
             return 0
@@ -127,7 +132,5 @@ class LinkStore(Store):
             current = blobs.read(conn, blobs.LINKS, user)
             hit = current["crm_id"].isin(ids).to_numpy()
             if hit.any():
-                current = current.copy()
-                current.loc[hit, "status"] = status
-                blobs.write_base(conn, blobs.LINKS, user, "", current)
+                blobs.write_base(conn, blobs.LINKS, user, "", change(current, hit))
         return int(hit.sum())
