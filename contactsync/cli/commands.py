@@ -97,6 +97,8 @@ def progress_bar(enabled: bool) -> Iterator[None]:
 def print_outcome(outcome: CycleOutcome, *, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(outcome.json_line()))
+        if outcome.exit_code and outcome.message:  # stdout stays the JSON lines; the reason goes to stderr
+            typer.echo(f"contact-sync: {outcome.user.strip()}: {outcome.message}", err=True)
         return
     c = outcome.counts
     head = f"{outcome.user.strip()}: {outcome.status}"
