@@ -20,7 +20,8 @@ import time
 import sqlalchemy as sa
 
 from contactsync.crm.schema import crm_tables
-from contactsync.state.schema import id_counter_table, migrate
+from contactsync.state.migrations import migrate
+from contactsync.state.schema import id_counter_table
 
 DIGITS = string.digits + string.ascii_uppercase
 COUNTER_WIDTH = 7

@@ -28,17 +28,16 @@ from contactsync.state.history import HistoryStore
 from contactsync.state.journal import JOURNAL_COLUMNS, JOURNAL_STATES, JournalStore
 from contactsync.state.links import LinkStore
 from contactsync.state.lock import LockHandle, LockStore, pid_alive
+from contactsync.state.migrations import MIGRATIONS, migrate
 from contactsync.state.mirror import MirrorStore
 from contactsync.state.runs import RUN_COLUMNS, RUN_STATUSES, VALUE_PREVIEW, RunStore
 from contactsync.state.schema import (
-    MIGRATIONS,
     QUARANTINE_COLUMNS,
     SCHEMA_VERSION,
     id_counter_table,
     locks_table,
     meta_table,
     metadata,
-    migrate,
 )
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Every table of the sync's own, and the stepwise migrations that create them.
+"""Every table of the sync's own (the steps that create them are in ``migrations``).
 
 The state store is a database of its own (never inside the CRM). Its schema version
 lives in ``meta`` (vdirsyncer's ``status.py``); each version step is one function in
@@ -9,22 +9,14 @@ schema of its own in version 2, so one migration path creates everything the syn
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
-from contactsync.db import shown_url, write
-from contactsync.errors import FatalError
 from contactsync.model import FIELDS
 from contactsync.plan.schema import CONFLICT_COLUMNS
 
-#: The version this program writes; every step up to it is in MIGRATIONS.
+#: The version this program writes; every step up to it is in migrations.MIGRATIONS.
 SCHEMA_VERSION = 4
 QUARANTINE_COLUMNS: tuple[str, ...] = ("side", "record_id", "field", "rule", "reason", "value")
-_ADVISORY_LOCK = 7311952  # PostgreSQL: one migrating opener at a time
 
 metadata = sa.MetaData()
 _S = sa.String(255)
@@ -170,80 +162,5 @@ blobs_table = sa.Table(
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
 
-_VERSION_1 = (meta_table, links_table, outlook_table, delta_table, journal_table, runs_table,
+VERSION_1_TABLES = (meta_table, links_table, outlook_table, delta_table, journal_table, runs_table,
               conflicts_table, quarantine_table, locks_table)
-
-
-# --- migrations: one function per version step, each run in the opener's transaction ----
-def _migrate_to_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=list(_VERSION_1), checkfirst=True)
-
-
-def _migrate_to_2(conn: Connection) -> None:
-    """The id counter joins the store. A version-1 store whose allocator already made the
-    table (outside the migrations) keeps it and its rows: only a missing table is created."""
-    id_counter_table.create(conn, checkfirst=True)
-
-
-def _migrate_to_3(conn: Connection) -> None:
-    """The contact history joins the store (issue 14). A store where the history was made
-    outside the migrations (contactsync/history.py before the split) keeps its rows."""
-    history_table.create(conn, checkfirst=True)
-
-
-def _migrate_to_4(conn: Connection) -> None:
-    """Each user's links and mirror rows are folded into one columnar blob (what a cycle
-    reads fast, issue 15); the row tables keep only later changes."""
-    from contactsync.state.blobs import fold_all  # the blobs module needs these tables
-
-    blobs_table.create(conn, checkfirst=True)
-    fold_all(conn)
-
-
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4,
-}
-
-
-def _version_lock(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})"))
-
-
-def migrate(engine: Engine) -> int:
-    """Apply the missing migration steps (serialised against concurrent openers) and
-    return the schema version; refuse a store made by a newer program (FatalError)."""
-    target = SCHEMA_VERSION  # read at call time: tests add a step by patching it
-    for attempt in range(3):
-        try:
-            with write(engine) as conn:
-                _version_lock(conn)
-                meta_table.create(conn, checkfirst=True)
-            with write(engine) as conn:
-                _version_lock(conn)
-                found = conn.execute(
-                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-                ).scalar()
-                version = int(found) if found is not None else 0
-                if version > target:
-                    raise FatalError(
-                        f"state store {shown_url(engine)} has schema version {version}, "
-                        f"newer than this program's {target}",
-                        hint="upgrade contact-sync on this machine",
-                    )
-                for step in range(version + 1, target + 1):
-                    MIGRATIONS[step](conn)
-                if found is None:
-                    conn.execute(meta_table.insert().values(key="schema_version", value=str(target)))
-                elif version != target:
-                    conn.execute(
-                        sa.update(meta_table)
-                        .where(meta_table.c.key == "schema_version")
-                        .values(value=str(target))
-                    )
-            return target
-        except (IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
-            if attempt == 2:
-                raise
-            time.sleep(0.2)  # another opener migrated at the same moment: re-read
-    return target  # pragma: no cover

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from contactsync.errors import FatalError
 from contactsync.state import SCHEMA_VERSION, StateStore, meta_table
+from contactsync.state import migrations as migrations_mod
 from contactsync.state import schema as state_mod
 
 from . import _procs
@@ -51,7 +52,7 @@ def test_migrations_run_stepwise_from_the_stored_version(
         conn.execute(sa.text(f"CREATE TABLE extra_v{nxt} (id INTEGER PRIMARY KEY)"))
 
     monkeypatch.setattr(state_mod, "SCHEMA_VERSION", nxt)
-    monkeypatch.setitem(state_mod.MIGRATIONS, nxt, step_next)
+    monkeypatch.setitem(migrations_mod.MIGRATIONS, nxt, step_next)
     for _ in range(2):  # the step runs once
         with StateStore(store_url) as store:
             assert store.schema_version == nxt
