@@ -243,9 +243,7 @@ def _wait_healthy(info: ServerInfo, timeout_s: float) -> None:
 
 def stop_server(home: Path, timeout_s: float = 15.0) -> ServerInfo | None:
     """Stop the local server (its whole process group); the info of what was stopped."""
-    from contactsync.cli.warm import stop_all
-
-    stop_all(home)  # warm processes hold clients of this server
+    stop_warm(home)  # warm processes (cli/warm.py) hold clients of this server
     with _locked(home):
         info = read_server(home)
         _state_path(home).unlink(missing_ok=True)
@@ -311,3 +309,30 @@ def describe(env: Env | None = None) -> tuple[str, bool]:
     else:
         lines.append("the commands use the local server (started by the first command that needs it)")
     return "\n".join(lines), info is not None
+
+
+def pid_file_alive(pid_file: Path) -> bool:
+    """Whether the process named in a pid file still runs (a warm process's lock)."""
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def stop_warm(home: Path) -> int:
+    """Stop every warm process of this Prefect home (cli/warm.py); how many were stopped.
+
+    Here, not in warm.py, because stopping the server stops them first and warm.py
+    imports this module: so the two never import each other."""
+    stopped = 0
+    for lock in home.glob("contact-sync-warm-*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(lock.read_text()), signal.SIGTERM)
+            stopped += 1
+    deadline = time.monotonic() + 5
+    while any(pid_file_alive(p) for p in home.glob("contact-sync-warm-*.pid")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for leftover in (*home.glob("contact-sync-warm-*.pid"), *home.glob("contact-sync-warm-*.sock")):
+        leftover.unlink(missing_ok=True)
+    return stopped

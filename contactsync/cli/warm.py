@@ -131,6 +131,7 @@ def serve(path: Path) -> None:
     import flows.backfill  # noqa: F401
     import flows.sync_all_users  # noqa: F401
     import flows.sync_contacts  # noqa: F401
+    from contactsync.cli.prefect_server import pid_file_alive
 
     if threading.active_count() > 1:  # a fork would copy threads' locks mid-use: stay cold
         print(f"not serving: imports started threads {threading.enumerate()}", flush=True)
@@ -140,7 +141,7 @@ def serve(path: Path) -> None:
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        if _alive(lock):
+        if pid_file_alive(lock):
             return  # another one is starting for this key
         lock.unlink(missing_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -170,14 +171,6 @@ def serve(path: Path) -> None:
             print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} command in child {child}", flush=True)
     finally:
         _cleanup(path, lock)
-
-
-def _alive(pid_file: Path) -> bool:
-    try:
-        os.kill(int(pid_file.read_text()), 0)
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def _cleanup(path: Path, lock: Path) -> None:
@@ -224,21 +217,6 @@ def _child(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
             conn.sendall(f"{code}\n".encode())
         os._exit(code)
-
-
-def stop_all(home: Path) -> int:
-    """Stop every warm process of this Prefect home; how many were stopped."""
-    stopped = 0
-    for lock in home.glob("contact-sync-warm-*.pid"):
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(lock.read_text()), signal.SIGTERM)
-            stopped += 1
-    deadline = time.monotonic() + 5
-    while any(_alive(p) for p in home.glob("contact-sync-warm-*.pid")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for leftover in (*home.glob("contact-sync-warm-*.pid"), *home.glob("contact-sync-warm-*.sock")):
-        leftover.unlink(missing_ok=True)
-    return stopped
 
 
 if __name__ == "__main__":
