@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from contactsync.cli.prefect_server import ApiChoice, command_settings, use_prefect_api
+from contactsync.cli.prefect_server import ApiChoice, use_prefect_api
 from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome, worst_exit_code
 from contactsync.errors import ConfigError, ContactSyncError, show_error
@@ -27,6 +27,8 @@ from contactsync.vocab import DIRECTIONS, POLICIES
 def prepare_prefect_env() -> ApiChoice:
     """The Prefect API for this command (the configured one, else the local server, started
     once and reused: cli/prefect_server.py), with heartbeats off for its own flow runs."""
+    from flows.runtime import command_settings
+
     choice = use_prefect_api()
     command_settings(choice.url)
     return choice

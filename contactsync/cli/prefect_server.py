@@ -128,10 +128,10 @@ def _configured_in_process() -> ApiChoice | None:
     """An API this process's Prefect settings already name (e.g. a test harness's)."""
     if "prefect.settings" not in sys.modules:
         return None
-    from prefect.settings import get_current_settings
+    from flows.runtime import api_url_in_process
 
-    url = get_current_settings().api.url
-    return ApiChoice(str(url), "this process's Prefect settings") if url else None
+    url = api_url_in_process()
+    return ApiChoice(url, "this process's Prefect settings") if url else None
 
 
 # --- the local server -----------------------------------------------------------------------
@@ -258,30 +258,6 @@ def stop_server(home: Path, timeout_s: float = 15.0) -> ServerInfo | None:
             if _is_our_process(info):
                 os.killpg(info.pid, signal.SIGKILL)
         return info
-
-
-def command_settings(api_url: str) -> None:
-    """This process's flow runs (the command's own) use ``api_url`` and send no heartbeats.
-
-    Heartbeats let Prefect mark a run Crashed when its worker dies; a command's runs live
-    and die with the command, which reports itself, and each run waits up to a second at
-    its end for the heartbeat thread. Deployment runs (a worker's processes) keep them.
-    ``None`` cannot be given through the environment (an int >= 30), hence a settings
-    context entered for the rest of the process; it also carries the API URL when Prefect
-    was imported before the environment named it. Called by the command runner.
-    """
-    from prefect import settings
-
-    updates: dict[object, object] = {settings.PREFECT_API_URL: api_url}
-    heartbeat = getattr(settings, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
-    if heartbeat is not None:  # Prefect < 3.5: runner.heartbeat_frequency, off by default
-        updates[heartbeat] = None
-    context = settings.temporary_settings(updates=updates)  # type: ignore[arg-type]
-    context.__enter__()
-    _KEPT.append(context)  # a collected generator would leave the context
-
-
-_KEPT: list[object] = []
 
 
 def describe(env: Env | None = None) -> tuple[str, bool]:

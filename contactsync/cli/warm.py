@@ -190,9 +190,9 @@ def _child(conn: socket.socket) -> None:
         os.environ.update(request["env"])
         os.environ["CONTACT_SYNC_WARM_CHILD"] = "1"
         os.chdir(request["cwd"])
-        import prefect.context
+        from flows.runtime import refresh_settings
 
-        prefect.context.refresh_global_settings_context()  # the caller's PREFECT_* settings
+        refresh_settings()  # the caller's PREFECT_* settings
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         conn.sendall(f"{os.getpid()}\n".encode())
         from contactsync.cli import run_app
