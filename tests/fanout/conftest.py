@@ -10,16 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import prefect_harness
 from tests.e2e.conftest import env  # noqa: F401  (the fixture, shared)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def fanout_prefect_harness() -> Iterator[None]:
-    import prefect.settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    if prefect.settings.PREFECT_API_URL.value():
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_harness(startup_timeout=120):
         yield

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import prefect_harness
 from tests.e2e.conftest import LEE
 from tests.reliability import scenario
 from tests.reliability.world import child_cycle, clone, world_picture, writes
@@ -20,13 +21,7 @@ from tests.reliability.world import child_cycle, clone, world_picture, writes
 @pytest.fixture(scope="session", autouse=True)
 def reliability_prefect_harness() -> Iterator[None]:
     """One temporary Prefect API for the session; reuse tests/e2e's when it already runs."""
-    import prefect.settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    if prefect.settings.PREFECT_API_URL.value():
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_harness(startup_timeout=120):
         yield
 
 

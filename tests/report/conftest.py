@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from contactsync.state import StateStore
+from tests.conftest import prefect_harness
 
 from .week import PEOPLE
 
@@ -30,11 +31,5 @@ def people() -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """One temporary Prefect API (reused when another test package already runs one)."""
-    import prefect.settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    if prefect.settings.PREFECT_API_URL.value():
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_harness(startup_timeout=120):
         yield
