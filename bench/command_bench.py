@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.run import LATENCY_MS, RESULTS, UNLIMITED, USER, Emulator, build, log
+from bench.harness import LATENCY_MS, RESULTS, UNLIMITED, USER, Emulator, build, log
 
 N = int(os.environ.get("BENCH_COMMAND_N", "2000"))
 PAIRS = int(os.environ.get("BENCH_COMMAND_PAIRS", "7"))

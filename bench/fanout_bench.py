@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.run import LATENCY_MS, RESULTS, Emulator, log, machine
+from bench.harness import LATENCY_MS, RESULTS, Emulator, log, machine
 from contactsync.crm import demo
 from contactsync.crm.setup import init_database
 from tests.fanout.crm_users import add_crm_user

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS, USER, Emulator, build, log
+from bench.harness import RESULTS, USER, Emulator, build, log
 
 LATENCY_MS = 100.0
 PLACES = 4
