@@ -135,6 +135,7 @@ def load_outlook(
         writer = OutlookWriter(prepared.sides.graph, folder_id)
         out_results = writer.apply(out_rows[~held], outlook_frame, on_result=prepared.journal, progress=progress)
         prepared.flush()
+        _mirror_written_tags(prepared, folder_id, outlook_frame, out_rows, _norm_results(out_results))
     held_results = pd.DataFrame(
         {
             "action_id": out_rows.loc[held, "action_id"],
@@ -143,6 +144,33 @@ def load_outlook(
         }
     )
     return pd.concat([_norm_results(out_results), _norm_results(held_results)], ignore_index=True)
+
+
+def _mirror_written_tags(
+    prepared: Prepared, folder_id: str, outlook_frame: pd.DataFrame, out_rows: pd.DataFrame,
+    results: pd.DataFrame,
+) -> None:
+    """Every update the sync committed carried its pair's CrmContactId tag (R7a): the
+    mirror takes that tag at once. A delta round reads tags only for contacts whose stored
+    copy has none (Graph documents no ``$expand`` on delta), so without this a contact that
+    carried another contact's tag would keep it in the mirror and be re-tagged by every
+    cycle, never settling (R17)."""
+    if results.empty or outlook_frame is None or outlook_frame.empty:
+        return
+    applied = set(results.loc[results["status"] == "applied", "action_id"])
+    done = out_rows[(out_rows["op"] == "update") & out_rows["action_id"].isin(applied)].dropna(
+        subset=["crm_id", "outlook_id"])
+    if done.empty:
+        return
+    tags = done.drop_duplicates("outlook_id", keep="last").set_index("outlook_id")["crm_id"]
+    rows = outlook_frame[outlook_frame["outlook_id"].isin(tags.index)]
+    stale = rows[rows["crm_tag"].ne(rows["outlook_id"].map(tags))]
+    if stale.empty:
+        return
+    sides = prepared.sides
+    stale = stale.assign(crm_tag=stale["outlook_id"].map(tags))
+    sides.store.save_outlook(sides.user_id, folder_id, sides.store.load_delta_link(sides.user_id, folder_id),
+                             changed=stale)
 
 
 def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
