@@ -185,17 +185,3 @@ def run_users_command(*, config: Path | None, json_out: bool) -> int:
     if not json_out:
         typer.echo(f"{sum(e.syncs for e in entries)} of {len(entries)} user(s) will sync")
     return 0
-
-
-def run_report_command(*, config: Path | None, users: Sequence[str], out: Path) -> int:
-    """`contact-sync report`: the data-quality report of the last cycle(s)."""
-    try:
-        selected, config_path = _setup(config, users)
-    except ContactSyncError as exc:
-        return show_error(exc)
-    from flows.quality_report import quality_report
-
-    paths = quality_report(out_dir=str(out), users=selected, config_path=config_path)
-    for kind, path in paths.items():
-        typer.echo(f"{kind}: {path}")
-    return 0
