@@ -6,7 +6,7 @@ The emulator runs as a subprocess with Graph's own limits (10,000 requests per 6
 mailbox, 4 concurrent places, each request inside a ``$batch`` counted and run up to 4 at
 a time, spec/GRAPH_API.md) and 100 ms added to every request, which holds its place for
 that time. The data is ``bench.run``'s mix (50 % on both sides, 25 % only in the CRM
-group, 25 % only in the Outlook folder); the cycle is ``bench.driver.run_cycle`` (the
+group, 25 % only in the Outlook folder); the cycle is ``bench.driver.timed_cycle`` (the
 sync's steps without Prefect), nothing linked yet.
 
 Per size: HTTP requests and the inner requests of batches, 429s (inner ones included),
@@ -74,7 +74,7 @@ class TagReads:
 
 
 def first_sync(root: Path, emu: Emulator, n: int) -> dict[str, Any]:
-    from bench.driver import run_cycle
+    from bench.driver import timed_cycle
 
     ds = build(root, emu, n, f"limits{n}")
     emu.reset_stats()
@@ -82,7 +82,7 @@ def first_sync(root: Path, emu: Emulator, n: int) -> dict[str, Any]:
     load_before = os.getloadavg()
     try:
         started = time.perf_counter()
-        cycle = run_cycle(str(ds.config), USER)
+        cycle = timed_cycle(str(ds.config), USER)
         wall = time.perf_counter() - started
     finally:
         tags.close()
