@@ -198,6 +198,12 @@ def serve(path: Path) -> None:
     import flows.sync_contacts  # noqa: F401
     from contactsync.cli.prefect_server import pid_file_alive
 
+    try:  # GX too: a cycle with changes would pay its import (seconds) in every child
+        from flows.runtime import preload_validation
+
+        preload_validation()
+    except Exception as exc:  # noqa: BLE001 (a child imports it itself, and reports what fails)
+        print(f"GX not preloaded: {type(exc).__name__}: {exc}", flush=True)
     if threading.active_count() > 1:  # a fork would copy threads' locks mid-use: stay cold
         print(f"not serving: imports started threads {threading.enumerate()}", flush=True)
         return
