@@ -112,14 +112,16 @@ def run_warm(argv: list[str]) -> int | None:
     from contactsync.cli.prefect_server import prepare_environment
 
     prepare_environment()  # the same PREFECT_* as a command run here would have
-    home = prefect_home()
-    path = _socket_path(home, warm_key(os.environ))
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path: Path | None = None
     try:
+        path = _socket_path(prefect_home(), warm_key(os.environ))
         _at(path, conn.connect)
     except OSError:
         conn.close()
-        _spawn(path)
+        if path is not None:
+            with contextlib.suppress(OSError):  # an unwritable home: this command runs here anyway
+                _spawn(path)
         return None
     with conn:
         request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
@@ -139,9 +141,12 @@ def run_warm(argv: list[str]) -> int | None:
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, forward)
-        line = reader.readline()
+        before = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            line = reader.readline()
+        finally:  # the child is gone: signals are this process's own again
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
     if line.strip():
         return int(line)
     print(f"contact-sync: the command's process (pid {pid}, a child of the warm process) ended without "

@@ -5,8 +5,11 @@ or crashed one; `CONTACT_SYNC_WARM=0` turns it off (issue 16 item 1)."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,3 +100,74 @@ def test_a_warm_process_leaves_when_its_socket_is_removed(tmp_path: Path, monkey
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Prefect home for run_warm, with every variable it sets restored afterwards."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("CONTACT_SYNC_WARM", raising=False)
+    monkeypatch.delenv("CONTACT_SYNC_WARM_CHILD", raising=False)
+    for name in ("PREFECT_PROFILES_PATH", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_LOGGING_LEVEL",
+                 "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"):
+        monkeypatch.setenv(name, os.environ.get(name, "x"))
+    from contactsync.cli.prefect_server import prepare_environment
+
+    prepare_environment()
+    return home
+
+
+def _fake_warm(home: Path, answer: bytes | None) -> tuple[threading.Thread, subprocess.Popen[bytes]]:
+    """A listening socket where run_warm looks for the warm process: it takes the
+    command and then sends ``answer`` and hangs up (None: never answers)."""
+    path = warm._socket_path(home, warm.warm_key(os.environ))
+    stands_for = subprocess.Popen(["sleep", "60"])  # the warm process's pid, for its lock file
+    path.with_suffix(".pid").write_text(str(stands_for.pid))
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    warm._at(path, server.bind)
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        socket.recv_fds(conn, 1 << 20, 3)
+        if answer is None:
+            time.sleep(3)
+        else:
+            conn.sendall(answer)
+        conn.close()
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread, stands_for
+
+
+def test_a_warm_process_that_does_not_answer_is_stopped_and_the_command_runs_here(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warm, "ANSWER_S", 0.5)
+    thread, stands_for = _fake_warm(home, None)
+    try:
+        assert warm.run_warm(["sync", "--config", "x.toml"]) is None  # None: run in this process
+        assert stands_for.wait(timeout=10) == -15  # the hung one got SIGTERM
+        assert not list(home.glob("contact-sync-warm-*.sock"))
+    finally:
+        stands_for.kill()
+        thread.join(5)
+
+
+def test_a_command_whose_warm_child_died_exits_1_and_says_what_to_do(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thread, stands_for = _fake_warm(home, b"4242\n")  # took the command, then no exit code
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        assert warm.run_warm(["sync"]) == 1
+        assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C is no longer sent to pid 4242
+        err = capsys.readouterr().err
+        assert "pid 4242" in err and "run the command again" in err and "CONTACT_SYNC_WARM=0" in err
+    finally:
+        stands_for.kill()
+        stands_for.wait()
+        thread.join(5)
