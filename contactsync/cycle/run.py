@@ -15,9 +15,11 @@ steps that need them are supplied by ``flows/``.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -215,8 +217,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             )
         else:
             prepared = run.prepare(sides, planned, run_id=run_id)
-            crm_results = run.load_crm(prepared, group_id=crm.group_id)
-            out_results = run.load_outlook(prepared, crm_results, folder_id=out.folder_id, outlook_frame=out.frame)
+            crm_results, out_results = _load_both(run, prepared, crm.group_id, out)
             loaded = run.record_state(prepared, crm_results, out_results)
             store.record_history(  # `contact-sync explain` (issue 14)
                 run_id, uid, crm=inputs.crm, outlook=inputs.outlook, applied=loaded.applied,
@@ -235,6 +236,24 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
     except Exception as exc:  # an unexpected error fails this user's cycle, not the others
         logger.exception("user %s: cycle failed", uid.strip())
         return _failed(sides, outcome, f"{type(exc).__name__}: {exc}", started, None)
+
+
+def _load_both(
+    run: CycleSteps, prepared: load_step.Prepared, group_id: str, out: steps.OutlookSide,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The CRM load in a thread beside the Outlook load (everything is journaled already,
+    R18): the Outlook writes that need no CRM result do not wait for the CRM ones
+    (``load.load_outlook``). The thread runs in this context, so a Prefect flow's task
+    runs keep their parent; both loads have ended, one way or the other, when this returns.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="crm-load") as pool:
+        crm_future = pool.submit(contextvars.copy_context().run, run.load_crm, prepared, group_id=group_id)
+        try:
+            out_results = run.load_outlook(prepared, crm_future, folder_id=out.folder_id, outlook_frame=out.frame)
+        except BaseException:
+            wait([crm_future])  # the CRM writes finish and are journaled before the error is raised
+            raise
+        return crm_future.result(), out_results
 
 
 def _record_plan(
