@@ -38,10 +38,10 @@ DELTA_PAGE = 200  # Graph's contact delta page (outlook.extract asks 500, gets 2
 SIZES = tuple(int(s) for s in os.environ.get("BENCH_LIMITS_SIZES", "2000,10000").split(","))
 
 
-def least_time_s(stats: dict[str, Any]) -> float:
+def least_time_s(stats: dict[str, Any], latency_ms: float = LATENCY_MS) -> float:
     """The least wall time 4 places allow for these requests (module docstring)."""
     place_requests = stats["requests"] - stats["batches"] + stats["inner_requests"]
-    places = place_requests * LATENCY_MS / 1000.0 / PLACES
+    places = place_requests * latency_ms / 1000.0 / PLACES
     over = max(0, place_requests - WINDOW[0])
     return places + (over / WINDOW[0]) * WINDOW[1]
 
@@ -73,7 +73,8 @@ class TagReads:
         extract.read_tags = self._real
 
 
-def first_sync(root: Path, emu: Emulator, n: int) -> dict[str, Any]:
+def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS) -> dict[str, Any]:
+    """One first sync of ``n`` people against ``emu`` (set to ``latency_ms`` by the caller)."""
     from bench.driver import timed_cycle
 
     ds = build(root, emu, n, f"limits{n}")
@@ -87,10 +88,10 @@ def first_sync(root: Path, emu: Emulator, n: int) -> dict[str, Any]:
     finally:
         tags.close()
     stats = emu.stats()
-    least = least_time_s(stats)
+    least = least_time_s(stats, latency_ms)
     # Delta pages chain (each page's nextLink comes with the page): they cannot share places.
     chain = -(-len(ds.outlook_ids) // DELTA_PAGE) if ds.outlook_ids else 1
-    least_chain = least + chain * LATENCY_MS / 1000.0 * (1 - 1 / PLACES)
+    least_chain = least + chain * latency_ms / 1000.0 * (1 - 1 / PLACES)
     load_inner = stats["inner_requests"]
     out = {
         "n": n,
@@ -110,14 +111,14 @@ def first_sync(root: Path, emu: Emulator, n: int) -> dict[str, Any]:
         "least_with_delta_chain_s": round(least_chain, 2),
         "ratio_to_least_with_delta_chain": round(wall / least_chain, 3) if least_chain else None,
         "steps_s": cycle["steps_s"],
-        "load_s": cycle["steps_s"].get("load"),
+        "load_s": cycle["steps_s"].get("load_outlook"),
         "load_ratio_to_least": None,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
-    # The load step alone: its inner requests against their places (the reads come before).
+    # The Outlook load step alone: its inner requests against their places (the reads come before).
     if out["load_s"] and stats["inner_requests"]:
-        out["load_ratio_to_least"] = round(out["load_s"] / (stats["inner_requests"] * LATENCY_MS / 1000 / PLACES), 3)
+        out["load_ratio_to_least"] = round(out["load_s"] / (stats["inner_requests"] * latency_ms / 1000 / PLACES), 3)
     log(f"first sync {n}: {out['wall_s']} s (least {out['least_possible_s']} s, x{out['ratio_to_least']}), "
         f"{out['requests']} requests ({out['inner_requests']} inner), {out['throttled_429']} 429s")
     return out

@@ -182,11 +182,17 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             relinked = run.resume(sides)
             if relinked:
                 logger.info("resumed a cut cycle: %d pair(s) re-linked from the journal (R18)", relinked)
-        crm = run.extract_crm(sides, create_group=not dry_run)
         rules = plan_settings(sides.settings, policy=options.policy, direction=options.direction)
-        check = steps.SettledCheck(sides, run_id, crm, rules)
-        quiet_settles = options.may_settle and check.unchanged()
-        out = run.extract_outlook(sides, create_folder=not dry_run, full=options.full, settled_if_quiet=quiet_settles)
+        check = steps.SettledCheck(sides, run_id, steps.CrmSide(None, pd.DataFrame()), rules)
+        if options.may_settle and check.previous is not None:
+            # The previous run settled: an unchanged CRM group lets a quiet delta end the
+            # cycle (R17), so the CRM is read first and the Outlook extract is told.
+            check.crm = crm = run.extract_crm(sides, create_group=not dry_run)
+            out = run.extract_outlook(sides, create_folder=not dry_run, full=options.full,
+                                      settled_if_quiet=check.unchanged())
+        else:
+            crm, out = _extract_both(run, sides, options)
+            check.crm = crm
         if out.settled:
             logger.info("user %s: settled: the CRM group reads back unchanged and the folder's delta is "
                         "empty (R17)", uid.strip())
@@ -236,6 +242,21 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
     except Exception as exc:  # an unexpected error fails this user's cycle, not the others
         logger.exception("user %s: cycle failed", uid.strip())
         return _failed(sides, outcome, f"{type(exc).__name__}: {exc}", started, None)
+
+
+def _extract_both(run: CycleSteps, sides: Sides, options: CycleOptions) -> tuple[steps.CrmSide, steps.OutlookSide]:
+    """The CRM group read in a thread beside the Outlook folder's delta chain (whose pages
+    come one after another, each with the next one's link): the two sides are independent
+    until the plan. Both have ended when this returns; the first error is raised."""
+    create = not options.dry_run
+    with ThreadPoolExecutor(1, thread_name_prefix="crm-extract") as pool:
+        crm_future = pool.submit(contextvars.copy_context().run, run.extract_crm, sides, create_group=create)
+        try:
+            out = run.extract_outlook(sides, create_folder=create, full=options.full, settled_if_quiet=False)
+        except BaseException:
+            wait([crm_future])
+            raise
+        return crm_future.result(), out
 
 
 def _load_both(
