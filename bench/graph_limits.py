@@ -82,9 +82,11 @@ def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS
     tags = TagReads(emu)
     load_before = os.getloadavg()
     try:
+        cpu0, emu_cpu0 = time.process_time(), emu.cpu_s()
         started = time.perf_counter()
         cycle = timed_cycle(str(ds.config), USER)
         wall = time.perf_counter() - started
+        cpu, emu_cpu = time.process_time() - cpu0, emu.cpu_s() - emu_cpu0
     finally:
         tags.close()
     stats = emu.stats()
@@ -111,6 +113,10 @@ def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS
         "least_with_delta_chain_s": round(least_chain, 2),
         "ratio_to_least_with_delta_chain": round(wall / least_chain, 3) if least_chain else None,
         "steps_s": cycle["steps_s"],
+        # CPU seconds beside the wall: the sync's process (all its threads) and the
+        # emulator's, whose serving of each request (one thread) Graph does not add
+        "client_cpu_s": round(cpu, 2),
+        "emulator_cpu_s": round(emu_cpu, 2),
         "load_s": cycle["steps_s"].get("load_outlook"),
         "load_ratio_to_least": None,
         "loadavg_before": [round(x, 2) for x in load_before],
