@@ -27,3 +27,14 @@ def test_graph_limits_first_sync_runs_small_and_reports_its_ratio(tmp_path: Path
     assert out["least_possible_s"] == round((out["requests"] - 1 + 10) * 0.005 / PLACES, 2)
     assert out["ratio_to_least"] is not None and out["ratio_to_least"] >= 1.0
     assert out["load_s"] is not None and out["load_ratio_to_least"] >= 1.0
+
+
+def test_graph_limits_sequential_first_sync_writes_the_same(tmp_path: Path) -> None:
+    """The side-by-side run (CRM first, then Outlook: ``overlap`` off) syncs the same."""
+    emu = Emulator(tmp_path / "graph.db")
+    try:
+        out = first_sync(tmp_path, emu, 40, latency_ms=0.0, overlap=False)
+    finally:
+        emu.stop()
+    assert out["status"] == "ok" and out["overlap"] is False
+    assert (out["counts"]["outlook"]["create"], out["counts"]["crm"]["create"]) == (10, 10)
