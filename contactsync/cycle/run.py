@@ -189,7 +189,8 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
         check = steps.SettledCheck(sides, run_id, steps.CrmSide(None, pd.DataFrame()), rules)
         if not options.overlap or (options.may_settle and check.previous is not None):
             # The previous run settled: an unchanged CRM group lets a quiet delta end the
-            # cycle (R17), so the CRM is read first and the Outlook extract is told.
+            # cycle (R17), so the CRM is read first and the Outlook extract is told (and
+            # without ``overlap``, the order before it, for the benchmark).
             check.crm = crm = run.extract_crm(sides, create_group=not dry_run)
             out = run.extract_outlook(sides, create_folder=not dry_run, full=options.full,
                                       settled_if_quiet=options.may_settle and check.unchanged())
