@@ -43,7 +43,8 @@ def timed_cycle(config_path: str, user_id: str, *, force: bool = True) -> dict[s
     """One cycle for ``user_id``; returns wall time per step, SQL statements, counts, errors, RSS.
 
     ``force`` passes the mass-change guard (R16): a benchmark's first sync is a bulk load.
-    ``BENCH_SETTLED=0`` makes a quiet cycle plan in full (no settled stop, R17).
+    ``BENCH_SETTLED=0`` makes a quiet cycle plan in full (no settled stop, R17);
+    ``BENCH_OVERLAP=0`` reads and writes the CRM first, then the Outlook folder (no overlap).
     """
     settings = load_settings(config_path)
     user = settings.user(user_id)
@@ -61,7 +62,8 @@ def timed_cycle(config_path: str, user_id: str, *, force: bool = True) -> dict[s
 
     counter.count = 0  # the state store's migration check at open is set-up, not the cycle
     started = time.perf_counter()
-    options = CycleOptions(force=force, settle=os.environ.get("BENCH_SETTLED", "1") != "0")
+    options = CycleOptions(force=force, settle=os.environ.get("BENCH_SETTLED", "1") != "0",
+                           overlap=os.environ.get("BENCH_OVERLAP", "1") != "0")
     outcome = run_cycle(settings, user, options, PLAIN_STEPS.wrapped(timer))
     out = returned.get("extract_outlook")
     planned = returned.get("quarantine")

@@ -1,16 +1,19 @@
 """Load the plan into both sides, journaled, and advance the state only for what committed.
 
 Order (R18): ids for new CRM rows are allocated and journaled before anything is written;
-CRM writes go first (so new CRM contacts have ids for the Outlook tag), Outlook writes
-second; then, per pair, the link and snapshot advance only when every action of that pair
-committed. A cycle cut anywhere leaves either the journal (CRM creates: the allocated id
+then the CRM writes and the Outlook writes run at once, except the Outlook writes of pairs
+whose CRM contact this plan creates (their tag names it): those wait for the CRM writes
+and are held back if the create failed; then, per pair, the link and snapshot advance only
+when every action of that pair committed. A cycle cut anywhere leaves either the journal (CRM creates: the allocated id
 tells whether the row exists) or the CrmContactId tag (Outlook creates, R7a) to re-link,
 and the three-way merge (R8) re-plans everything else without duplicates.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -74,19 +77,25 @@ class Prepared:
         """
         status = result.get("status")
         if status == "applied":
-            self._applied.append(result["action_id"])
-            if len(self._applied) >= 500:
-                self.flush()
+            with self._lock:  # the CRM and the Outlook loads note results at once
+                self._applied.append(result["action_id"])
+                if len(self._applied) >= 500:
+                    self._flush_locked()
             crashpoint.committed(self._side_of.get(result["action_id"], ""))
         elif status == "failed":
-            self.sides.store.journal_mark(
-                self.sides.user_id, result["action_id"], status,
-                crm_id=result.get("crm_id"), outlook_id=result.get("outlook_id"),
-                error=result.get("error"), final=False,
-            )
+            with self._lock:
+                self.sides.store.journal_mark(
+                    self.sides.user_id, result["action_id"], status,
+                    crm_id=result.get("crm_id"), outlook_id=result.get("outlook_id"),
+                    error=result.get("error"), final=False,
+                )
 
     def flush(self) -> None:
         """Write the pending 'applied' marks in one transaction."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         if self._applied:
             self.sides.store.journal_mark_many(self.sides.user_id, self._applied, "applied")
             self._applied = []
@@ -94,6 +103,8 @@ class Prepared:
     def __post_init__(self) -> None:
         self._side_of = dict(zip(self.actions["action_id"], self.actions["side"], strict=True))
         self._applied: list[str] = []
+        # One writer of the journal at a time: a SQLite state store takes one writer.
+        self._lock = threading.RLock()
 
 
 def prepare(sides: Sides, plan: PlanResult, *, run_id: str) -> Prepared:
@@ -114,36 +125,62 @@ def load_crm(prepared: Prepared, *, group_id: str) -> pd.DataFrame:
 
 def load_outlook(
     prepared: Prepared,
-    crm_results: pd.DataFrame,
+    crm_results: pd.DataFrame | Future[pd.DataFrame],
     *,
     folder_id: str | None,
     outlook_frame: pd.DataFrame,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """The Outlook writes, as $batch requests; held back where the pair's CRM create failed."""
+    """The Outlook writes, as $batch requests; held back where the pair's CRM create failed.
+
+    ``crm_results`` may be the CRM load still running (a future): the Outlook writes that
+    do not name a CRM contact this plan creates go at once, beside it, so a first sync's
+    long Outlook load does not wait for the CRM one; the others wait for its results. If
+    the CRM load fails, its error is raised once the writes already sent have answered.
+    """
     acts = prepared.actions
     crm_rows = acts[acts["side"] == "crm"]
-    failed_crm_ids = set(crm_rows.loc[crm_rows["action_id"].isin(_failed_ids(crm_results)), "crm_id"].dropna())
     out_rows = acts[acts["side"] == "outlook"]
-    # An Outlook write for a pair whose CRM create failed would tag a contact with an id
-    # that does not exist: hold it back; the next cycle plans it again.
-    held = out_rows["crm_id"].isin(failed_crm_ids) & out_rows["new_key"].notna()
-    out_results = None
-    if folder_id is not None and (~held).any():
+    # Only a pair made in the CRM by this plan (new_key, its id allocated in prepare)
+    # depends on a CRM write: its Outlook tag would name a row that may not exist.
+    waits = out_rows["new_key"].notna() & out_rows["crm_id"].isin(crm_rows["crm_id"].dropna())
+    writer = None
+    if folder_id is not None:
         from contactsync.outlook.load import OutlookWriter
 
         writer = OutlookWriter(prepared.sides.graph, folder_id)
-        out_results = writer.apply(out_rows[~held], outlook_frame, on_result=prepared.journal, progress=progress)
-        prepared.flush()
-        _mirror_written_tags(prepared, folder_id, outlook_frame, out_rows, _norm_results(out_results))
+    total = len(out_rows)
+    parts: list[pd.DataFrame] = []
+
+    def write(rows: pd.DataFrame, before: int) -> None:
+        if writer is None or rows.empty:
+            return
+        shifted = None if progress is None else (lambda done, _total: progress(before + done, total))
+        try:
+            parts.append(_norm_results(writer.apply(rows, outlook_frame, on_result=prepared.journal,
+                                                    progress=shifted)))
+        finally:
+            prepared.flush()
+
+    write(out_rows[~waits], 0)
+    done_crm = crm_results.result() if isinstance(crm_results, Future) else crm_results
+    later = out_rows[waits]
+    failed_crm_ids = set(crm_rows.loc[crm_rows["action_id"].isin(_failed_ids(done_crm)), "crm_id"].dropna())
+    # An Outlook write for a pair whose CRM create failed would tag a contact with an id
+    # that does not exist: hold it back; the next cycle plans it again.
+    held = later["crm_id"].isin(failed_crm_ids)
+    write(later[~held], int((~waits).sum()))
+    written = pd.concat(parts, ignore_index=True) if parts else _norm_results(None)
+    if folder_id is not None:
+        _mirror_written_tags(prepared, folder_id, outlook_frame, out_rows, written)
     held_results = pd.DataFrame(
         {
-            "action_id": out_rows.loc[held, "action_id"],
+            "action_id": later.loc[held, "action_id"],
             "status": "failed",
             "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
         }
     )
-    return pd.concat([_norm_results(out_results), _norm_results(held_results)], ignore_index=True)
+    return pd.concat([written, _norm_results(held_results)], ignore_index=True)
 
 
 def _mirror_written_tags(

@@ -15,9 +15,11 @@ steps that need them are supplied by ``flows/``.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,9 @@ class CycleOptions:
     ``full``/``relink``/``repair``/``since`` are the backfill's: re-read the whole folder,
     forget the links (re-match), or distrust the snapshots of pairs touched since a date.
     ``settle`` lets a quiet cycle stop early (contactsync.cycle.settled); the benchmark
-    turns it off to measure a quiet cycle that plans in full.
+    turns it off to measure a quiet cycle that plans in full. ``overlap`` reads and
+    writes the CRM beside the Outlook folder where the two are independent (the extracts,
+    the loads); the benchmark turns it off to measure the two ways side by side.
     """
 
     dry_run: bool = False
@@ -54,6 +58,7 @@ class CycleOptions:
     repair: bool = False
     since: str | None = None
     settle: bool = True
+    overlap: bool = True
 
     @property
     def may_settle(self) -> bool:
@@ -63,7 +68,7 @@ class CycleOptions:
     def params(self) -> dict[str, Any]:
         """The run record's parameters (no secrets: switches only)."""
         out = asdict(self)
-        del out["settle"]
+        del out["settle"], out["overlap"]
         return out
 
 
@@ -180,11 +185,18 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             relinked = run.resume(sides)
             if relinked:
                 logger.info("resumed a cut cycle: %d pair(s) re-linked from the journal (R18)", relinked)
-        crm = run.extract_crm(sides, create_group=not dry_run)
         rules = plan_settings(sides.settings, policy=options.policy, direction=options.direction)
-        check = steps.SettledCheck(sides, run_id, crm, rules)
-        quiet_settles = options.may_settle and check.unchanged()
-        out = run.extract_outlook(sides, create_folder=not dry_run, full=options.full, settled_if_quiet=quiet_settles)
+        check = steps.SettledCheck(sides, run_id, steps.CrmSide(None, pd.DataFrame()), rules)
+        if not options.overlap or (options.may_settle and check.previous is not None):
+            # The previous run settled: an unchanged CRM group lets a quiet delta end the
+            # cycle (R17), so the CRM is read first and the Outlook extract is told (and
+            # without ``overlap``, the order before it, for the benchmark).
+            check.crm = crm = run.extract_crm(sides, create_group=not dry_run)
+            out = run.extract_outlook(sides, create_folder=not dry_run, full=options.full,
+                                      settled_if_quiet=options.may_settle and check.unchanged())
+        else:
+            crm, out = _extract_both(run, sides, options)
+            check.crm = crm
         if out.settled:
             logger.info("user %s: settled: the CRM group reads back unchanged and the folder's delta is "
                         "empty (R17)", uid.strip())
@@ -215,8 +227,12 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             )
         else:
             prepared = run.prepare(sides, planned, run_id=run_id)
-            crm_results = run.load_crm(prepared, group_id=crm.group_id)
-            out_results = run.load_outlook(prepared, crm_results, folder_id=out.folder_id, outlook_frame=out.frame)
+            if options.overlap:
+                crm_results, out_results = _load_both(run, prepared, crm.group_id, out)
+            else:
+                crm_results = run.load_crm(prepared, group_id=crm.group_id)
+                out_results = run.load_outlook(prepared, crm_results, folder_id=out.folder_id,
+                                               outlook_frame=out.frame)
             loaded = run.record_state(prepared, crm_results, out_results)
             store.record_history(  # `contact-sync explain` (issue 14)
                 run_id, uid, crm=inputs.crm, outlook=inputs.outlook, applied=loaded.applied,
@@ -235,6 +251,39 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
     except Exception as exc:  # an unexpected error fails this user's cycle, not the others
         logger.exception("user %s: cycle failed", uid.strip())
         return _failed(sides, outcome, f"{type(exc).__name__}: {exc}", started, None)
+
+
+def _extract_both(run: CycleSteps, sides: Sides, options: CycleOptions) -> tuple[steps.CrmSide, steps.OutlookSide]:
+    """The CRM group read in a thread beside the Outlook folder's delta chain (whose pages
+    come one after another, each with the next one's link): the two sides are independent
+    until the plan. Both have ended when this returns; the first error is raised."""
+    create = not options.dry_run
+    with ThreadPoolExecutor(1, thread_name_prefix="crm-extract") as pool:
+        crm_future = pool.submit(contextvars.copy_context().run, run.extract_crm, sides, create_group=create)
+        try:
+            out = run.extract_outlook(sides, create_folder=create, full=options.full, settled_if_quiet=False)
+        except BaseException:
+            wait([crm_future])
+            raise
+        return crm_future.result(), out
+
+
+def _load_both(
+    run: CycleSteps, prepared: load_step.Prepared, group_id: str, out: steps.OutlookSide,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The CRM load in a thread beside the Outlook load (everything is journaled already,
+    R18): the Outlook writes that need no CRM result do not wait for the CRM ones
+    (``load.load_outlook``). The thread runs in this context, so a Prefect flow's task
+    runs keep their parent; both loads have ended, one way or the other, when this returns.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="crm-load") as pool:
+        crm_future = pool.submit(contextvars.copy_context().run, run.load_crm, prepared, group_id=group_id)
+        try:
+            out_results = run.load_outlook(prepared, crm_future, folder_id=out.folder_id, outlook_frame=out.frame)
+        except BaseException:
+            wait([crm_future])  # the CRM writes finish and are journaled before the error is raised
+            raise
+        return crm_future.result(), out_results
 
 
 def _record_plan(

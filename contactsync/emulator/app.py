@@ -13,6 +13,7 @@ request); an inner ``"drop"`` drops the whole batch's connection.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -160,20 +161,38 @@ class Emulator(ControlEndpoints):
         except _Dropped:
             return _NoAnswer()
 
-    async def _latency(self) -> None:
-        if self.controls.latency_ms > 0:
-            await asyncio.sleep(self.controls.latency_ms / 1000.0)
-
     async def _single(self, request: Request, req: GraphRequest) -> GraphResponse:
         mailbox = _mailbox_key(req.path)
         if not self.controls.acquire_slot(mailbox):
             self.controls.count_throttled()
             return throttled(1, "MailboxConcurrency")
         try:
-            await self._latency()
-            return self._execute(request, req, mailbox)
+            return await self._served(request, req, mailbox)
         finally:
             self.controls.release_slot(mailbox)
+
+    async def _served(self, request: Request, req: GraphRequest, mailbox: str) -> GraphResponse:
+        """The request with the latency added (``POST /_emulator/latency``): half on its
+        way in, half on the answer's way out, after the request's own work.
+
+        The emulator serves every request on one thread, so the requests of a ``$batch``
+        that Graph runs 4 at once (learn.microsoft.com/graph/json-batching;
+        learn.microsoft.com/graph/throttling-limits, "Outlook service limits") would
+        queue here behind each other's work. That queueing is not Graph's: the answer
+        comes ``latency + its own work`` after the request took its place, whatever the
+        others did meanwhile (it holds the place that long, as it would at Graph).
+        """
+        latency = self.controls.latency_ms / 1000.0
+        if latency <= 0:
+            return self._execute(request, req, mailbox)
+        loop = asyncio.get_running_loop()
+        placed = loop.time()
+        await asyncio.sleep(latency / 2)
+        started = time.perf_counter()
+        resp = self._execute(request, req, mailbox)
+        own = time.perf_counter() - started
+        await asyncio.sleep(max(0.0, placed + latency + own - loop.time()))
+        return resp
 
     def _execute(self, request: Request, req: GraphRequest, mailbox: str) -> GraphResponse:
         """Window, fault, then the call itself: the same for single and inner requests."""

@@ -46,9 +46,19 @@ def check_item(item: Any, seen: dict[str, Any], base: str = "") -> str | None:
         return f"$batch request '{rid}': headers must be an object."
     if item.get("body") is not None and not any(str(k).lower() == "content-type" for k in headers):
         return f"$batch request '{rid}' has a body but no Content-Type header."
+    # Only the camelCase ``dependsOn`` orders requests. Graph takes an item's other keys
+    # without a word and runs it unordered: msgraph-sdk-python-core sent ``depends_on``
+    # and its requests ran in parallel (github.com/microsoftgraph/msgraph-sdk-python-core
+    # pull 996, tried in Graph Explorer), so ``depends_on`` is ignored here too.
     deps = item.get("dependsOn") or []
     if not isinstance(deps, list):
         return f"$batch request '{rid}': dependsOn must be a list."
+    # A request may depend only on one listed before it: Graph answers 400 "Invalid
+    # dependency for request Id ..." otherwise (github.com/microsoftgraph/
+    # msgraph-sdk-dotnet-core issue 891), a cycle included.
+    for dep in deps:
+        if str(dep) not in seen:
+            return f"Invalid dependency for request Id '{rid}': '{dep}' is not a request listed before it."
     return None
 
 

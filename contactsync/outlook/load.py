@@ -130,7 +130,9 @@ class OutlookWriter:
         done = len(results)
         if progress is not None and done:
             progress(done, total)
-        current_by_id = self._index(current)
+        # Only updates and deletes read the stored copy (untouched address lines, etag):
+        # a first sync's creates need none of the folder's rows turned into dicts.
+        current_by_id = self._index(current, {_text(r.get("outlook_id")) for r in work if r.get("op") != "create"})
         chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
         with ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="graph-batch") as pool:
             queue = list(reversed(chunks))
@@ -308,10 +310,12 @@ class OutlookWriter:
 
     # -- results ------------------------------------------------------------------------
     @staticmethod
-    def _index(current: pd.DataFrame | None) -> dict[str, dict]:
-        if current is None or current.empty:
+    def _index(current: pd.DataFrame | None, ids: set[str | None]) -> dict[str, dict]:
+        ids.discard(None)
+        if current is None or current.empty or not ids:
             return {}
         frame = current if "outlook_id" in current.columns else current.reset_index(names="outlook_id")
+        frame = frame[frame["outlook_id"].astype(str).isin(ids)]
         return {str(r["outlook_id"]): r for r in frame.to_dict("records") if r.get("outlook_id") is not None}
 
     @staticmethod

@@ -229,3 +229,31 @@ def test_quarantined_counts_a_five_line_street_once(env: SyncEnv) -> None:
     line = res.by_user()[LEE]
     assert line["quarantined"] == 1, line
     assert env.crm_rows("SELECT ADDRESS1 FROM ADDRESS WHERE ENTITYID = :id", id=cid(1))[0]["ADDRESS1"] != "1"
+
+
+def test_r7a_a_tag_changed_outside_the_sync_waits_for_the_next_full_read_which_rewrites_it(env: SyncEnv) -> None:
+    """3 (decision, README "R7a"): delta carries no extended properties, so a CrmContactId
+    tag changed by another app on a linked contact is not looked for on delta rounds (no
+    request per changed contact); the link decides the pair meanwhile. The next full read
+    (here a backfill) reads every tag and writes the linked CRM id back, creating nothing."""
+    from contactsync.outlook.mapping import CRM_TAG_PROPERTY_ID
+
+    first_cycle(env, LEE)
+    first_cycle(env, LEE)  # the delta round that brings the contacts the first one created
+    mb = env.graph(LEE)
+    ben = by_email(mb.contacts(with_tags=True), "ben.carter@contoso.example")
+    assert tag_of(ben) == cid(2)
+    mb.patch(ben["id"], {"singleValueExtendedProperties": [{"id": CRM_TAG_PROPERTY_ID, "value": cid(3)}]})
+    crm_before = env.crm_rows("SELECT CONTACTID, LASTNAME, EMAIL FROM CONTACT ORDER BY CONTACTID")
+    control(env, "stats/reset")
+    res = env.sync("--user", LEE)  # a delta round: Ben comes back changed, without his tag
+    assert res.exit_code == 0 and total_writes(res.by_user()[LEE]) == 0, res.stdout + res.stderr
+    assert stats(env)["batches"] == 0  # no tag read for a contact whose tag the mirror knows
+    assert tag_of(by_email(mb.contacts(with_tags=True), "ben.carter@contoso.example")) == cid(3)
+    count = len(mb.contacts())
+    res = env.run("backfill", "--user", LEE)  # a full read: every tag is read
+    assert res.exit_code == 0, res.stdout + res.stderr
+    after = mb.contacts(with_tags=True)
+    assert tag_of(by_email(after, "ben.carter@contoso.example")) == cid(2)
+    assert len(after) == count  # nothing created in Outlook (R7a never followed the wrong tag)
+    assert env.crm_rows("SELECT CONTACTID, LASTNAME, EMAIL FROM CONTACT ORDER BY CONTACTID") == crm_before

@@ -105,3 +105,30 @@ def test_batch_percent_encoded_url_and_prefer_inside(emulator: EmulatorHandle, g
     iid = by_id(batch(graph, emulator, items))["1"]["body"]["id"]
     got = graph.get(f"{user}/contacts/{iid}", headers={"Prefer": 'IdType="ImmutableId"'}).json()
     assert got["id"] == iid
+
+
+def test_batch_snake_case_depends_on_is_ignored_as_graph_does(emulator: EmulatorHandle,
+                                                              graph: requests.Session) -> None:
+    """Graph orders by ``dependsOn`` only; ``depends_on`` (sent by msgraph-sdk-python-core
+    before its pull 996) is ignored: the request runs even though its "dependency" failed."""
+    items = [
+        {"id": "1", "method": "PATCH", "url": "/users/lee@example.com/contacts/AAMkGone=",
+         "headers": JSON, "body": {"jobTitle": "x"}},
+        {"id": "2", "method": "POST", "url": "/users/lee@example.com/contacts", "depends_on": ["1"],
+         "headers": JSON, "body": {"givenName": "Unordered"}},
+    ]
+    answers = by_id(batch(graph, emulator, items))
+    assert answers["1"]["status"] == 404
+    assert answers["2"]["status"] == 201  # with dependsOn it would be 424 FailedDependency
+    camel = [items[0], {**{k: v for k, v in items[1].items() if k != "depends_on"}, "dependsOn": ["1"]}]
+    assert by_id(batch(graph, emulator, camel))["2"]["status"] == 424
+
+
+def test_batch_depending_on_a_later_request_is_400(emulator: EmulatorHandle, graph: requests.Session) -> None:
+    """Graph: "Invalid dependency for request Id" when dependsOn names a request listed after it."""
+    item = {"method": "GET", "url": "/users/lee@example.com/contacts"}
+    later = [{**item, "id": "1", "dependsOn": ["2"]}, {**item, "id": "2"}]
+    r = batch(graph, emulator, later)
+    assert r.status_code == 400 and "Invalid dependency for request Id '1'" in r.json()["error"]["message"]
+    earlier = [{**item, "id": "2"}, {**item, "id": "1", "dependsOn": ["2"]}]
+    assert {a["status"] for a in by_id(batch(graph, emulator, earlier)).values()} == {200}
