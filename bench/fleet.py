@@ -1,0 +1,394 @@
+"""The fleet (issue 15 item 1): a whole sales force's quiet 15-minute cycle in ONE command.
+
+``python -m bench.fleet`` (or ``BENCH_FLEET=1 python -m bench.run``). A CRM of
+``BENCH_FLEET_CONTACTS`` contacts (default 1,000,000) and ``BENCH_FLEET_USERS`` users
+(default 500) in teams of 10; each user owns a contact sync group of
+``BENCH_FLEET_GROUP`` (default 2,000): 3/4 of it the team's shared territory, 1/4 the
+user's own accounts, so teammates' groups overlap as real teams' do. Each team has an
+owner (SECCODE) that its members have rights to (SECRIGHTS, R1); the contacts outside
+every group belong to an owner none of them sees. Graph is the emulator in its own
+process, 50 ms per request.
+
+Set-up (cached, keyed by the parameters, in ``BENCH_FLEET_CACHE`` or
+``~/.cache/contact-sync-bench``): the CRM is written, each mailbox's folder is seeded with
+the same people, then every user goes through two REAL cycles (``run_cycle``, no Prefect,
+0 latency, Graph's limits lifted): the first links every pair by email (R7), the second
+plans nothing and settles (R17). Reruns copy the cached files and skip all that.
+
+Timed: after one warm-up command (it starts the local Prefect server, as the first
+command after a boot does), one ``contact-sync sync --json`` of every user in one process
+(``python -m bench.fleet child``, the CLI's own entry with counters attached): wall, CPU
+of the command, of the Prefect server and of the emulator; CRM statements per user (from
+the user id bound in each statement), Graph requests per mailbox (from the client's HTTP
+session), thread-seconds in CRM SQL, state-store SQL, Graph, and the cycles' own time;
+and the SQLite query plan of the group/SECRIGHTS/CONTACT read.
+
+Goals: under 5 minutes; at most 2 Graph requests and 1 CRM read per user.
+Results: ``bench/results/fleet.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.harness import (
+    LATENCY_MS,
+    NOW,
+    PY,
+    RESULTS,
+    UNLIMITED,
+    Emulator,
+    graph_body,
+    log,
+    machine,
+    person,
+)
+from contactsync.crm.schema import crm_tables
+from contactsync.crm.setup import init_database
+
+#: Bump when the data set's shape changes: old caches are then built anew.
+BUILD_VERSION = 1
+TEAM = 10
+T = crm_tables(None)
+CONTACT_SYNC = str(Path(PY).with_name("contact-sync"))
+GROUP_NAME = "Outlook Sync"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def params() -> dict[str, int]:
+    return {"users": int(os.environ.get("BENCH_FLEET_USERS", "500")),
+            "contacts": int(os.environ.get("BENCH_FLEET_CONTACTS", "1000000")),
+            "group": int(os.environ.get("BENCH_FLEET_GROUP", "2000")), "team": TEAM, "version": BUILD_VERSION}
+
+
+def uid(u: int) -> str:
+    return f"UFLT{u:08d}"
+
+
+def mailbox(u: int) -> str:
+    return f"fleet{u:05d}@bench.example"
+
+
+def members(u: int, group: int) -> list[int]:
+    """Contact numbers in user ``u``'s group: the team's shared 3/4, then the user's own 1/4."""
+    team, k = divmod(u, TEAM)
+    shared, own = group * 3 // 4, group - group * 3 // 4
+    base = team * (shared + TEAM * own)
+    return [base + i for i in range(shared)] + [base + shared + k * own + i for i in range(own)]
+
+
+def team_owner(team: int) -> str:
+    return f"FTEAM{team:07d}"
+
+
+def team_of(i: int, p: dict[str, int]) -> int:
+    """The team whose territory holds contact ``i`` (past every territory: the owner nobody sees)."""
+    per_team = p["group"] * 3 // 4 + TEAM * (p["group"] - p["group"] * 3 // 4)
+    return min(i // per_team, -(-p["users"] // TEAM))
+
+
+def _crm(folder: Path, p: dict[str, int]) -> str:
+    """The CRM: teams' owners, users with rights and groups, and every contact."""
+    url = f"sqlite:///{folder / 'crm.db'}"
+    init_database(url)
+    teams = -(-p["users"] // TEAM)
+    per_team = p["group"] * 3 // 4 + TEAM * (p["group"] - p["group"] * 3 // 4)
+    if teams * per_team > p["contacts"]:
+        raise SystemExit(f"BENCH_FLEET_CONTACTS must be at least {teams * per_team} for these groups")
+    audit = {"CREATEDATE": NOW, "CREATEUSER": "ADMIN", "MODIFYDATE": NOW, "MODIFYUSER": "ADMIN"}
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(T.seccode), [{"SECCODEID": team_owner(t), "SECCODEDESC": f"Team {t}",
+                                              "SECCODETYPE": "G", **audit} for t in range(teams + 1)])
+        conn.execute(sa.insert(T.account), [{"ACCOUNTID": f"AFLT{t:08d}", "ACCOUNT": f"Fleet Team {t} Inc",
+                                              "ACCOUNT_UC": f"FLEET TEAM {t} INC", "SECCODEID": team_owner(t),
+                                              **audit} for t in range(teams + 1)])
+        for u in range(p["users"]):
+            conn.execute(sa.insert(T.userinfo).values(USERID=uid(u), USERNAME=f"Fleet {u}", FIRSTNAME="Fleet",
+                                                      LASTNAME=f"User{u}", EMAIL=mailbox(u), **audit))
+            conn.execute(sa.insert(T.usersecurity).values(USERID=uid(u), USERCODE=f"fleet{u}", TYPE="N",
+                                                          DEFAULTSECCODEID=team_owner(u // TEAM), ENABLED="T",
+                                                          **audit))
+            conn.execute(sa.insert(T.secrights).values(SECRIGHTSID=f"QFLT{u:08d}", SECCODEID=team_owner(u // TEAM),
+                                                       ACCESSID=uid(u), PROFILEID="QFLTPROFILE1", **audit))
+            conn.execute(sa.insert(T.plugin).values(PLUGINID=f"pFLT{u:08d}", NAME=GROUP_NAME, FAMILY="Contact",
+                                                    TYPE=8, USERID=uid(u), ISPUBLIC="F", BASEDON="CONTACT", **audit))
+        rows: list[dict[str, Any]] = []
+        for i in range(p["contacts"]):
+            team = team_of(i, p)
+            q = person(i)
+            rows.append({"CONTACTID": f"CFLT{i:08d}", "ACCOUNTID": f"AFLT{team:08d}",
+                         "ACCOUNT": f"Fleet Team {team} Inc", "FIRSTNAME": q["first"], "LASTNAME": q["last"],
+                         "LASTNAME_UC": q["last"].upper(), "TITLE": q["title"], "EMAIL": q["email"],
+                         "WORKPHONE": q["phone"], "SECCODEID": team_owner(team), "TYPE": "Customer",
+                         "STATUS": "Active", **audit})
+            if len(rows) == 50_000:
+                conn.execute(sa.insert(T.contact), rows)
+                rows = []
+        if rows:
+            conn.execute(sa.insert(T.contact), rows)
+        for u in range(p["users"]):
+            conn.execute(sa.insert(T.adhocgroup), [{"GROUPID": f"pFLT{u:08d}", "ENTITYID": f"CFLT{i:08d}",
+                                                    **audit} for i in members(u, p["group"])])
+    engine.dispose()
+    return url
+
+
+def _config(folder: Path, graph_url: str) -> Path:
+    cfg = folder / "contact-sync.toml"
+    cfg.write_text(
+        f'[crm]\nurl = "sqlite:///{folder / "crm.db"}"\nsite_code = "SYNC"\n\n'
+        f'[outlook]\ngraph_url = "{graph_url}"\ntoken = "bench"\n\n'
+        f'[state]\nurl = "sqlite:///{folder / "state.db"}"\n\n'
+        f'[sync]\ngroup_name = "{GROUP_NAME}"\ngx_validation = false\n\n'
+        "[users_from_crm]\nenabled = true\n"
+    )
+    return cfg
+
+
+def build(folder: Path, p: dict[str, int]) -> dict[str, Any]:
+    """The settled fleet in ``folder``, made with the real cycles (module docstring)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    _crm(folder, p)
+    log(f"fleet: CRM written ({p['contacts']:,} contacts) in {time.perf_counter() - started:.0f} s")
+    emu = Emulator(folder / "graph.db")
+    try:
+        for u in range(p["users"]):
+            fid = emu.make_folder(mailbox(u))
+            bodies = []
+            for i in members(u, p["group"]):
+                body = graph_body(person(i))
+                body.pop("businessAddress")
+                body["companyName"] = f"Fleet Team {team_of(i, p)} Inc"
+                bodies.append(body)
+            emu.seed(mailbox(u), fid, bodies)
+        cfg = _config(folder, emu.graph_url)
+        statuses: Counter[str] = Counter()
+        for rnd in ("link", "settle"):
+            t0 = time.perf_counter()
+            res = subprocess.run([PY, "-m", "bench.fleet", "settle", str(cfg), str(p["users"])],
+                                 capture_output=True, text=True, timeout=6 * 3600, cwd=REPO)
+            if res.returncode != 0:
+                raise RuntimeError(f"fleet set-up round {rnd} failed: {res.stderr[-2000:]}")
+            statuses[rnd] = json.loads(res.stdout.splitlines()[-1])
+            log(f"fleet: set-up round {rnd}: {statuses[rnd]} in {time.perf_counter() - t0:.0f} s")
+        manifest = {"params": p, "port": emu.port, "built_s": round(time.perf_counter() - started, 1),
+                    "set_up": dict(statuses)}
+    finally:
+        emu.stop()
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _settle_child(cfg: str, users: int) -> int:
+    """One real cycle per user, no Prefect (set-up): ``run_cycle`` with the plain steps."""
+    from contactsync.config import load_settings
+    from contactsync.cycle.run import CycleOptions, run_cycle
+    from contactsync.cycle.users import syncing_users
+    from contactsync.outlook import pacing
+
+    pacing.MAILBOX_WINDOW = (UNLIMITED, 600.0)  # set-up: Graph's limits lifted (emulator too)
+    settings = load_settings(cfg)
+    statuses: Counter[str] = Counter()
+    for user in syncing_users(settings)[:users]:
+        out = run_cycle(settings, user, CycleOptions(force=True))
+        statuses[out.status] += 1
+    print(json.dumps(dict(statuses)))
+    return 0
+
+
+class Counters:
+    """What the timed command spends, attached to its engines and its HTTP session."""
+
+    def __init__(self, users: list[str], graph_url: str) -> None:
+        self.users = set(users)
+        self.graph_url = graph_url
+        self.lock = threading.Lock()
+        self.crm_by_user: Counter[str] = Counter()
+        self.crm_other = 0
+        self.graph_by_mailbox: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
+        self._t = threading.local()
+
+    def attach(self, crm: sa.Engine, state: sa.Engine) -> None:
+        for name, engine in (("crm_sql", crm), ("state_sql", state)):
+            sa.event.listen(engine, "before_cursor_execute", self._before(name))
+            sa.event.listen(engine, "after_cursor_execute", self._after(name))
+        import requests
+
+        send = requests.Session.send
+        counters = self
+
+        def counted(session: Any, request: Any, **kw: Any) -> Any:
+            if not str(request.url).startswith(counters.graph_url):
+                return send(session, request, **kw)
+            parts = str(request.url)[len(counters.graph_url):].split("/")
+            t0 = time.perf_counter()
+            try:
+                return send(session, request, **kw)
+            finally:
+                with counters.lock:
+                    counters.seconds["graph_http"] += time.perf_counter() - t0
+                    counters.graph_by_mailbox[parts[2].lower() if len(parts) > 2 and parts[1] == "users" else "-"] += 1
+
+        requests.Session.send = counted  # type: ignore[method-assign]
+
+    def _before(self, name: str) -> Any:
+        def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+            self._t.started = time.perf_counter()
+            if name != "crm_sql":
+                return
+            values = parameters.values() if isinstance(parameters, dict) else (parameters or ())
+            found = [v for v in values if isinstance(v, str) and v in self.users]
+            with self.lock:
+                if found:
+                    self.crm_by_user[found[0]] += 1
+                else:
+                    self.crm_other += 1
+        return before
+
+    def _after(self, name: str) -> Any:
+        def after(*_args: Any) -> None:
+            with self.lock:
+                self.seconds[name] += time.perf_counter() - getattr(self._t, "started", time.perf_counter())
+        return after
+
+
+def _timed_child(cfg: str, out: str) -> int:
+    """``contact-sync sync --json`` of every user in this process, with the counters on."""
+    import resource
+
+    from contactsync.config import load_settings
+    from contactsync.cycle.sides import crm_engine, state_store
+    from contactsync.cycle.users import syncing_users
+
+    settings = load_settings(cfg)
+    users = [u.crm_user for u in syncing_users(settings)]
+    counters = Counters(users, settings.outlook.graph_url)
+    counters.attach(crm_engine(settings.crm_url()), state_store(settings.state_url()).engine)
+    counters.crm_by_user.clear()
+    counters.crm_other = 0
+    from contactsync.cli import run_app
+
+    sys.argv = [CONTACT_SYNC, "sync", "--json", "--config", cfg]
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    code = 0
+    try:
+        run_app()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    c1 = resource.getrusage(resource.RUSAGE_SELF)
+    result = {"exit_code": code, "in_process_wall_s": round(time.perf_counter() - t0, 2),
+              "cpu_s": round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 2),
+              "crm_reads_per_user": dict(Counter(counters.crm_by_user.values())),
+              "crm_statements_not_naming_a_user": counters.crm_other,
+              "graph_requests_per_mailbox": dict(Counter(v for k, v in counters.graph_by_mailbox.items() if k != "-")),
+              "thread_seconds": {k: round(v, 2) for k, v in counters.seconds.items()}}
+    Path(out).write_text(json.dumps(result))
+    return code
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _cache_dir(p: dict[str, int]) -> Path:
+    key = hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:12]
+    base = Path(os.environ.get("BENCH_FLEET_CACHE", Path.home() / ".cache" / "contact-sync-bench"))
+    return base / f"fleet-{p['users']}u-{p['contacts']}c-{p['group']}g-{key}"
+
+
+def main() -> int:
+    p = params()
+    cache = _cache_dir(p)
+    if not (cache / "manifest.json").exists():
+        log(f"fleet: building the settled fleet into {cache} (once for these parameters) ...")
+        shutil.rmtree(cache, ignore_errors=True)
+        build(cache, p)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    work = Path(tempfile.mkdtemp(prefix="contactsync-fleet-"))
+    home = work / "prefect-home"
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    emu = None
+    try:
+        for name in ("crm.db", "state.db", "graph.db"):
+            shutil.copy2(cache / name, work / name)
+        emu = Emulator(work / "graph.db", port=manifest["port"])
+        cfg = _config(work, emu.graph_url)
+        emu.latency(LATENCY_MS)
+        from contactsync.crm.extract import CrmReader
+        from contactsync.crm.schema import make_engine
+
+        engine = make_engine(f"sqlite:///{work / 'crm.db'}")
+        plan = CrmReader(engine, schema=None, user_id=uid(0)).query_plan(GROUP_NAME)
+        engine.dispose()
+        t0 = time.perf_counter()
+        warm = subprocess.run([CONTACT_SYNC, "sync", "--json", "--user", uid(0), "--config", str(cfg)],
+                              capture_output=True, text=True, env=env, timeout=1800)
+        log(f"fleet: warm-up command (starts the Prefect server) {time.perf_counter() - t0:.1f} s, exit {warm.returncode}")
+        from contactsync.cli.prefect_server import read_server
+
+        server = read_server(home)
+        s0, e0 = _proc_cpu(server.pid) if server else float("nan"), emu.cpu_s()
+        emu.reset_stats()
+        out = work / "timed.json"
+        t0 = time.perf_counter()
+        res = subprocess.run([PY, "-m", "bench.fleet", "child", str(cfg), str(out)], capture_output=True,
+                             text=True, env=env, timeout=4 * 3600, cwd=REPO)
+        wall = round(time.perf_counter() - t0, 2)
+        load = [round(x, 2) for x in os.getloadavg()]
+        timed = json.loads(out.read_text()) if out.exists() else {}
+        lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        statuses = Counter(line["status"] for line in lines)
+        users = p["users"]
+        result = {
+            "machine": machine(), "params": p, "set_up": {k: manifest[k] for k in ("built_s", "set_up")},
+            "process_wall_s": wall, "per_user_wall_s": round(wall / users, 3), "load_average": load,
+            "statuses": dict(statuses), "writes": sum(n for line in lines for side in line["counts"].values()
+                                                      for n in side.values()),
+            "command_cpu_s": timed.get("cpu_s"), "per_user_cpu_s": round((timed.get("cpu_s") or 0) / users, 3),
+            "prefect_server_cpu_s": round(_proc_cpu(server.pid) - s0, 2) if server else None,
+            "emulator_cpu_s": round(emu.cpu_s() - e0, 2), "emulator_stats": emu.stats(), **timed,
+            "group_read_query_plan": plan,
+            "goals": {"wall_under_300_s": wall < 300, "graph_requests_per_user_at_most_2":
+                      all(int(k) <= 2 for k in timed.get("graph_requests_per_mailbox", {"9": 0})),
+                      "crm_reads_per_user_at_most_1": all(int(k) <= 1 for k in timed.get("crm_reads_per_user", {"9": 0}))},
+            "how_to_run": "python -m bench.fleet  (BENCH_FLEET_USERS / _CONTACTS / _GROUP shrink it)",
+        }
+        if res.returncode != 0 or len(lines) != users:
+            result["stderr_tail"] = res.stderr[-3000:]
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "fleet.json").write_text(json.dumps(result, indent=2) + "\n")
+        log(f"fleet: {users} users quiet in {wall} s ({statuses}); results in {RESULTS / 'fleet.json'}")
+    finally:
+        if emu is not None:
+            emu.stop()
+        subprocess.run([CONTACT_SYNC, "prefect", "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "settle":
+        sys.exit(_settle_child(sys.argv[2], int(sys.argv[3])))
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        sys.exit(_timed_child(sys.argv[2], sys.argv[3]))
+    sys.exit(main())
