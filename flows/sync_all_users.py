@@ -25,6 +25,8 @@ from contactsync.config import Settings, load_settings
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.run import CycleOptions
 from contactsync.cycle.users import syncing_users
+from contactsync.errors import ContactSyncError
+from contactsync.model import pad_user
 from flows.sync_contacts import FAILING, final_state, outcomes_in, sync_contacts
 
 
@@ -48,12 +50,13 @@ def prefect_api_failed(task: Any, task_run: Any, state: State[Any]) -> bool:
 
 @task(name="user-cycles", task_run_name="cycles-{user}", cache_policy=NO_CACHE, persist_result=False,
       retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=prefect_api_failed)
-def user_cycles(user: str, config_path: str | None, cycles: list[dict[str, Any]]) -> State[Any]:
+def user_cycles(user: str, config_path: str | None, cycles: list[dict[str, Any]],
+                mailbox: str | None = None) -> State[Any]:
     """One user's cycles in order (a backfill's repair, then a normal cycle), each its own
     flow run; stops at the first that does not end ``ok``. Ends Failed as the last did."""
     outcomes: list[CycleOutcome] = []
     for params in cycles:
-        state = sync_contacts(user=user, config_path=config_path, **params, return_state=True)
+        state = sync_contacts(user=user, config_path=config_path, **params, mailbox=mailbox, return_state=True)
         outcomes += outcomes_in(state, user, CycleOptions(**params))
         if outcomes[-1].status != "ok":
             break
@@ -105,9 +108,17 @@ def fan_out(
     from contactsync import progress
 
     params = [c.params() for c in cycles]
+    # Each user's mailbox, resolved once here (users from the CRM: one roster read for the
+    # whole fan-out instead of one per user); a user not found is resolved by its own
+    # cycle, which fails with the configuration error that names them.
+    try:
+        mailboxes = {u.crm_user: u.mailbox for u in syncing_users(settings)}
+    except ContactSyncError:  # the CRM unreachable: each cycle fails with that, as before
+        mailboxes = {}
     with task_runner(settings) as runner:
         states = bounded(
-            lambda u: runner.submit(user_cycles, {"user": u, "config_path": config_path, "cycles": params}),
+            lambda u: runner.submit(user_cycles, {"user": u, "config_path": config_path, "cycles": params,
+                                                  "mailbox": mailboxes.get(pad_user(u))}),
             users, settings.sync.parallel_users,
             on_done=lambda u, state: progress.user_finished(outcomes_in(state, u, cycles[0])),
         )
