@@ -39,8 +39,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 
@@ -236,7 +239,7 @@ class Counters:
         def counted(session: Any, request: Any, **kw: Any) -> Any:
             if not str(request.url).startswith(counters.graph_url):
                 return send(session, request, **kw)
-            parts = str(request.url)[len(counters.graph_url):].split("/")
+            parts = unquote(str(request.url)[len(counters.graph_url):]).split("/")
             t0 = time.perf_counter()
             try:
                 return send(session, request, **kw)
@@ -316,17 +319,105 @@ def _cache_dir(p: dict[str, int]) -> Path:
     return base / f"fleet-{p['users']}u-{p['contacts']}c-{p['group']}g-{key}"
 
 
-def main() -> int:
-    p = params()
+def cached(p: dict[str, int]) -> Path:
+    """The settled fleet's folder for ``p``, built first if this machine has none yet."""
     cache = _cache_dir(p)
     if not (cache / "manifest.json").exists():
         log(f"fleet: building the settled fleet into {cache} (once for these parameters) ...")
         shutil.rmtree(cache, ignore_errors=True)
         build(cache, p)
+    return cache
+
+
+@contextmanager
+def prefect_postgres() -> Iterator[str | None]:
+    """A throw-away PostgreSQL server for the Prefect server's database (the tests' own
+    helpers, tests/fixtures/postgres.py); None where the server binaries are absent."""
+    from tests.fixtures.postgres import _free_port, _pg_bin, _run_as_postgres_user
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl or os.environ.get("BENCH_FLEET_POSTGRES", "1") == "0":
+        yield None
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="contactsync-fleet-pg-"))
+    prefix = _run_as_postgres_user()
+    if prefix:
+        shutil.chown(tmp, user="nobody")
+    port = _free_port()
+    subprocess.run([*prefix, initdb, "-D", str(tmp / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*prefix, pg_ctl, "-D", str(tmp / "data"), "-l", str(tmp / "log"), "-w", "-o",
+                    f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"],
+                   check=True, capture_output=True)
+    try:
+        admin = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+                                 isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text('CREATE DATABASE "prefect"'))
+        admin.dispose()
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(tmp / "data"), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def timed(work: Path, cfg: Path, emu: Emulator, users: int, label: str, prefect_db: str | None) -> dict[str, Any]:
+    """A warm-up command (it starts this run's local Prefect server), then the quiet
+    command of every user, timed as a whole process with the counters of ``child``."""
+    from contactsync.cli.prefect_server import read_server
+
+    home = work / f"prefect-home-{label}"
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    if prefect_db:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_db
+    try:
+        t0 = time.perf_counter()
+        warm = subprocess.run([CONTACT_SYNC, "sync", "--json", "--user", uid(0), "--config", str(cfg)],
+                              capture_output=True, text=True, env=env, timeout=1800)
+        log(f"fleet [{label}]: warm-up command {time.perf_counter() - t0:.1f} s, exit {warm.returncode}")
+        server = read_server(home)
+        s0, e0 = _proc_cpu(server.pid) if server else float("nan"), emu.cpu_s()
+        emu.reset_stats()
+        out = work / f"timed-{label}.json"
+        t0 = time.perf_counter()
+        res = subprocess.run([PY, "-m", "bench.fleet", "child", str(cfg), str(out)], capture_output=True,
+                             text=True, env=env, timeout=4 * 3600, cwd=REPO)
+        wall = round(time.perf_counter() - t0, 2)
+        load = [round(x, 2) for x in os.getloadavg()]
+        counted = json.loads(out.read_text()) if out.exists() else {}
+        lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        statuses = Counter(line["status"] for line in lines)
+        result = {
+            "prefect_server_database": "postgresql" if prefect_db else "sqlite",
+            "process_wall_s": wall, "per_user_wall_s": round(wall / users, 3), "load_average_after": load,
+            "statuses": dict(statuses),
+            "writes": sum(n for line in lines for side in line["counts"].values() for n in side.values()),
+            "command_cpu_s": counted.get("cpu_s"), "per_user_command_cpu_s": round((counted.get("cpu_s") or 0) / users, 3),
+            "prefect_server_cpu_s": round(_proc_cpu(server.pid) - s0, 2) if server else None,
+            "emulator_cpu_s": round(emu.cpu_s() - e0, 2), "emulator_requests": emu.stats()["requests"], **counted,
+        }
+        if server:
+            result["per_user_prefect_server_cpu_s"] = round(result["prefect_server_cpu_s"] / users, 3)
+        result["goals"] = {
+            "wall_under_300_s": wall < 300 and statuses == Counter({"ok": users}),
+            "graph_requests_per_user_at_most_2": bool(counted.get("graph_requests_per_mailbox")) and all(
+                int(k) <= 2 for k in counted["graph_requests_per_mailbox"]),
+            "crm_reads_per_user_at_most_1": bool(counted.get("crm_reads_per_user")) and all(
+                int(k) <= 1 for k in counted["crm_reads_per_user"]),
+        }
+        if res.returncode != 0 or len(lines) != users:
+            result["stderr_tail"] = res.stderr[-3000:]
+        log(f"fleet [{label}]: {users} users quiet in {wall} s ({dict(statuses)}), load {load}")
+        return result
+    finally:
+        subprocess.run([CONTACT_SYNC, "prefect", "stop"], env=env, capture_output=True, timeout=120)
+
+
+def main() -> int:
+    p = params()
+    cache = cached(p)
     manifest = json.loads((cache / "manifest.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="contactsync-fleet-"))
-    home = work / "prefect-home"
-    env = {**os.environ, "PREFECT_HOME": str(home)}
     emu = None
     try:
         for name in ("crm.db", "state.db", "graph.db"):
@@ -340,48 +431,25 @@ def main() -> int:
         engine = make_engine(f"sqlite:///{work / 'crm.db'}")
         plan = CrmReader(engine, schema=None, user_id=uid(0)).query_plan(GROUP_NAME)
         engine.dispose()
-        t0 = time.perf_counter()
-        warm = subprocess.run([CONTACT_SYNC, "sync", "--json", "--user", uid(0), "--config", str(cfg)],
-                              capture_output=True, text=True, env=env, timeout=1800)
-        log(f"fleet: warm-up command (starts the Prefect server) {time.perf_counter() - t0:.1f} s, exit {warm.returncode}")
-        from contactsync.cli.prefect_server import read_server
-
-        server = read_server(home)
-        s0, e0 = _proc_cpu(server.pid) if server else float("nan"), emu.cpu_s()
-        emu.reset_stats()
-        out = work / "timed.json"
-        t0 = time.perf_counter()
-        res = subprocess.run([PY, "-m", "bench.fleet", "child", str(cfg), str(out)], capture_output=True,
-                             text=True, env=env, timeout=4 * 3600, cwd=REPO)
-        wall = round(time.perf_counter() - t0, 2)
-        load = [round(x, 2) for x in os.getloadavg()]
-        timed = json.loads(out.read_text()) if out.exists() else {}
-        lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-        statuses = Counter(line["status"] for line in lines)
-        users = p["users"]
-        result = {
+        runs = {"prefect_on_sqlite": timed(work, cfg, emu, p["users"], "sqlite", None)}
+        with prefect_postgres() as pg:
+            if pg:
+                runs["prefect_on_postgres"] = timed(work, cfg, emu, p["users"], "postgres", pg)
+        result: dict[str, Any] = {
             "machine": machine(), "params": p, "set_up": {k: manifest[k] for k in ("built_s", "set_up")},
-            "process_wall_s": wall, "per_user_wall_s": round(wall / users, 3), "load_average": load,
-            "statuses": dict(statuses), "writes": sum(n for line in lines for side in line["counts"].values()
-                                                      for n in side.values()),
-            "command_cpu_s": timed.get("cpu_s"), "per_user_cpu_s": round((timed.get("cpu_s") or 0) / users, 3),
-            "prefect_server_cpu_s": round(_proc_cpu(server.pid) - s0, 2) if server else None,
-            "emulator_cpu_s": round(emu.cpu_s() - e0, 2), "emulator_stats": emu.stats(), **timed,
-            "group_read_query_plan": plan,
-            "goals": {"wall_under_300_s": wall < 300, "graph_requests_per_user_at_most_2":
-                      all(int(k) <= 2 for k in timed.get("graph_requests_per_mailbox", {"9": 0})),
-                      "crm_reads_per_user_at_most_1": all(int(k) <= 1 for k in timed.get("crm_reads_per_user", {"9": 0}))},
-            "how_to_run": "python -m bench.fleet  (BENCH_FLEET_USERS / _CONTACTS / _GROUP shrink it)",
+            **runs, "group_read_query_plan": plan,
+            "how_to_run": "python -m bench.fleet  (BENCH_FLEET_USERS / _CONTACTS / _GROUP shrink it; "
+                          "BENCH_FLEET_POSTGRES=0 skips the PostgreSQL-backed Prefect server)",
         }
-        if res.returncode != 0 or len(lines) != users:
-            result["stderr_tail"] = res.stderr[-3000:]
+        if "prefect_on_postgres" in runs:
+            result["ratio_wall_sqlite_over_postgres"] = round(
+                runs["prefect_on_sqlite"]["process_wall_s"] / runs["prefect_on_postgres"]["process_wall_s"], 2)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "fleet.json").write_text(json.dumps(result, indent=2) + "\n")
-        log(f"fleet: {users} users quiet in {wall} s ({statuses}); results in {RESULTS / 'fleet.json'}")
+        log(f"fleet: results in {RESULTS / 'fleet.json'}")
     finally:
         if emu is not None:
             emu.stop()
-        subprocess.run([CONTACT_SYNC, "prefect", "stop"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
@@ -389,6 +457,8 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "settle":
         sys.exit(_settle_child(sys.argv[2], int(sys.argv[3])))
+    if len(sys.argv) > 1 and sys.argv[1] == "build":  # the cache alone (a long set-up, run ahead)
+        sys.exit(print(cached(params())) or 0)
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         sys.exit(_timed_child(sys.argv[2], sys.argv[3]))
     sys.exit(main())
