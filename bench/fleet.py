@@ -36,14 +36,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import sqlalchemy as sa
 
@@ -52,7 +50,6 @@ from bench.harness import (
     NOW,
     PY,
     RESULTS,
-    UNLIMITED,
     Emulator,
     graph_body,
     log,
@@ -195,114 +192,6 @@ def build(folder: Path, p: dict[str, int]) -> dict[str, Any]:
         emu.stop()
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
-
-
-def _settle_child(cfg: str, users: int) -> int:
-    """One real cycle per user, no Prefect (set-up): ``run_cycle`` with the plain steps."""
-    from contactsync.config import load_settings
-    from contactsync.cycle.run import CycleOptions, run_cycle
-    from contactsync.cycle.users import syncing_users
-    from contactsync.outlook import pacing
-
-    pacing.MAILBOX_WINDOW = (UNLIMITED, 600.0)  # set-up: Graph's limits lifted (emulator too)
-    settings = load_settings(cfg)
-    statuses: Counter[str] = Counter()
-    for user in syncing_users(settings)[:users]:
-        out = run_cycle(settings, user, CycleOptions(force=True))
-        statuses[out.status] += 1
-    print(json.dumps(dict(statuses)))
-    return 0
-
-
-class Counters:
-    """What the timed command spends, attached to its engines and its HTTP session."""
-
-    def __init__(self, users: list[str], graph_url: str) -> None:
-        self.users = set(users)
-        self.graph_url = graph_url
-        self.lock = threading.Lock()
-        self.crm_by_user: Counter[str] = Counter()
-        self.crm_other = 0
-        self.graph_by_mailbox: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
-        self._t = threading.local()
-
-    def attach(self, crm: sa.Engine, state: sa.Engine) -> None:
-        for name, engine in (("crm_sql", crm), ("state_sql", state)):
-            sa.event.listen(engine, "before_cursor_execute", self._before(name))
-            sa.event.listen(engine, "after_cursor_execute", self._after(name))
-        import requests
-
-        send = requests.Session.send
-        counters = self
-
-        def counted(session: Any, request: Any, **kw: Any) -> Any:
-            if not str(request.url).startswith(counters.graph_url):
-                return send(session, request, **kw)
-            parts = unquote(str(request.url)[len(counters.graph_url):]).split("/")
-            t0 = time.perf_counter()
-            try:
-                return send(session, request, **kw)
-            finally:
-                with counters.lock:
-                    counters.seconds["graph_http"] += time.perf_counter() - t0
-                    counters.graph_by_mailbox[parts[2].lower() if len(parts) > 2 and parts[1] == "users" else "-"] += 1
-
-        requests.Session.send = counted  # type: ignore[method-assign]
-
-    def _before(self, name: str) -> Any:
-        def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-            self._t.started = time.perf_counter()
-            if name != "crm_sql":
-                return
-            values = parameters.values() if isinstance(parameters, dict) else (parameters or ())
-            found = [v for v in values if isinstance(v, str) and v in self.users]
-            with self.lock:
-                if found:
-                    self.crm_by_user[found[0]] += 1
-                else:
-                    self.crm_other += 1
-        return before
-
-    def _after(self, name: str) -> Any:
-        def after(*_args: Any) -> None:
-            with self.lock:
-                self.seconds[name] += time.perf_counter() - getattr(self._t, "started", time.perf_counter())
-        return after
-
-
-def _timed_child(cfg: str, out: str) -> int:
-    """``contact-sync sync --json`` of every user in this process, with the counters on."""
-    import resource
-
-    from contactsync.config import load_settings
-    from contactsync.cycle.sides import crm_engine, state_store
-    from contactsync.cycle.users import syncing_users
-
-    settings = load_settings(cfg)
-    users = [u.crm_user for u in syncing_users(settings)]
-    counters = Counters(users, settings.outlook.graph_url)
-    counters.attach(crm_engine(settings.crm_url()), state_store(settings.state_url()).engine)
-    counters.crm_by_user.clear()
-    counters.crm_other = 0
-    from contactsync.cli import run_app
-
-    sys.argv = [CONTACT_SYNC, "sync", "--json", "--config", cfg]
-    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    code = 0
-    try:
-        run_app()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    c1 = resource.getrusage(resource.RUSAGE_SELF)
-    result = {"exit_code": code, "in_process_wall_s": round(time.perf_counter() - t0, 2),
-              "cpu_s": round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 2),
-              "crm_reads_per_user": dict(Counter(counters.crm_by_user.values())),
-              "crm_statements_not_naming_a_user": counters.crm_other,
-              "graph_requests_per_mailbox": dict(Counter(v for k, v in counters.graph_by_mailbox.items() if k != "-")),
-              "thread_seconds": {k: round(v, 2) for k, v in counters.seconds.items()}}
-    Path(out).write_text(json.dumps(result))
-    return code
 
 
 def _proc_cpu(pid: int) -> float:
@@ -455,10 +344,12 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from bench.fleet_child import settle_child, timed_child
+
     if len(sys.argv) > 1 and sys.argv[1] == "settle":
-        sys.exit(_settle_child(sys.argv[2], int(sys.argv[3])))
+        sys.exit(settle_child(sys.argv[2], int(sys.argv[3])))
     if len(sys.argv) > 1 and sys.argv[1] == "build":  # the cache alone (a long set-up, run ahead)
         sys.exit(print(cached(params())) or 0)
     if len(sys.argv) > 1 and sys.argv[1] == "child":
-        sys.exit(_timed_child(sys.argv[2], sys.argv[3]))
+        sys.exit(timed_child(sys.argv[2], sys.argv[3]))
     sys.exit(main())
