@@ -218,6 +218,38 @@ def cached(p: dict[str, int]) -> Path:
     return cache
 
 
+def table(result: dict[str, Any]) -> str:
+    """The README's fleet table: one row per Prefect server database, from fleet.json."""
+    p = result["params"]
+    rows = ["| Prefect server DB | users | wall s | per user s | command CPU s | server CPU s | "
+            "CRM reads/user | Graph req/user | in cycles thread-s | CRM SQL s | Graph HTTP s | load avg |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in ("prefect_on_sqlite", "prefect_on_postgres"):
+        r = result.get(key)
+        if not r:
+            continue
+        ts = r.get("thread_seconds", {})
+        rows.append(
+            f"| {r['prefect_server_database']} | {p['users']} | {r['process_wall_s']} | {r['per_user_wall_s']} | "
+            f"{r.get('command_cpu_s')} | {r.get('prefect_server_cpu_s')} | "
+            f"{', '.join(f'{k}' for k in r.get('crm_reads_per_user', {}))} | "
+            f"{', '.join(f'{k}' for k in r.get('graph_requests_per_mailbox', {}))} | "
+            f"{round(ts.get('cycles', 0), 1)} | {round(ts.get('crm_sql', 0), 1)} | {round(ts.get('graph_http', 0), 1)} | "
+            f"{r['load_average_after'][0]} |")
+    return (f"CRM of {p['contacts']:,} contacts, {p['users']} users x {p['group']:,}, measured "
+            f"{result['machine']['date']} (`python -m bench.fleet`):\n\n" + "\n".join(rows))
+
+
+def write_table(result: dict[str, Any]) -> None:
+    """Put :func:`table` between the README's ``<!-- fleet -->`` markers."""
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- fleet -->", "<!-- end fleet -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        readme.write_text(f"{head}{begin}\n{table(result)}\n{end}{rest.split(end, 1)[1]}")
+
+
 @contextmanager
 def prefect_postgres() -> Iterator[str | None]:
     """A throw-away PostgreSQL server for the Prefect server's database (the tests' own
@@ -335,6 +367,7 @@ def main() -> int:
                 runs["prefect_on_sqlite"]["process_wall_s"] / runs["prefect_on_postgres"]["process_wall_s"], 2)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "fleet.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_table(result)
         log(f"fleet: results in {RESULTS / 'fleet.json'}")
     finally:
         if emu is not None:
@@ -350,6 +383,8 @@ if __name__ == "__main__":
         sys.exit(settle_child(sys.argv[2], int(sys.argv[3])))
     if len(sys.argv) > 1 and sys.argv[1] == "build":  # the cache alone (a long set-up, run ahead)
         sys.exit(print(cached(params())) or 0)
+    if len(sys.argv) > 1 and sys.argv[1] == "table":  # the README's table again, from fleet.json
+        sys.exit(write_table(json.loads((RESULTS / "fleet.json").read_text())) or 0)
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         sys.exit(timed_child(sys.argv[2], sys.argv[3]))
     sys.exit(main())
