@@ -57,9 +57,11 @@ def log(msg: str) -> None:
 class Emulator:
     """``contact-sync emulator serve`` in a child process, with its control endpoints."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, port: int = 0) -> None:
+        """``port``: a fixed one (a cached state store's delta links name their endpoint)."""
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a fixed port just left TIME_WAIT
+            s.bind(("127.0.0.1", port))
             self.port = s.getsockname()[1]
         exe = Path(PY).with_name("contact-sync")
         self.proc = subprocess.Popen(

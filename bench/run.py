@@ -395,6 +395,10 @@ def main() -> int:
         from bench.fanout_bench import main as fanout_bench
 
         fanout_bench()
+    if os.environ.get("BENCH_FLEET", "0") == "1":  # 500 users x 2,000 in a 1M CRM (issue 15; long set-up, cached)
+        from bench.fleet import main as fleet_bench
+
+        fleet_bench()
     log(f"results in {RESULTS}")
     return 0
 

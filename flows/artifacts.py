@@ -14,8 +14,23 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
+def quiet(outcome: CycleOutcome) -> bool:
+    """An ``ok`` cycle that wrote, planned, conflicted and quarantined nothing."""
+    return (outcome.status == "ok" and not outcome.conflicts and not outcome.quarantined
+            and not outcome.actions and not outcome.errors
+            and not any(n for ops in outcome.counts.values() for n in ops.values()))
+
+
 def publish(outcome: CycleOutcome) -> None:
-    """Attach the cycle's tables to its flow run (visible in the Prefect UI)."""
+    """Attach the cycle's tables to its flow run (visible in the Prefect UI).
+
+    A quiet cycle attaches none: its flow run's state message already says it (e.g.
+    "nothing changed since the last cycle (R17)"), and a fleet's 15-minute schedule would
+    otherwise write an artifact version per user and cycle saying nothing happened
+    (issue 15). Every cycle that wrote, conflicted, quarantined or failed attaches them.
+    """
+    if quiet(outcome):
+        return
     user = outcome.user.strip()
     rows = [
         {"side": side, "operation": op, "count": n}

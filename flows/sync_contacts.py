@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed, State
 
-from contactsync.config import load_settings
+from contactsync.config import UserSettings, load_settings
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.run import PLAIN_STEPS, CycleOptions, CycleSteps, data_docs_dir, run_cycle
 from contactsync.cycle.users import resolve_user
@@ -93,15 +93,19 @@ def sync_contacts(
     relink: bool = False,
     repair: bool = False,
     since: str | None = None,
+    mailbox: str | None = None,
 ) -> State[Any]:
     """One sync cycle for one CRM user (spec/INTERFACE.md ``contact-sync sync --user``).
 
     Called as a function it returns the outcome's dict when the run completed and raises
     CycleFailed when it failed; with ``return_state=True`` it returns the final state.
+    ``mailbox``: the user's mailbox as the fan-out already resolved it (users from the CRM:
+    the roster is read once per fan-out, not once per user); else it is resolved here.
     """
     options = CycleOptions(dry_run=dry_run, force=force, policy=policy, direction=direction,
                            full=full, relink=relink, repair=repair, since=since)
     settings = load_settings(config_path)
-    outcome = run_cycle(settings, resolve_user(settings, user), options, flow_steps())
+    who = UserSettings(crm_user=pad_user(user), mailbox=mailbox) if mailbox else resolve_user(settings, user)
+    outcome = run_cycle(settings, who, options, flow_steps())
     # The reason is the message, as a Prefect notification on Failed runs shows it.
     return final_state([outcome], outcome.message or "; ".join(outcome.errors[:3]) or outcome.status, single=True)

@@ -62,7 +62,23 @@ def _as_task(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
     if name not in _TASKS:  # the validation step comes as its own task (tasks/validate.py)
         return step
     task_name, kind = _TASKS[name]
-    return kind(name=task_name)(step)
+    wrapped = kind(name=task_name)(step)
+    return _only_with_a_journal(wrapped) if name == "resume" else wrapped
+
+
+def _only_with_a_journal(resume: Callable[..., int]) -> Callable[..., int]:
+    """The resume task (R18) runs only when the user's journal holds entries: nearly every
+    cycle has nothing to resume, and each task run costs the Prefect API a round of
+    writes (issue 15: a quiet fleet cycle pays per task run). A journal that cannot be
+    read here goes to the task, which retries transient errors as before."""
+    def resume_if_journaled(sides: Any) -> int:
+        try:
+            if sides.store.journal(sides.user_id).empty:
+                return 0
+        except Exception:  # noqa: BLE001  (the task reads it again and reports the error)
+            pass
+        return resume(sides)
+    return resume_if_journaled
 
 
 def task_steps(base: CycleSteps = PLAIN_STEPS) -> CycleSteps:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -122,16 +122,40 @@ def run_sync_command(
         return show_error(exc)
     from flows.sync_all_users import outcomes_of, sync_all_users
 
-    # One flow run for the command: its users run at once, up to sync.parallel_users.
-    with progress_bar(not json_out):
+    # One flow run for the command: its users run at once, up to sync.parallel_users; each
+    # user's line is printed as soon as that user is done (progress on long work).
+    with progress_bar(not json_out), printed_as_they_finish(json_out=json_out) as print_rest:
         state = sync_all_users(
             users=selected, dry_run=dry_run, force=force, policy=policy,
             direction=direction, config_path=config_path, return_state=True,
         )
-    outcomes = outcomes_of(state)
-    for outcome in outcomes:
-        print_outcome(outcome, json_out=json_out)
+        outcomes = outcomes_of(state)
+        print_rest(outcomes)
     return worst_exit_code(outcomes)
+
+
+@contextmanager
+def printed_as_they_finish(*, json_out: bool) -> Iterator[Callable[[list[CycleOutcome]], None]]:
+    """Print each user's outcome as the fan-out reports it (contactsync.progress); the
+    yielded function prints those of a finished run not printed yet (a run whose flow
+    crashed before its users reported), so every outcome is printed exactly once."""
+    from contactsync import progress
+
+    shown: set[tuple[str, str]] = set()
+
+    def show(outcomes: list[CycleOutcome]) -> None:
+        for outcome in outcomes:
+            key = (outcome.user.strip(), outcome.run_id or f"#{id(outcome)}")
+            if key not in shown:
+                shown.add(key)
+                print_outcome(outcome, json_out=json_out)
+
+    def rest(outcomes: list[CycleOutcome]) -> None:
+        done = {user for user, _ in shown}
+        show([o for o in outcomes if o.user.strip() not in done])
+
+    with progress.outcomes_installed(show):
+        yield rest
 
 
 def run_backfill_command(
@@ -150,11 +174,10 @@ def run_backfill_command(
     from flows.backfill import backfill
     from flows.sync_all_users import outcomes_of
 
-    with progress_bar(True):
+    with progress_bar(True), printed_as_they_finish(json_out=False) as print_rest:
         state = backfill(users=selected, since=since, relink=relink, config_path=config_path, return_state=True)
-    outcomes = outcomes_of(state)
-    for o in outcomes:
-        print_outcome(o, json_out=False)
+        outcomes = outcomes_of(state)
+        print_rest(outcomes)
     return worst_exit_code(outcomes)
 
 

@@ -122,16 +122,54 @@ class CrmReader:
     # --- contacts ----------------------------------------------------------------------
     def extract_group(self, group_name: str) -> pd.DataFrame:
         """The visible members of the user's sync group (R1, R2); empty if no group yet."""
-        gid = self.group_id(group_name)
-        if gid is None:
-            return model.empty_frame(model.CRM_COLUMNS)
-        g = self.tables.adhocgroup
-        stmt = self._contact_select(sa.literal(1).label("in_group"), extra_from=g).where(
-            g.c.GROUPID == gid
-        )
+        return self.read_group(group_name)[0]
+
+    def read_group(self, group_name: str) -> tuple[pd.DataFrame, str | None]:
+        """The group's visible members and the group's id, in ONE statement when the group
+        has members (issue 15: a quiet cycle costs one CRM read); an empty group's id is
+        then looked up on its own (None: no group yet, R2)."""
+        if group_name in self._group_ids:  # already known: the plain member read
+            gid = self._group_ids[group_name]
+            self._last_group = gid
+            stmt = self.group_statement(group_name, gid)
+        else:
+            stmt = self.group_statement(group_name)
         with self.engine.connect() as conn:
             frame = _read_frame(conn, stmt)
-        return self._canonical(frame)
+        if frame.empty:
+            return model.empty_frame(model.CRM_COLUMNS), self.group_id(group_name)
+        gid = str(frame["_group_id"].iat[0])
+        self._group_ids[group_name] = self._last_group = gid
+        return self._canonical(frame.drop(columns="_group_id")), gid
+
+    def group_statement(self, group_name: str, group_id: str | None = None) -> sa.Select:
+        """The member read: ADHOCGROUP -> CONTACT -> SECRIGHTS (R1), for the group ``group_id``
+        or, unknown, the user's first group called ``group_name`` (the same choice as
+        :meth:`group_id`, as a scalar subquery)."""
+        g, p = self.tables.adhocgroup, self.tables.plugin
+        gid: Any = group_id
+        if gid is None:
+            gid = (
+                sa.select(p.c.PLUGINID)
+                .where(p.c.NAME == group_name, p.c.TYPE == GROUP_TYPE,
+                       p.c.FAMILY == GROUP_FAMILY, p.c.USERID == self.user)
+                .order_by(p.c.CREATEDATE, p.c.PLUGINID)
+                .limit(1)
+                .scalar_subquery()
+            )
+        return self._contact_select(sa.literal(1).label("in_group"), extra_from=g).add_columns(
+            g.c.GROUPID.label("_group_id")
+        ).where(g.c.GROUPID == gid)
+
+    def query_plan(self, group_name: str) -> list[str]:
+        """The database's plan of the member read (SQLite's EXPLAIN QUERY PLAN, PostgreSQL's
+        EXPLAIN): which indexes the security-scoped read uses (README, bench/fleet.py)."""
+        stmt = self.group_statement(group_name)
+        sql = str(stmt.compile(self.engine, compile_kwargs={"literal_binds": True}))
+        explain = "EXPLAIN QUERY PLAN " if self.engine.dialect.name == "sqlite" else "EXPLAIN "
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(explain + sql).fetchall()
+        return [str(r[-1]) for r in rows]
 
     def candidates_by_email(
         self, emails: Sequence[str], *, group_name: str | None = None

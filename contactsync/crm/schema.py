@@ -41,6 +41,34 @@ def _audit() -> list[Column]:
     ]
 
 
+def _indexes() -> dict[str, tuple[Index, ...]]:
+    """The indexes ``crm init`` creates on the tables the sync's queries filter and join on,
+    named as Infor CRM names them (TABLE_COLUMN; ``ADHOCGROUPID`` and
+    ``ADHOCGROUP_ENTITYID`` are Infor's own, from its database reference). The sync never
+    requires them (every query runs without), but the group read (ADHOCGROUP by GROUPID ->
+    CONTACT by CONTACTID -> SECRIGHTS by ACCESSID and SECCODEID, R1/R2) and the account
+    and address joins use them when they are there (README "A real Infor CRM database";
+    ``bench/fleet.py`` records the query plans). Fresh objects per call: an Index belongs
+    to one table, and each schema has its own tables.
+    """
+    return {
+        "CONTACT": (
+            Index("CONTACT_ACCOUNTID", "ACCOUNTID"),
+            Index("CONTACT_SECCODEID", "SECCODEID"),
+        ),
+        # ACCESSID first: the rights subquery reads one user's grants; RECORDACCESS last so
+        # the read-only flag (R1) comes from the index alone.
+        "SECRIGHTS": (
+            Index("SECRIGHTS_ACCESSID", "ACCESSID", "SECCODEID", "RECORDACCESS"),
+            Index("SECRIGHTS_SECCODEID", "SECCODEID"),
+        ),
+        "ADHOCGROUP": (
+            Index("ADHOCGROUPID", "GROUPID"),
+            Index("ADHOCGROUP_ENTITYID", "ENTITYID"),
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class CrmTables:
     """The CRM tables of one schema, bound to one ``MetaData``."""
@@ -71,6 +99,7 @@ def crm_tables(schema: str | None = None) -> CrmTables:
     Cached so every reader and writer of one schema shares the same ``Table`` objects.
     """
     md = MetaData(schema=schema or None)
+    idx = _indexes()
     contact = Table(
         "CONTACT", md,
         Column("CONTACTID", ID, primary_key=True),
@@ -89,8 +118,7 @@ def crm_tables(schema: str | None = None) -> CrmTables:
         Column("SECCODEID", ID),
         Column("ACCOUNTMANAGERID", ID),
         *_audit(),
-        Index("CONTACT_ACCOUNTID", "ACCOUNTID"),
-        Index("CONTACT_SECCODEID", "SECCODEID"),
+        *idx["CONTACT"],
     )
     account = Table(
         "ACCOUNT", md,
@@ -139,7 +167,7 @@ def crm_tables(schema: str | None = None) -> CrmTables:
         Column("PROFILEID", ID),
         Column("RECORDACCESS", CHAR(1)),
         *_audit(),
-        Index("SECRIGHTS_ACCESS", "ACCESSID", "SECCODEID"),
+        *idx["SECRIGHTS"],
     )
     usersecurity = Table(
         "USERSECURITY", md,
@@ -177,7 +205,7 @@ def crm_tables(schema: str | None = None) -> CrmTables:
         Column("GROUPID", ID, primary_key=True),
         Column("ENTITYID", ID, primary_key=True),
         *_audit(),
-        Index("ADHOCGROUP_ENTITYID", "ENTITYID"),
+        *idx["ADHOCGROUP"],
     )
     return CrmTables(
         md, contact, account, address, seccode, secrights, usersecurity, userinfo, plugin, adhocgroup

@@ -47,12 +47,12 @@ class OutlookSide:
 def extract_crm(sides: Sides, *, create_group: bool) -> CrmSide:
     """R1/R2: the user's visible sync-group members; the group is made when missing."""
     name = sides.settings.sync.group_name
-    group_id = sides.reader.group_id(name)
+    frame, group_id = sides.reader.read_group(name)  # one CRM read when the group has members
     if group_id is None and create_group:
         group_id = sides.writer.ensure_group(name)
     if group_id is None:
         return CrmSide(None, model.empty_frame(model.CRM_COLUMNS))
-    return CrmSide(group_id, model.compact_emails(sides.reader.extract_group(name)))
+    return CrmSide(group_id, model.compact_emails(frame))
 
 
 def extract_outlook(

@@ -95,3 +95,46 @@ def test_a_deployment_style_call_of_the_fan_out_returns_outcomes_and_fails_in_pr
     assert by_user == {LEE: "failed", SAM: "ok"}
     with pytest.raises(Exception, match="sync failed for user"):  # a plain call raises
         sync_all_users(config_path=str(env.config))
+
+
+def test_raise_on_failure_false_completes_the_fan_out_but_keeps_each_failed_cycle_failed(env: SyncEnv) -> None:
+    """Issue 16: the fan-out's ``raise_on_failure`` is back. By default a failed user fails
+    the fan-out run (INTERFACE "Prefect"); a caller that opts out gets a Completed fan-out
+    run with every outcome, while the failed user's task run and flow run stay Failed."""
+    from flows.sync_all_users import outcomes_of, sync_all_users
+
+    assert env.sync().exit_code == 0
+    _eli_cannot_be_created(env)
+    state = sync_all_users(config_path=str(env.config), raise_on_failure=False, return_state=True)
+    assert state.is_completed(), state
+    assert LEE in (state.message or "")
+    assert {o.user.strip(): o.status for o in outcomes_of(state)} == {LEE: "failed", SAM: "ok"}
+    runs = last_fan_out()
+    assert runs.fan_out.state.is_completed()
+    assert runs.tasks[LEE].state.is_failed() and runs.cycles[LEE][0].state.is_failed()
+
+
+def test_each_user_is_reported_while_the_fan_out_runs(env: SyncEnv) -> None:
+    """Issue 16: the command prints each user's line as that user finishes, not after the
+    whole fan-out: the fan-out hands each user's outcome to the command's hook from inside
+    its own flow run, once per user."""
+    from prefect.context import FlowRunContext
+
+    from contactsync import progress
+    from flows.sync_all_users import sync_all_users
+
+    seen: list[tuple[str, str | None]] = []
+
+    def hook(outcomes: list) -> None:
+        ctx = FlowRunContext.get()
+        for o in outcomes:
+            seen.append((o.user.strip(), ctx.flow_run.name if ctx and ctx.flow_run else None))
+
+    with progress.outcomes_installed(hook):
+        state = sync_all_users(config_path=str(env.config), return_state=True)
+    assert state.is_completed()
+    assert sorted(u for u, _ in seen) == sorted([LEE, SAM])
+    assert all(run is not None for _, run in seen), seen  # inside the fan-out's flow run
+    # The command prints what the hook gets: still exactly one --json line per user.
+    res = env.sync()
+    assert res.exit_code == 0 and sorted(line["user"] for line in res.lines()) == sorted([LEE, SAM])
