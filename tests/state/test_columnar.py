@@ -9,6 +9,9 @@ written by version 2 (rows only) opens with every row; the blob codec keeps ever
 
 from __future__ import annotations
 
+import json
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,6 +44,39 @@ def test_codec_round_trip_keeps_every_value(values):
     assert back["t"].isna().tolist() == frame["t"].isna().tolist()
     assert (back["t"].dropna() == frame["t"].dropna()).all()
     assert back.dtypes["a"] is np.dtype(object) and str(back.dtypes["t"]) == "datetime64[ns, UTC]"
+
+
+def _version_1(frame: pd.DataFrame, times: tuple[str, ...]) -> bytes:
+    """A blob as the store wrote it before format 2: header and bodies in one zlib
+    stream, the missing positions of a text column listed in the header."""
+    header: dict = {"version": 1, "rows": len(frame), "columns": []}
+    bodies = []
+    for name in frame.columns:
+        if name in times:
+            ns = frame[name].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+            meta, body = {"kind": "time"}, ns.astype(">i8").tobytes()
+        else:
+            values = frame[name].tolist()
+            meta = {"kind": "text", "missing": [i for i, v in enumerate(values) if v is None]}
+            body = "\x1f".join("" if v is None else v for v in values).encode()
+        header["columns"].append({"name": name, **meta, "bytes": len(body)})
+        bodies.append(body)
+    head = json.dumps(header).encode()
+    return zlib.compress(len(head).to_bytes(8, "big") + head + b"".join(bodies))
+
+
+def test_blobs_written_in_format_1_still_read_back_whole_or_by_column():
+    """A store folded by migration 4 before format 2 holds version-1 blobs: they must
+    keep reading, all columns or only some (the R7 move check reads two)."""
+    frame = pd.DataFrame({"crm_id": ["C1", "C2", "C3"], "outlook_id": ["O1", None, "O3"],
+                          "city": [None, "Zürich", "a\nb"]}, dtype=object)
+    frame["t"] = pd.to_datetime(["2026-01-01T10:00:00Z", None, "2026-03-01T00:00:00Z"], utc=True)
+    old = _version_1(frame, ("t",))
+    pd.testing.assert_frame_equal(decode(old), decode(encode(frame, times=("t",))))
+    assert decode(old)["city"].tolist() == [None, "Zürich", "a\nb"]
+    assert decode(old, ("crm_id", "outlook_id")).to_dict("list") == {
+        "crm_id": ["C1", "C2", "C3"], "outlook_id": ["O1", None, "O3"]}
+    assert decode(encode(frame, ("t",)), ("outlook_id",))["outlook_id"].tolist() == ["O1", None, "O3"]
 
 
 def _link(crm_id: str, outlook_id: str, title: str | None) -> dict:
