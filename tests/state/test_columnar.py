@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contactsync.model import FIELDS, OUTLOOK_COLUMNS
+from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state import StateStore, blobs, meta_table
 from contactsync.state.columnar import decode, encode
@@ -208,3 +208,34 @@ def test_delta_rows_are_folded_once_past_a_tenth_of_the_base(store: StateStore, 
         in_delta = blobs.delta_rows(conn, blobs.LINKS, USER)
     assert in_delta == (n if n <= blobs.compact_limit(30_000) else 0)
     assert (store.load_links(USER)["job_title"] == "new").sum() == n
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(OUTLOOK_IDS, TEXT), min_size=1, max_size=6), st.booleans())
+def test_a_delta_of_known_keys_merges_in_place_as_the_general_merge_does(edits, links):
+    """The 1 %-edits case (every delta row replaces a base row of its key) takes a short
+    path: its result must equal the general merge's, times and all, row for row; for links
+    a move of an Outlook contact to another CRM id (R7) must still drop the old holder."""
+    kind = blobs.LINKS if links else blobs.MIRROR
+    ids = [f"O{i}" for i in range(8)]
+    if links:
+        base = pd.DataFrame([_link(f"C{i}", o, f"t{i}") for i, o in enumerate(ids)]).reindex(
+            columns=list(LINK_COLUMNS)).astype(object)
+        delta = pd.DataFrame([_link(f"C{o[1:]}" if k % 2 else f"C{(int(o[1:]) + 1) % 8}", o, t)
+                              for k, (o, t) in enumerate(edits)])
+        delta = delta.drop_duplicates("crm_id", keep="last").drop_duplicates("outlook_id", keep="last")
+        delta = delta.reindex(columns=list(LINK_COLUMNS)).astype(object).sort_values("crm_id")
+    else:
+        base = pd.DataFrame([_contact(o, f"c{i}") for i, o in enumerate(ids)]).reindex(
+            columns=list(OUTLOOK_COLUMNS))
+        delta = pd.DataFrame([_contact(o, t) for o, t in edits]).drop_duplicates(
+            "outlook_id", keep="last").reindex(columns=list(OUTLOOK_COLUMNS)).sort_values("outlook_id")
+        for col in blobs.OUTLOOK_TIMES:
+            base[col] = pd.to_datetime(base[col], utc=True)
+            delta[col] = pd.to_datetime(delta[col], utc=True) + pd.Timedelta(minutes=5)
+    base, delta = conform(base, kind.columns), conform(delta, kind.columns)  # as the store reads them
+    fast = blobs.merged(base, delta, kind)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blobs, "_rows_replaced_in_place", lambda *a: None)
+        general = blobs.merged(base, delta, kind)
+    pd.testing.assert_frame_equal(fast, general)
