@@ -12,6 +12,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from contactsync.config import load_settings
+from contactsync.cycle.users import selected_users
 
 
 @flow(name="quality_report")
@@ -28,7 +29,7 @@ def quality_report(
     from flows.sync_contacts import data_docs_dir
 
     settings = load_settings(config_path)
-    selected = [settings.user(u) for u in users] if users else list(settings.users)
+    selected = selected_users(settings, users or [])  # [users_from_crm]'s users too
     built = build_report(settings, selected, out_dir=Path(out_dir) if out_dir else None, days=days,
                          docs_dir=data_docs_dir)
     html = str(built.paths["html"].resolve())

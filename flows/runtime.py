@@ -22,6 +22,15 @@ def refresh_settings() -> None:
     prefect.context.refresh_global_settings_context()
 
 
+def preload_validation() -> None:
+    """Import GX and make its context now (the warm process, cli/warm.py, before it forks
+    its commands): the GX task of a cycle with changes would otherwise pay that in every
+    command's process, seconds each time."""
+    from expectations.runner import _gx
+
+    _gx()
+
+
 def command_settings(api_url: str) -> None:
     """This process's flow runs (the command's own) use ``api_url`` and send no heartbeats.
 

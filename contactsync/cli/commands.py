@@ -35,18 +35,9 @@ def prepare_prefect_env() -> ApiChoice:
 
 
 def _selected_users(settings: Settings, users: Sequence[str]) -> list[str]:
-    from contactsync.cycle.users import resolve_user, syncing_users
+    from contactsync.cycle.users import selected_users
 
-    if users:
-        return [resolve_user(settings, u).crm_user for u in users]
-    everyone = syncing_users(settings)
-    if not everyone:
-        raise ConfigError(
-            "no users are configured" + (" and no CRM user syncs" if settings.users_from_crm.enabled else ""),
-            hint="add a [[users]] entry (crm_user, mailbox) to the configuration file, or set "
-            "[users_from_crm] enabled = true (see `contact-sync users`)",
-        )
-    return [u.crm_user for u in everyone]
+    return [u.crm_user for u in selected_users(settings, users)]
 
 
 def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:

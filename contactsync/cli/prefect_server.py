@@ -278,7 +278,8 @@ def describe(env: Env | None = None) -> tuple[str, bool]:
         ]
     warm = sorted(home.glob("contact-sync-warm-*.pid")) if home.is_dir() else []
     if warm:
-        lines.append(f"warm processes (CONTACT_SYNC_WARM=1): {len(warm)}, log {warm[0].with_suffix('.log')}")
+        lines.append(f"warm processes (they serve `sync` and `backfill`; CONTACT_SYNC_WARM=0: off): {len(warm)}, "
+                     f"log {warm[0].with_suffix('.log')}")
     configured = configured_api(env)
     if configured is not None:
         lines.append(f"the commands use the configured API {configured.url} ({configured.source})")

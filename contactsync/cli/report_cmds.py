@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from contactsync.config import Settings, load_settings
-from contactsync.errors import ConfigError, ContactSyncError
+from contactsync.errors import ConfigError, ContactSyncError, SideUnreachable
 
 
 def _fail(exc: ContactSyncError) -> int:
@@ -23,10 +23,19 @@ def _fail(exc: ContactSyncError) -> int:
 
 
 def _users(settings: Settings, users: Sequence[str]) -> list[Any]:
-    if not settings.users:
-        raise ConfigError("no users are configured",
-                          hint="add a [[users]] entry (crm_user, mailbox) to the configuration file")
-    return [settings.user(u) for u in users] if users else list(settings.users)
+    """The users named, else every user who syncs (``[users_from_crm]`` included).
+
+    When the CRM cannot be read for its users, the configured ones are still reported:
+    these commands must work while the sync fails (a warning says who may be missing)."""
+    from contactsync.cycle.users import selected_users
+
+    try:
+        return selected_users(settings, users)
+    except SideUnreachable as exc:
+        if users or not settings.users:
+            raise
+        typer.echo(f"contact-sync: warning: {exc.describe()}; only the configured [[users]] are shown", err=True)
+        return list(settings.users)
 
 
 def run_report_command(*, config: Path | None, users: Sequence[str], out: Path | None, days: int | None) -> int:

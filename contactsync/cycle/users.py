@@ -10,6 +10,7 @@ of those who will not sync (spec/INTERFACE.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -117,6 +118,24 @@ def syncing_users(settings: Settings) -> list[UserSettings]:
     if not settings.users_from_crm.enabled:
         return list(settings.users)
     return [UserSettings(crm_user=e.crm_user, mailbox=e.mailbox) for e in roster(settings) if e.syncs]
+
+
+def selected_users(settings: Settings, crm_users: Sequence[str] = ()) -> list[UserSettings]:
+    """The users a command or flow acts for: those named (each as :func:`resolve_user`
+    finds them), else every user who syncs, the CRM's with ``[users_from_crm]`` included.
+
+    The reports and ``explain`` use this too, so a user found in the CRM is reported like a
+    configured one; raises ConfigError when nobody syncs."""
+    if crm_users:
+        return [resolve_user(settings, u) for u in crm_users]
+    everyone = syncing_users(settings)
+    if not everyone:
+        raise ConfigError(
+            "no users are configured" + (" and no CRM user syncs" if settings.users_from_crm.enabled else ""),
+            hint="add a [[users]] entry (crm_user, mailbox) to the configuration file, or set "
+            "[users_from_crm] enabled = true (see `contact-sync users`)",
+        )
+    return everyone
 
 
 def resolve_user(settings: Settings, crm_user: str) -> UserSettings:

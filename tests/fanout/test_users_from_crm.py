@@ -92,3 +92,22 @@ def test_a_crm_user_who_does_not_sync_is_refused_with_the_reason(crm_env: SyncEn
     assert res.exit_code == 2 and "disabled in the CRM" in res.stderr, res.stdout + res.stderr
     assert crm_env.sync("--user", CARA).by_user()[CARA]["status"] == "ok"  # named alone, she syncs
     assert SAM not in crm_env.sync("--user", CARA).by_user()
+
+
+def test_the_report_and_the_quality_report_flow_include_the_crm_users_who_sync(crm_env: SyncEnv) -> None:
+    """Issue 16 item 3: `contact-sync report` and the daily flow cover [users_from_crm]'s users
+    (they used to read only the [[users]] entries, so Cara's cycles were never reported)."""
+    from flows.quality_report import quality_report
+
+    assert crm_env.sync().exit_code == 0
+    res = CliRunner().invoke(app, ["report", "--config", str(crm_env.config), "--out", str(crm_env.folder / "r")])
+    assert res.exit_code == 0, res.stdout + res.stderr
+    data = json.loads((crm_env.folder / "r" / "report.json").read_text(encoding="utf-8"))
+    reported = {u["user"]: u for u in data["users"]}
+    assert set(reported) == {LEE, SAM, CARA}  # the roster's who sync; not Dan, Eve or Admin
+    assert reported[CARA]["name"] == "Cara Nunez" and reported[CARA]["health"]["level"] == "ok"
+    assert "Cara Nunez" in res.stdout
+
+    paths = quality_report(out_dir=str(crm_env.folder / "daily"), config_path=str(crm_env.config))
+    daily = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
+    assert {u["user"] for u in daily["users"]} == {LEE, SAM, CARA}

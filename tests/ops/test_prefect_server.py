@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,7 +75,7 @@ def test_a_profile_without_an_api_url_is_not_a_configured_api(tmp_path: Path, mo
 @pytest.fixture()
 def world(tmp_path: Path) -> Iterator[tuple[SyncEnv, dict[str, str]]]:
     home = tmp_path / "prefect-home"
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "CONTACT_SYNC_WARM")}
     env.update(PREFECT_HOME=str(home), PYTHONPATH=str(ROOT))
     with start_in_thread(db_path=tmp_path / "graph.db") as emulator:
         sync_env = make_env(tmp_path, f"sqlite:///{tmp_path / 'crm.db'}", emulator)
@@ -95,8 +96,27 @@ def _events(api: str, prefix: str) -> list[dict]:
     return r.json()["events"]
 
 
+def _wait_warm(home: Path, not_pid: int | None = None, timeout: float = 240) -> None:
+    """Until a warm process (another than ``not_pid``) listens in ``home``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p.read_text() for p in home.glob("contact-sync-warm-*.pid")]
+        if list(home.glob("contact-sync-warm-*.sock")) and pids and str(not_pid) not in pids:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no warm process in {home}: {sorted(p.name for p in home.iterdir())}")
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"process {pid} still runs"
+        time.sleep(0.1)
+
+
 def test_commands_start_one_local_server_reuse_it_and_stop_it(world: tuple[SyncEnv, dict[str, str]]) -> None:
-    sync_env, env = world
+    sync_env, warm_env = world
+    env = {**warm_env, "CONTACT_SYNC_WARM": "0"}  # first the plain path: every command in its own process
     home = Path(env["PREFECT_HOME"])
     status = _cli(env, "prefect", "status")
     assert status.returncode == 1 and "not running" in status.stdout
@@ -128,14 +148,13 @@ def test_commands_start_one_local_server_reuse_it_and_stop_it(world: tuple[SyncE
     assert _events(server.url, "prefect.flow-run.Completed")
     assert _events(server.url, "prefect.flow-run.heartbeat") == []
 
-    # CONTACT_SYNC_WARM=1: the first command runs here and warms a process up; the next
-    # is served by it (a child of its own), with the same output and exit code.
-    warm_env = {**env, "CONTACT_SYNC_WARM": "1"}
+    # The default: the first command runs here and warms a process up; the next is served
+    # by it (a child of its own), with the same output and exit code.
+    assert "CONTACT_SYNC_WARM" not in warm_env
+    assert not list(home.glob("contact-sync-warm-*.sock"))  # none started while it was off
     cold = _cli(warm_env, "sync", "--json", "--config", str(sync_env.config))
     assert cold.returncode == 0, cold.stderr
-    deadline = time.monotonic() + 240
-    while not list(home.glob("contact-sync-warm-*.sock")) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    _wait_warm(home)
     warm_log = next(home.glob("contact-sync-warm-*.log"))
     warm = _cli(warm_env, "sync", "--json", "--config", str(sync_env.config))
     assert warm.returncode == 0, warm.stderr
@@ -147,6 +166,18 @@ def test_commands_start_one_local_server_reuse_it_and_stop_it(world: tuple[SyncE
     warm_pid = int(next(home.glob("contact-sync-warm-*.pid")).read_text())
     runs = requests.post(f"{server.url}/flow_runs/filter", json={}, timeout=10).json()
     assert sum(r["state_type"] == "COMPLETED" for r in runs) >= 4 * len(MAILBOXES)
+
+    # A warm process that crashed (its socket left behind): the command runs here, as
+    # without it, and a new warm process is started for the next one.
+    os.kill(warm_pid, signal.SIGKILL)
+    _wait_gone(warm_pid)
+    assert list(home.glob("contact-sync-warm-*.sock"))  # stale, refuses connections
+    after_crash = _cli(warm_env, "sync", "--json", "--config", str(sync_env.config))
+    assert after_crash.returncode == 0, after_crash.stderr
+    assert {json.loads(x)["status"] for x in after_crash.stdout.splitlines() if x.startswith("{")} == {"ok"}
+    assert warm_log.read_text().count("command in child") == 2  # not served by a warm process
+    _wait_warm(home, not_pid=warm_pid)
+    warm_pid = int(next(home.glob("contact-sync-warm-*.pid")).read_text())
 
     stopped = _cli(env, "prefect", "stop")
     assert stopped.returncode == 0 and str(server.pid) in stopped.stdout
