@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from contactsync import model
+from contactsync.cycle.memory import release
 from contactsync.cycle.outcome import empty_counts
 from contactsync.plan import candidate_company_names, candidate_emails
 from contactsync.plan.schema import PlanInputs, PlanResult, PlanSettings
@@ -52,7 +53,10 @@ def extract_crm(sides: Sides, *, create_group: bool) -> CrmSide:
         group_id = sides.writer.ensure_group(name)
     if group_id is None:
         return CrmSide(None, model.empty_frame(model.CRM_COLUMNS))
-    return CrmSide(group_id, model.compact_emails(frame))
+    side = CrmSide(group_id, model.compact_emails(frame))
+    del frame
+    release()  # the driver's rows and the raw frame: freed, given back (cycle.memory)
+    return side
 
 
 def extract_outlook(
@@ -85,6 +89,7 @@ def extract_outlook(
         return OutlookSide(folder_id, None, settled=True)
     snapshot = None if changes.full else sides.store.load_outlook(user, folder_id)[1]
     result = apply_changes(changes, snapshot)
+    del changes, snapshot  # the delta's items and the stored mirror: the result holds what is needed
     if create_folder:
         sides.store.save_outlook(
             user, folder_id, result.delta_link,
@@ -92,6 +97,7 @@ def extract_outlook(
             changed=None if result.full else result.changed,
             removed_ids=result.removed_ids, full=result.full,
         )
+    release()
     return OutlookSide(folder_id, result)
 
 
@@ -163,10 +169,12 @@ def gather_inputs(
     )
     names = candidate_company_names(out, links)
     accounts = sides.reader.accounts_by_name(names) if names else model.empty_frame(model.ACCOUNT_COLUMNS)
-    return PlanInputs(
+    inputs = PlanInputs(
         crm=crm.frame, outlook=out, links=links,
         crm_candidates=candidates, crm_gone=gone, accounts=accounts,
     )
+    release()  # the candidates read (a first sync reads the matched members again): freed
+    return inputs
 
 
 def distrust_snapshots(

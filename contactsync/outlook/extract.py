@@ -41,6 +41,7 @@ from contactsync.outlook.mapping import (
     contacts_to_frame,
     crm_tag_of,
     rows_to_frame,
+    text_or_none,
 )
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,16 @@ FULL_READ_ATTEMPTS = 3
 TAG_PAGE = 1000
 
 
-def _read_delta(client: GraphClient, url: str, params: dict | None, page_size: int) -> tuple[dict[str, Any], str, int]:
-    """Follow one delta chain: {id: contact | None (removed)}, the delta link, pages read."""
+def _read_delta(
+    client: GraphClient, url: str, params: dict | None, page_size: int, *, as_rows: bool = False
+) -> tuple[dict[str, Any], str, int]:
+    """Follow one delta chain: {id: contact | None (removed)}, the delta link, pages read.
+
+    ``as_rows``: each contact is kept as its canonical row (:func:`contact_to_row`) as its
+    page arrives, not as Graph JSON: a full read needs nothing else of it, and 75,000 raw
+    contacts held at once cost ~200 MB of a first sync's peak where their rows cost ~60 MB
+    (issue 15, bench/README.md).
+    """
     items: dict[str, Any] = {}
     delta_link: str | None = None
     pages = 0
@@ -111,7 +120,7 @@ def _read_delta(client: GraphClient, url: str, params: dict | None, page_size: i
             cid = item.get("id")
             if cid is None:
                 continue
-            items[cid] = None if "@removed" in item else item
+            items[cid] = None if "@removed" in item else (contact_to_row(item) if as_rows else item)
         delta_link = page.get("@odata.deltaLink") or delta_link
     if not delta_link:
         raise SideUnreachable(
@@ -134,6 +143,8 @@ class FolderChanges:
     requests: int
     #: reads the tags of the given contacts (folder size given); set for delta rounds
     read_tags: TagReader | None = None
+    #: the items are canonical rows already (a full read: _read_delta's ``as_rows``)
+    rows: bool = False
 
     @property
     def quiet(self) -> bool:
@@ -202,7 +213,7 @@ def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None,
         tags_read = pool.submit(read_tags, client, folder_id, None)
         for attempt in range(1, FULL_READ_ATTEMPTS + 1):
             try:
-                items, link, more = _read_delta(client, start, None, page_size)
+                items, link, more = _read_delta(client, start, None, page_size, as_rows=True)
                 break
             except GraphRequestError as exc:
                 if not _is_expired_token(exc) or attempt == FULL_READ_ATTEMPTS:
@@ -213,8 +224,11 @@ def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None,
         tags = tags_read.result()
     pages += more
     pages += max(1, -(-len(tags) // TAG_PAGE))
-    _with_tags(items, tags)
-    return FolderChanges(items, link, True, pages)
+    for cid, tag in tags.items():  # the tags beside the rows, as _with_tags puts them in items
+        row = items.get(cid)
+        if row is not None:
+            row["crm_tag"] = text_or_none(tag)
+    return FolderChanges(items, link, True, pages, rows=True)
 
 
 _PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -270,7 +284,12 @@ def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> Outl
         untagged = sorted({str(c["id"]) for c in upserts if "singleValueExtendedProperties" not in c}
                           - set(known))
         _with_tags(changes.items, changes.read_tags(untagged, 0 if snapshot is None else len(snapshot)))
-    changed = merge_items(upserts, None if changes.full else snapshot) if upserts else empty_frame(OUTLOOK_COLUMNS)
+    if not upserts:
+        changed = empty_frame(OUTLOOK_COLUMNS)
+    elif changes.rows:
+        changed = rows_to_frame(upserts)
+    else:
+        changed = merge_items(upserts, None if changes.full else snapshot)
     if changes.full:
         frame = changed
         removed = []

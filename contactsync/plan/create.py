@@ -143,8 +143,8 @@ def r5_create_in_crm(
         per_name = new_accounts.sort_values("rule", ascending=False, kind="stable")
         per_name = per_name.drop_duplicates("account_key").sort_index()
         m = len(per_name)
-        reason = ("R5: new account '" + per_name["account_name"]
-                  + "' (Prospect, Active, Everyone) for new CRM contacts")
+        reason = ("R5: new account '" + per_name["account_name"].to_numpy(dtype=object)
+                  + "' (Prospect, Active, Everyone) for new CRM contacts")  # numpy adds: no Series ops
         actions.append(make_actions(
             "crm", "create_account", per_name["rule"].to_numpy(dtype=object),
             reason, m,
@@ -153,7 +153,7 @@ def r5_create_in_crm(
         ))
     reason = (text(rule) + ": Outlook contact " + oid
               + " matches no CRM contact: created in CRM, added to the sync group, linked;"
-              + " account '" + acct["account_name"] + "'")
+              + " account '" + acct["account_name"].to_numpy(dtype=object) + "'")
     actions.append(make_actions(
         "crm", "create", rule, reason, n,
         outlook_id=outlook_id, new_key=new_key,

@@ -38,8 +38,11 @@ def r7a_tag_relinks(outlook: pd.DataFrame, crm: pd.DataFrame) -> pd.DataFrame:
     if outlook.empty or crm.empty:
         return _empty_pairs()
     tags = norm(as_objects(outlook["crm_tag"]))
+    tagged = ~pd.isna(tags)
+    if not tagged.any():  # a first sync: no tags yet, and no index of every CRM id to build
+        return _empty_pairs()
     at = pd.Index(crm["crm_id"]).get_indexer(tags)
-    hit = (at >= 0) & ~pd.isna(tags)
+    hit = (at >= 0) & tagged
     if not hit.any():
         return _empty_pairs()
     tagged = outlook.loc[hit, ["outlook_id", "outlook_created"]].assign(
@@ -59,8 +62,11 @@ def r7a_tag_relinks(outlook: pd.DataFrame, crm: pd.DataFrame) -> pd.DataFrame:
 def _email_long(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(record position, email key) per present email over the three email fields."""
     n = len(frame)
-    pos = np.tile(np.arange(n), len(EMAIL_FIELDS))
-    keys = norm(np.concatenate([as_objects(frame[f]) for f in EMAIL_FIELDS]), email=True)
+    columns = [as_objects(frame[f]) for f in EMAIL_FIELDS]
+    # email2/email3 are mostly empty (emails are compacted to the front): skip empty ones
+    used = [k for k, c in enumerate(columns) if k == 0 or not pd.isna(c).all()]
+    pos = np.tile(np.arange(n), len(used))
+    keys = norm(np.concatenate([columns[k] for k in used]), email=True)
     keep = ~pd.isna(keys)
     return pos[keep], keys[keep]
 

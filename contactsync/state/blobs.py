@@ -155,15 +155,18 @@ def merged(
     if delta.empty and not len(removed):
         return base
     base_keys = base[kind.key].to_numpy(dtype=object)
+    delta_keys = delta[kind.key].to_numpy(dtype=object)
+    replaced = _rows_replaced_in_place(base, base_keys, delta, delta_keys, kind, removed)
+    if replaced is not None:
+        return replaced
     gone = pd.Index(base_keys).isin(np.concatenate(
-        [delta[kind.key].to_numpy(dtype=object), np.asarray(removed, dtype=object)]))
+        [delta_keys, np.asarray(removed, dtype=object)]))
     if kind.also_unique is not None:
         moved = delta[kind.also_unique].dropna().to_numpy(dtype=object)
         if moved.size:
             gone |= base[kind.also_unique].isin(moved).to_numpy()
     kept = base[~gone] if gone.any() else base
     kept_keys = base_keys[~gone] if gone.any() else base_keys
-    delta_keys = delta[kind.key].to_numpy(dtype=object)
     at = np.searchsorted(kept_keys, delta_keys)  # the kept row each delta row goes before
     before = np.zeros(len(kept) + 1, dtype=np.int64)
     np.add.at(before, at, 1)
@@ -171,6 +174,39 @@ def merged(
                             at + np.arange(len(delta))])
     both = pd.concat([kept, delta], ignore_index=True)
     return both.take(np.argsort(final)).reset_index(drop=True)
+
+
+def _rows_replaced_in_place(
+    base: pd.DataFrame, base_keys: np.ndarray, delta: pd.DataFrame, delta_keys: np.ndarray,
+    kind: Kind, removed: Sequence[str],
+) -> pd.DataFrame | None:
+    """The usual cycle's case, in one copy of the base: every delta row replaces the base
+    row of its key (1 % edits), none is new, none removed, no Outlook contact moves to
+    another CRM id (R7). The general path copies the base three times (mask, concat,
+    take): at 100,000 links, 0.4 s of every load after a 1 % save. None = not this case."""
+    if len(removed) or not len(delta):
+        return None
+    at = np.searchsorted(base_keys, delta_keys)
+    if bool((at >= len(base_keys)).any()) or not bool((base_keys[at] == delta_keys).all()):
+        return None  # a new key
+    if kind.also_unique is not None:
+        moved = delta[kind.also_unique].dropna().to_numpy(dtype=object)
+        if moved.size:
+            holders = np.flatnonzero(base[kind.also_unique].isin(moved).to_numpy())
+            if not bool(np.isin(holders, at).all()):
+                return None  # R7: a base row whose Outlook contact moves goes
+    columns = list(base.columns)
+    times = [c for c in columns if c in kind.times]
+    texts = [c for c in columns if c not in kind.times]
+    block = base[texts].to_numpy(dtype=object, copy=True)
+    block[at] = delta.reindex(columns=texts).to_numpy(dtype=object)
+    out = pd.DataFrame(block, columns=texts, dtype=object, copy=False)
+    for col in times:  # in the unit pd.concat would give (the finer of the two)
+        unit = pd.concat([base[col].iloc[:0], delta[col].iloc[:0]]).dtype
+        values = base[col].astype(unit).array.copy()
+        values[at] = delta[col].astype(unit).array
+        out[col] = values
+    return out[columns]
 
 
 def read(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> pd.DataFrame:

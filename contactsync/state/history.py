@@ -14,7 +14,7 @@ cycles (R16) wrote nothing and keep no history; their plans are in the run rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,27 +42,42 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _emails_of(frame: pd.DataFrame | None, key: str) -> dict[str, set[str]]:
-    """Per id in ``key``, the lower-cased addresses of its email columns."""
+def _emails_of(frame: pd.DataFrame | None, key: str, ids: set[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Per id in ``key`` (only ``ids`` when given), the lower-cased addresses of its
+    email columns."""
     if frame is None or frame.empty or key not in frame:
         return {}
-    out: dict[str, set[str]] = {}
+    if ids is not None:
+        frame = frame[frame[key].astype(str).isin(ids).to_numpy()]
+    out: dict[str, tuple[str, ...]] = {}
     cols = [c for c in EMAIL_FIELDS if c in frame]
     for col in cols:
         sub = frame[[key, col]].dropna()
         for ident, addr in zip(sub[key].astype(str), sub[col].astype(str).str.strip().str.lower(), strict=True):
             if addr:
-                out.setdefault(ident, set()).add(addr)
+                out[ident] = (*out.get(ident, ()), addr)
     return out
 
 
-def _values(frame: pd.DataFrame | None, key: str) -> dict[str, dict[str, Any]]:
-    """Per id in ``key``, the row's field values (for a write's "before")."""
-    if frame is None or frame.empty or key not in frame:
+def _values(frame: pd.DataFrame | None, key: str, ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per id in ``key`` (only ``ids`` when given), the row's field values (for a write's
+    "before")."""
+    if frame is None or frame.empty or key not in frame or ids == set():
         return {}
+    if ids is not None:
+        frame = frame[frame[key].astype(str).isin(ids).to_numpy()]
     cols = [c for c in FIELDS if c in frame]
     sub = frame.drop_duplicates(key).set_index(key)[cols]
     return {str(k): v for k, v in sub.to_dict("index").items()}
+
+
+def _ids(frames: Sequence[pd.DataFrame | None], column: str) -> set[str]:
+    return {str(v) for f in frames if f is not None and column in f for v in f[column].dropna()}
+
+
+#: History rows are built and inserted this many at a time: a first sync's 100,000
+#: writes as dicts at once cost ~200 MB of its peak (issue 15).
+CHUNK = 5000
 
 
 class HistoryStore(Store):
@@ -78,65 +93,90 @@ class HistoryStore(Store):
         ``crm``/``outlook`` = the sides as read before the writes); drop rows older than
         ``keep_days``. Returns the number of rows added."""
         at = (now or _now()).isoformat(timespec="microseconds")
-        crm_vals, out_vals = _values(crm, "crm_id"), _values(outlook, "outlook_id")
-        emails = _emails_of(crm, "crm_id")
-        for ident, found in _emails_of(outlook, "outlook_id").items():
-            emails.setdefault(ident, set()).update(found)
+        # Only the records this cycle's rows name: the values for a write's "before" of
+        # updates (a create has none), the emails of every row's contact.
+        parts = [applied, conflicts]
+        records = _ids([problems], "record_id")
+        crm_ids = _ids(parts, "crm_id") | records
+        out_ids = _ids(parts, "outlook_id") | {r.removeprefix("new:") for r in records}
+        updates = None
+        if applied is not None and not applied.empty:
+            updates = applied[~applied["op"].isin(["create", "create_account", "skip"]).to_numpy()
+                              & applied["fields"].fillna("").astype(str).ne("").to_numpy()]
+        crm_vals = _values(crm, "crm_id", _ids([updates], "crm_id"))
+        out_vals = _values(outlook, "outlook_id", _ids([updates], "outlook_id"))
         new_out: dict[str, str] = {}
         if results is not None and not results.empty and "outlook_id" in results:
             sub = results.dropna(subset=["outlook_id"])
             new_out = dict(zip(sub["action_id"].astype(str), sub["outlook_id"].astype(str), strict=True))
-        rows: list[dict[str, Any]] = []
+        emails = _emails_of(crm, "crm_id", crm_ids)
+        for ident, found in _emails_of(outlook, "outlook_id", out_ids | set(new_out.values())).items():
+            emails[ident] = (*emails.get(ident, ()), *found)
 
         def mails(crm_id: str | None, outlook_id: str | None, extra: Sequence[Any] = ()) -> str | None:
-            found = set(emails.get(crm_id or "", set())) | set(emails.get(outlook_id or "", set()))
+            found = set(emails.get(crm_id or "", ())) | set(emails.get(outlook_id or "", ()))
             found |= {str(e).strip().lower() for e in extra if _text(e)}
             return f" {' '.join(sorted(found))} " if found else None
 
-        for act in ([] if applied is None or applied.empty else applied.to_dict("records")):
-            if act.get("op") == "skip":
-                continue
-            crm_id, outlook_id = _text(act.get("crm_id")), _text(act.get("outlook_id"))
-            outlook_id = outlook_id or new_out.get(str(act.get("action_id")))
-            fields = [f for f in str(act.get("fields") or "").split(",") if f]
-            source = out_vals.get(outlook_id or "", {}) if act["side"] == "outlook" else crm_vals.get(crm_id or "", {})
-            if act["op"] in ("create", "create_account"):
-                before: dict[str, Any] = {}
-                fields = [f for f in fields if _text(act.get(f))]  # a new record: what it got
-            else:
-                before = {f: _text(source.get(f)) for f in fields} if fields else {}
-            after = {f: _text(act.get(f)) for f in fields}
-            rows.append({"kind": "write", "side": act["side"], "op": act["op"], "rule": _text(act.get("rule")),
-                         "crm_id": crm_id, "outlook_id": outlook_id, "fields": ",".join(fields),
-                         "before": before, "after": after, "winner": None, "reason": _text(act.get("reason")),
-                         "emails": mails(crm_id, outlook_id, [act.get(f) for f in EMAIL_FIELDS])})
-        for c in ([] if conflicts is None or conflicts.empty else conflicts.to_dict("records")):
-            crm_id, outlook_id = _text(c.get("crm_id")), _text(c.get("outlook_id"))
-            rows.append({"kind": "conflict", "side": None, "op": None, "rule": _text(c.get("rule")) or "R9",
-                         "crm_id": crm_id, "outlook_id": outlook_id, "fields": _text(c.get("field")),
-                         "before": {"last synced": _text(c.get("snapshot_value"))},
-                         "after": {"crm": _text(c.get("crm_value")), "outlook": _text(c.get("outlook_value"))},
-                         "winner": _text(c.get("winner")), "reason": f"policy {_text(c.get('policy'))}",
-                         "emails": mails(crm_id, outlook_id)})
-        for p in ([] if problems is None or problems.empty else problems.to_dict("records")):
-            record = _text(p.get("record_id")) or ""
-            on_crm = p.get("side") == "crm" and not record.startswith(("new:", "acct:"))
-            crm_id = record if on_crm else None
-            outlook_id = record.removeprefix("new:") if not on_crm else None
-            rows.append({"kind": "quarantine", "side": _text(p.get("side")), "op": None,
-                         "rule": _text(p.get("rule")) or "R19", "crm_id": crm_id, "outlook_id": outlook_id,
-                         "fields": _text(p.get("field")), "before": {}, "after": {"value": _text(p.get("value"))},
-                         "winner": None, "reason": _text(p.get("reason")), "emails": mails(crm_id, outlook_id)})
-        for row in rows:
-            row.update(crm_user=user, run_id=run_id, at=at, before=json.dumps(row["before"], ensure_ascii=False),
-                       after=json.dumps(row["after"], ensure_ascii=False))
+        def records_of(frame: pd.DataFrame | None) -> Iterator[dict[str, Any]]:
+            if frame is None or frame.empty:
+                return
+            for start in range(0, len(frame), CHUNK):
+                yield from frame.iloc[start : start + CHUNK].to_dict("records")
+
+        def write_rows() -> Iterator[dict[str, Any]]:
+            for act in records_of(applied):
+                if act.get("op") == "skip":
+                    continue
+                crm_id, outlook_id = _text(act.get("crm_id")), _text(act.get("outlook_id"))
+                outlook_id = outlook_id or new_out.get(str(act.get("action_id")))
+                fields = [f for f in str(act.get("fields") or "").split(",") if f]
+                source = out_vals.get(outlook_id or "", {}) if act["side"] == "outlook" else crm_vals.get(crm_id or "", {})
+                if act["op"] in ("create", "create_account"):
+                    before: dict[str, Any] = {}
+                    fields = [f for f in fields if _text(act.get(f))]  # a new record: what it got
+                else:
+                    before = {f: _text(source.get(f)) for f in fields} if fields else {}
+                after = {f: _text(act.get(f)) for f in fields}
+                yield {"kind": "write", "side": act["side"], "op": act["op"], "rule": _text(act.get("rule")),
+                       "crm_id": crm_id, "outlook_id": outlook_id, "fields": ",".join(fields),
+                       "before": before, "after": after, "winner": None, "reason": _text(act.get("reason")),
+                       "emails": mails(crm_id, outlook_id, [act.get(f) for f in EMAIL_FIELDS])}
+            for c in records_of(conflicts):
+                crm_id, outlook_id = _text(c.get("crm_id")), _text(c.get("outlook_id"))
+                yield {"kind": "conflict", "side": None, "op": None, "rule": _text(c.get("rule")) or "R9",
+                       "crm_id": crm_id, "outlook_id": outlook_id, "fields": _text(c.get("field")),
+                       "before": {"last synced": _text(c.get("snapshot_value"))},
+                       "after": {"crm": _text(c.get("crm_value")), "outlook": _text(c.get("outlook_value"))},
+                       "winner": _text(c.get("winner")), "reason": f"policy {_text(c.get('policy'))}",
+                       "emails": mails(crm_id, outlook_id)}
+            for p in records_of(problems):
+                record = _text(p.get("record_id")) or ""
+                on_crm = p.get("side") == "crm" and not record.startswith(("new:", "acct:"))
+                crm_id = record if on_crm else None
+                outlook_id = record.removeprefix("new:") if not on_crm else None
+                yield {"kind": "quarantine", "side": _text(p.get("side")), "op": None,
+                       "rule": _text(p.get("rule")) or "R19", "crm_id": crm_id, "outlook_id": outlook_id,
+                       "fields": _text(p.get("field")), "before": {}, "after": {"value": _text(p.get("value"))},
+                       "winner": None, "reason": _text(p.get("reason")), "emails": mails(crm_id, outlook_id)}
+
         cutoff = ((now or _now()) - timedelta(days=keep_days)).isoformat(timespec="microseconds")
         h = history_table
+        added = 0
         with self._write() as conn:
-            for i in range(0, len(rows), 5000):
-                conn.execute(h.insert(), rows[i : i + 5000])
+            chunk: list[dict[str, Any]] = []
+            for row in write_rows():
+                row.update(crm_user=user, run_id=run_id, at=at, before=json.dumps(row["before"], ensure_ascii=False),
+                           after=json.dumps(row["after"], ensure_ascii=False))
+                chunk.append(row)
+                if len(chunk) == CHUNK:
+                    conn.execute(h.insert(), chunk)
+                    added, chunk = added + len(chunk), []
+            if chunk:
+                conn.execute(h.insert(), chunk)
+                added += len(chunk)
             conn.execute(sa.delete(h).where(h.c.crm_user == user, h.c.at < cutoff))
-        return len(rows)
+        return added
 
     def contact_history(
         self, users: Sequence[str], *, email: str | None = None, crm_id: str | None = None,

@@ -80,11 +80,16 @@ class LinkStore(Store):
         held = [blobs.read_base(conn, blobs.LINKS, user, columns=("crm_id", "outlook_id"))]
         held.append(read_frame(conn.execute(sa.select(t.c.crm_id, t.c.outlook_id).where(
             t.c.crm_user == user, t.c.outlook_id.is_not(None))), plain=True))
+        new_oids = new["outlook_id"].astype(str)
         for pairs in held:
             if pairs is None or pairs.empty:
                 continue
-            holder = pairs.drop_duplicates("outlook_id").set_index("outlook_id")["crm_id"]
-            found = holder.reindex(new["outlook_id"].astype(str)).to_numpy(dtype=object)
+            # only the held rows of the Outlook ids saved now: a scan, no index of 100,000
+            hit = pairs[pairs["outlook_id"].isin(new_oids).to_numpy()]
+            if hit.empty:
+                continue
+            holder = hit.drop_duplicates("outlook_id").set_index("outlook_id")["crm_id"]
+            found = holder.reindex(new_oids).to_numpy(dtype=object)
             if bool((~pd.isna(found) & (found != new["crm_id"].astype(str).to_numpy(dtype=object))).any()):
                 return True
         return False

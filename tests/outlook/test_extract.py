@@ -109,3 +109,23 @@ def test_no_snapshot_means_full_read_even_with_a_link(emu, make_client) -> None:
     first = extract(client, fid, snapshot=None, delta_link=None)
     again = extract(client, fid, snapshot=None, delta_link=first.delta_link)
     assert again.full and len(again.frame) == 3
+
+
+def test_full_read_streamed_into_rows_gives_the_frame_of_the_whole_graph_json(emu, make_client) -> None:
+    """A full read keeps each page's contacts as canonical rows, not Graph JSON (issue 15:
+    the first sync's memory): the frame must be what mapping the folder's whole JSON,
+    with its CrmContactId tags (R7a), gives, every value of every contact."""
+    import pandas as pd
+
+    from contactsync.outlook.mapping import CRM_TAG_EXPAND, contacts_to_frame
+
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    _seed(client, 23, fid)
+    first = extract(client, fid, snapshot=None, delta_link=None, page_size=5)
+    folder = f"contactFolders/{quote(fid, safe='')}/contacts"
+    whole = client.get_json(folder, params={"$top": "100", "$expand": CRM_TAG_EXPAND})["value"]
+    order = {cid: k for k, cid in enumerate(first.frame["outlook_id"])}
+    expected = contacts_to_frame(sorted(whole, key=lambda c: order[c["id"]]))
+    assert expected["crm_tag"].notna().all()
+    pd.testing.assert_frame_equal(first.frame, expected)

@@ -9,6 +9,9 @@ written by version 2 (rows only) opens with every row; the blob codec keeps ever
 
 from __future__ import annotations
 
+import json
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contactsync.model import FIELDS, OUTLOOK_COLUMNS
+from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state import StateStore, blobs, meta_table
 from contactsync.state.columnar import decode, encode
@@ -41,6 +44,39 @@ def test_codec_round_trip_keeps_every_value(values):
     assert back["t"].isna().tolist() == frame["t"].isna().tolist()
     assert (back["t"].dropna() == frame["t"].dropna()).all()
     assert back.dtypes["a"] is np.dtype(object) and str(back.dtypes["t"]) == "datetime64[ns, UTC]"
+
+
+def _version_1(frame: pd.DataFrame, times: tuple[str, ...]) -> bytes:
+    """A blob as the store wrote it before format 2: header and bodies in one zlib
+    stream, the missing positions of a text column listed in the header."""
+    header: dict = {"version": 1, "rows": len(frame), "columns": []}
+    bodies = []
+    for name in frame.columns:
+        if name in times:
+            ns = frame[name].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+            meta, body = {"kind": "time"}, ns.astype(">i8").tobytes()
+        else:
+            values = frame[name].tolist()
+            meta = {"kind": "text", "missing": [i for i, v in enumerate(values) if v is None]}
+            body = "\x1f".join("" if v is None else v for v in values).encode()
+        header["columns"].append({"name": name, **meta, "bytes": len(body)})
+        bodies.append(body)
+    head = json.dumps(header).encode()
+    return zlib.compress(len(head).to_bytes(8, "big") + head + b"".join(bodies))
+
+
+def test_blobs_written_in_format_1_still_read_back_whole_or_by_column():
+    """A store folded by migration 4 before format 2 holds version-1 blobs: they must
+    keep reading, all columns or only some (the R7 move check reads two)."""
+    frame = pd.DataFrame({"crm_id": ["C1", "C2", "C3"], "outlook_id": ["O1", None, "O3"],
+                          "city": [None, "Zürich", "a\nb"]}, dtype=object)
+    frame["t"] = pd.to_datetime(["2026-01-01T10:00:00Z", None, "2026-03-01T00:00:00Z"], utc=True)
+    old = _version_1(frame, ("t",))
+    pd.testing.assert_frame_equal(decode(old), decode(encode(frame, times=("t",))))
+    assert decode(old)["city"].tolist() == [None, "Zürich", "a\nb"]
+    assert decode(old, ("crm_id", "outlook_id")).to_dict("list") == {
+        "crm_id": ["C1", "C2", "C3"], "outlook_id": ["O1", None, "O3"]}
+    assert decode(encode(frame, ("t",)), ("outlook_id",))["outlook_id"].tolist() == ["O1", None, "O3"]
 
 
 def _link(crm_id: str, outlook_id: str, title: str | None) -> dict:
@@ -172,3 +208,34 @@ def test_delta_rows_are_folded_once_past_a_tenth_of_the_base(store: StateStore, 
         in_delta = blobs.delta_rows(conn, blobs.LINKS, USER)
     assert in_delta == (n if n <= blobs.compact_limit(30_000) else 0)
     assert (store.load_links(USER)["job_title"] == "new").sum() == n
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(OUTLOOK_IDS, TEXT), min_size=1, max_size=6), st.booleans())
+def test_a_delta_of_known_keys_merges_in_place_as_the_general_merge_does(edits, links):
+    """The 1 %-edits case (every delta row replaces a base row of its key) takes a short
+    path: its result must equal the general merge's, times and all, row for row; for links
+    a move of an Outlook contact to another CRM id (R7) must still drop the old holder."""
+    kind = blobs.LINKS if links else blobs.MIRROR
+    ids = [f"O{i}" for i in range(8)]
+    if links:
+        base = pd.DataFrame([_link(f"C{i}", o, f"t{i}") for i, o in enumerate(ids)]).reindex(
+            columns=list(LINK_COLUMNS)).astype(object)
+        delta = pd.DataFrame([_link(f"C{o[1:]}" if k % 2 else f"C{(int(o[1:]) + 1) % 8}", o, t)
+                              for k, (o, t) in enumerate(edits)])
+        delta = delta.drop_duplicates("crm_id", keep="last").drop_duplicates("outlook_id", keep="last")
+        delta = delta.reindex(columns=list(LINK_COLUMNS)).astype(object).sort_values("crm_id")
+    else:
+        base = pd.DataFrame([_contact(o, f"c{i}") for i, o in enumerate(ids)]).reindex(
+            columns=list(OUTLOOK_COLUMNS))
+        delta = pd.DataFrame([_contact(o, t) for o, t in edits]).drop_duplicates(
+            "outlook_id", keep="last").reindex(columns=list(OUTLOOK_COLUMNS)).sort_values("outlook_id")
+        for col in blobs.OUTLOOK_TIMES:
+            base[col] = pd.to_datetime(base[col], utc=True)
+            delta[col] = pd.to_datetime(delta[col], utc=True) + pd.Timedelta(minutes=5)
+    base, delta = conform(base, kind.columns), conform(delta, kind.columns)  # as the store reads them
+    fast = blobs.merged(base, delta, kind)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blobs, "_rows_replaced_in_place", lambda *a: None)
+        general = blobs.merged(base, delta, kind)
+    pd.testing.assert_frame_equal(fast, general)
