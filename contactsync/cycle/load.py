@@ -1,7 +1,10 @@
 """Load the plan into both sides, journaled, and advance the state only for what committed.
 
-Order (R18): ids for new CRM rows are allocated and journaled before anything is written;
-then the CRM writes and the Outlook writes run at once, except the Outlook writes of pairs
+Order (R18): ids for new CRM rows are allocated and every action is journaled before it
+is written: the rows of the first Outlook ``$batch`` first, so that batch goes out while
+the rest of the plan is journaled beside it (a first sync's batch no longer waits for
+the whole journal); every other write waits for the whole journal. The CRM writes and
+the Outlook writes run at once, except the Outlook writes of pairs
 whose CRM contact this plan creates (their tag names it): those wait for the CRM writes
 and are held back if the create failed; then, per pair, the link and snapshot advance only
 when every action of that pair committed. A cycle cut anywhere leaves either the journal (CRM creates: the allocated id
@@ -11,9 +14,10 @@ and the three-way merge (R8) re-plans everything else without duplicates.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -105,18 +109,74 @@ class Prepared:
         self._applied: list[str] = []
         # One writer of the journal at a time: a SQLite state store takes one writer.
         self._lock = threading.RLock()
+        #: The action ids journaled before prepare returned (the first Outlook batch's,
+        #: or all); the rest are journaled by ``_journaling`` until ``wait_journaled``.
+        self.head: frozenset[str] = frozenset(self.actions["action_id"])
+        self._journaling: threading.Thread | None = None
+        self._journal_error: BaseException | None = None
+
+    def journal_rest(self, rest: pd.DataFrame) -> None:
+        """Journal ``rest`` in a thread (R18: ``wait_journaled`` before writing any of it)."""
+        self.head = frozenset(self.actions["action_id"]) - frozenset(rest["action_id"])
+
+        def add() -> None:
+            try:
+                with self._lock:
+                    self.sides.store.journal_add(self.sides.user_id, self.run_id, rest)
+            except BaseException as exc:  # raised by wait_journaled, in the writers' threads
+                self._journal_error = exc
+
+        self._journaling = threading.Thread(target=add, name="journal-rest", daemon=True)
+        self._journaling.start()
+
+    def wait_journaled(self, *, raise_error: bool = True) -> None:
+        """Return once every action is journaled (R18); raise what journaling raised."""
+        if self._journaling is not None:
+            self._journaling.join()
+        if raise_error and self._journal_error is not None:
+            raise self._journal_error
 
 
-def prepare(sides: Sides, plan: PlanResult, *, run_id: str) -> Prepared:
-    """Allocate the ids of new CRM rows and journal every action before any write."""
+def first_outlook_batch(actions: pd.DataFrame) -> pd.DataFrame:
+    """The Outlook writes that go out first: the first ``$batch`` of those that wait for no
+    CRM write (``load_outlook``), in the order the writer sends them."""
+    out_rows = actions[actions["side"] == "outlook"]
+    go = out_rows[~_waits_for_crm(actions, out_rows) & out_rows["op"].isin(["create", "update", "delete"])]
+    from contactsync.outlook.batch import BATCH_LIMIT
+
+    return go.head(BATCH_LIMIT)
+
+
+def _waits_for_crm(actions: pd.DataFrame, out_rows: pd.DataFrame) -> pd.Series:
+    """Outlook rows of pairs made in the CRM by this plan (new_key, its id allocated in
+    prepare): their tag names a CRM row that exists only once the CRM load made it."""
+    crm_ids = actions.loc[actions["side"] == "crm", "crm_id"].dropna()
+    return out_rows["new_key"].notna() & out_rows["crm_id"].isin(crm_ids)
+
+
+def prepare(sides: Sides, plan: PlanResult, *, run_id: str, pipelined: bool = True) -> Prepared:
+    """Allocate the ids of new CRM rows and journal every action before its write (R18).
+
+    ``pipelined``: the first Outlook batch's rows are journaled here and the rest in a
+    thread, so that batch can go out at once (``load_outlook``); every other write waits
+    for the whole journal (``Prepared.wait_journaled``).
+    """
     acts = allocate_ids(sides, plan.actions)
-    sides.store.journal_add(sides.user_id, run_id, acts)
-    return Prepared(sides, plan, acts, run_id)
+    prepared = Prepared(sides, plan, acts, run_id)
+    head = first_outlook_batch(acts) if pipelined else acts.iloc[0:0]
+    if head.empty or len(head) == len(acts):
+        sides.store.journal_add(sides.user_id, run_id, acts)
+        return prepared
+    with prepared._lock:
+        sides.store.journal_add(sides.user_id, run_id, head)
+    prepared.journal_rest(acts[~acts["action_id"].isin(head["action_id"])])
+    return prepared
 
 
 def load_crm(prepared: Prepared, *, group_id: str) -> pd.DataFrame:
     """The CRM writes (accounts, contacts, updates, group membership), in transactions."""
     acts = prepared.actions
+    prepared.wait_journaled()  # R18: no CRM write before its journal entry
     crm_rows = whole_email_list(acts[acts["side"] == "crm"], prepared.plan.snapshots)
     results = prepared.sides.writer.apply(crm_rows, group_id=group_id, on_result=prepared.journal)
     prepared.flush()
@@ -138,12 +198,27 @@ def load_outlook(
     long Outlook load does not wait for the CRM one; the others wait for its results. If
     the CRM load fails, its error is raised once the writes already sent have answered.
     """
+    try:
+        return _load_outlook(prepared, crm_results, folder_id=folder_id, outlook_frame=outlook_frame,
+                             progress=progress)
+    finally:  # whatever happened, the journal thread has ended when the load returns
+        prepared.wait_journaled(raise_error=False)
+
+
+def _load_outlook(
+    prepared: Prepared,
+    crm_results: pd.DataFrame | Future[pd.DataFrame],
+    *,
+    folder_id: str | None,
+    outlook_frame: pd.DataFrame,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     acts = prepared.actions
     crm_rows = acts[acts["side"] == "crm"]
     out_rows = acts[acts["side"] == "outlook"]
     # Only a pair made in the CRM by this plan (new_key, its id allocated in prepare)
     # depends on a CRM write: its Outlook tag would name a row that may not exist.
-    waits = out_rows["new_key"].notna() & out_rows["crm_id"].isin(crm_rows["crm_id"].dropna())
+    waits = _waits_for_crm(acts, out_rows)
     writer = None
     if folder_id is not None:
         from contactsync.outlook.load import OutlookWriter
@@ -162,7 +237,22 @@ def load_outlook(
         finally:
             prepared.flush()
 
-    write(out_rows[~waits], 0)
+    go = out_rows[~waits]
+    head = go[go["action_id"].isin(prepared.head)]
+    if writer is not None and not head.empty and len(head) < len(go):
+        # The first batch (journaled by prepare) goes out now; the others once the whole
+        # plan is journaled (R18), while it is in flight.
+        with ThreadPoolExecutor(1, thread_name_prefix="graph-first-batch") as pool:
+            first = pool.submit(contextvars.copy_context().run, write, head, 0)
+            try:
+                prepared.wait_journaled()
+                write(go[~go["action_id"].isin(prepared.head)], len(head))
+            finally:
+                wait([first])
+            first.result()
+    else:
+        prepared.wait_journaled()
+        write(go, 0)
     done_crm = crm_results.result() if isinstance(crm_results, Future) else crm_results
     later = out_rows[waits]
     failed_crm_ids = set(crm_rows.loc[crm_rows["action_id"].isin(_failed_ids(done_crm)), "crm_id"].dropna())
@@ -213,6 +303,7 @@ def _mirror_written_tags(
 def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
     """Advance links and snapshots for what committed; say what did not."""
     acts = prepared.actions
+    prepared.wait_journaled()
     done = pd.concat([_norm_results(r) for r in results], ignore_index=True)
     commit_state(prepared.sides, acts, prepared.plan, done, prepared.run_id)
     ok = done.loc[done["status"].isin(OK_STATUSES), "action_id"]
