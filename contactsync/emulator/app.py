@@ -265,4 +265,4 @@ class Emulator(ControlEndpoints):
                 finished[rid].set()
 
         await asyncio.gather(*(run(rid) for rid in order))
-        return GraphResponse(200, batch_answer(order, results))
+        return GraphResponse(200, raw=batch_answer(order, results))

@@ -6,6 +6,7 @@ on its own; the running itself (throttling, faults, the call) is the server's.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -97,15 +98,19 @@ def parse_batch(body: Any, base: str = "") -> tuple[dict[str, dict[str, Any]], l
     return parsed, order
 
 
-def batch_answer(order: list[str], results: dict[str, GraphResponse]) -> dict[str, Any]:
-    """``{"responses": [...]}``, deliberately not in request order (Graph promises none)."""
-    responses = []
+def batch_answer(order: list[str], results: dict[str, GraphResponse]) -> str:
+    """``{"responses": [...]}`` as JSON text, deliberately not in request order (Graph
+    promises none). Each answer's own text goes in as it is: parsing 20 contacts back
+    into objects to write them out again cost the emulator's one thread ~2 ms a batch,
+    after the batch's last request, on the way of every next one (issue 12)."""
+    parts = []
     for rid in reversed(order):
         r = results[rid]
-        entry: dict[str, Any] = {"id": rid, "status": r.status, "headers": dict(r.headers)}
-        body = r.json_body()
-        if body is not None:
-            entry["headers"].setdefault("Content-Type", "application/json")
-            entry["body"] = body
-        responses.append(entry)
-    return {"responses": responses}
+        headers = dict(r.headers)
+        text = r.text()
+        if text is not None:
+            headers.setdefault("Content-Type", "application/json")
+        entry = (f'{{"id":{json.dumps(rid)},"status":{int(r.status)},'
+                 f'"headers":{json.dumps(headers, separators=(",", ":"))}')
+        parts.append(entry + (f',"body":{text}}}' if text is not None else "}"))
+    return '{"responses":[' + ",".join(parts) + "]}"

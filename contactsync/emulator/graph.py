@@ -224,7 +224,8 @@ class GraphApi:
         values, ext = split_for_create(req.body)
         contact = self.store.create_contact(mbx, folder.id, values, ext)
         view = View(immutable=immutable_ids(req))
-        return GraphResponse(201, render_contact(contact, view))
+        # The stored text as it is (contact_json), not parsed back into an object.
+        return GraphResponse(201, raw=contact_json(contact, view))
 
     def _update(self, req: GraphRequest, contact: Contact) -> GraphResponse:
         values, ext = P.split_body(req.body)
