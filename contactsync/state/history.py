@@ -21,10 +21,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from contactsync.model import EMAIL_FIELDS
+from contactsync.model import EMAIL_FIELDS, FIELDS
 from contactsync.state.base import Store
-from contactsync.state.history_writes import history_writes
-from contactsync.state.history_writes import sources as _sources
 from contactsync.state.schema import history_table
 
 DEFAULT_KEEP_DAYS = 90
@@ -61,6 +59,18 @@ def _emails_of(frame: pd.DataFrame | None, key: str, ids: set[str] | None = None
     return out
 
 
+def _values(frame: pd.DataFrame | None, key: str, ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per id in ``key`` (only ``ids`` when given), the row's field values (for a write's
+    "before")."""
+    if frame is None or frame.empty or key not in frame or ids == set():
+        return {}
+    if ids is not None:
+        frame = frame[frame[key].astype(str).isin(ids).to_numpy()]
+    cols = [c for c in FIELDS if c in frame]
+    sub = frame.drop_duplicates(key).set_index(key)[cols]
+    return {str(k): v for k, v in sub.to_dict("index").items()}
+
+
 def _ids(frames: Sequence[pd.DataFrame | None], column: str) -> set[str]:
     return {str(v) for f in frames if f is not None and column in f for v in f[column].dropna()}
 
@@ -93,6 +103,8 @@ class HistoryStore(Store):
         if applied is not None and not applied.empty:
             updates = applied[~applied["op"].isin(["create", "create_account", "skip"]).to_numpy()
                               & applied["fields"].fillna("").astype(str).ne("").to_numpy()]
+        crm_vals = _values(crm, "crm_id", _ids([updates], "crm_id"))
+        out_vals = _values(outlook, "outlook_id", _ids([updates], "outlook_id"))
         new_out: dict[str, str] = {}
         if results is not None and not results.empty and "outlook_id" in results:
             sub = results.dropna(subset=["outlook_id"])
@@ -100,11 +112,10 @@ class HistoryStore(Store):
         emails = _emails_of(crm, "crm_id", crm_ids)
         for ident, found in _emails_of(outlook, "outlook_id", out_ids | set(new_out.values())).items():
             emails[ident] = (*emails.get(ident, ()), *found)
-        sources = (_sources(crm, "crm_id", _ids([updates], "crm_id")),
-                   _sources(outlook, "outlook_id", _ids([updates], "outlook_id")))
 
-        def mails(crm_id: str | None, outlook_id: str | None) -> str | None:
+        def mails(crm_id: str | None, outlook_id: str | None, extra: Sequence[Any] = ()) -> str | None:
             found = set(emails.get(crm_id or "", ())) | set(emails.get(outlook_id or "", ()))
+            found |= {str(e).strip().lower() for e in extra if _text(e)}
             return f" {' '.join(sorted(found))} " if found else None
 
         def records_of(frame: pd.DataFrame | None) -> Iterator[dict[str, Any]]:
@@ -113,7 +124,24 @@ class HistoryStore(Store):
             for start in range(0, len(frame), CHUNK):
                 yield from frame.iloc[start : start + CHUNK].to_dict("records")
 
-        def other_rows() -> Iterator[dict[str, Any]]:
+        def write_rows() -> Iterator[dict[str, Any]]:
+            for act in records_of(applied):
+                if act.get("op") == "skip":
+                    continue
+                crm_id, outlook_id = _text(act.get("crm_id")), _text(act.get("outlook_id"))
+                outlook_id = outlook_id or new_out.get(str(act.get("action_id")))
+                fields = [f for f in str(act.get("fields") or "").split(",") if f]
+                source = out_vals.get(outlook_id or "", {}) if act["side"] == "outlook" else crm_vals.get(crm_id or "", {})
+                if act["op"] in ("create", "create_account"):
+                    before: dict[str, Any] = {}
+                    fields = [f for f in fields if _text(act.get(f))]  # a new record: what it got
+                else:
+                    before = {f: _text(source.get(f)) for f in fields} if fields else {}
+                after = {f: _text(act.get(f)) for f in fields}
+                yield {"kind": "write", "side": act["side"], "op": act["op"], "rule": _text(act.get("rule")),
+                       "crm_id": crm_id, "outlook_id": outlook_id, "fields": ",".join(fields),
+                       "before": before, "after": after, "winner": None, "reason": _text(act.get("reason")),
+                       "emails": mails(crm_id, outlook_id, [act.get(f) for f in EMAIL_FIELDS])}
             for c in records_of(conflicts):
                 crm_id, outlook_id = _text(c.get("crm_id")), _text(c.get("outlook_id"))
                 yield {"kind": "conflict", "side": None, "op": None, "rule": _text(c.get("rule")) or "R9",
@@ -132,32 +160,19 @@ class HistoryStore(Store):
                        "fields": _text(p.get("field")), "before": {}, "after": {"value": _text(p.get("value"))},
                        "winner": None, "reason": _text(p.get("reason")), "emails": mails(crm_id, outlook_id)}
 
-        def rows() -> Iterator[list[dict[str, Any]]]:
-            """The rows in chunks: the writes (built per column, ``history_writes``), then
-            the conflicts and quarantines (a few per cycle, one by one)."""
-            if applied is not None and not applied.empty:
-                for start in range(0, len(applied), CHUNK):
-                    part = history_writes(applied.iloc[start : start + CHUNK], new_out, sources, emails)
-                    if not part.empty:
-                        yield part.to_dict("records")
-            chunk: list[dict[str, Any]] = []
-            for row in other_rows():
-                row.update(before=json.dumps(row["before"], ensure_ascii=False),
-                           after=json.dumps(row["after"], ensure_ascii=False))
-                chunk.append(row)
-                if len(chunk) == CHUNK:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
-
         cutoff = ((now or _now()) - timedelta(days=keep_days)).isoformat(timespec="microseconds")
         h = history_table
         added = 0
         with self._write() as conn:
-            for chunk in rows():
-                for row in chunk:
-                    row.update(crm_user=user, run_id=run_id, at=at)
+            chunk: list[dict[str, Any]] = []
+            for row in write_rows():
+                row.update(crm_user=user, run_id=run_id, at=at, before=json.dumps(row["before"], ensure_ascii=False),
+                           after=json.dumps(row["after"], ensure_ascii=False))
+                chunk.append(row)
+                if len(chunk) == CHUNK:
+                    conn.execute(h.insert(), chunk)
+                    added, chunk = added + len(chunk), []
+            if chunk:
                 conn.execute(h.insert(), chunk)
                 added += len(chunk)
             conn.execute(sa.delete(h).where(h.c.crm_user == user, h.c.at < cutoff))
