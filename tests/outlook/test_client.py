@@ -153,3 +153,29 @@ def test_refused_credentials_are_fatal_and_do_not_show_the_secret(emu) -> None:
         client.get_json("contactFolders")
     assert "invalid_client" in str(info.value) and SECRET not in info.value.describe()
     assert "client_secret" in (info.value.hint or "")
+
+
+def test_iter_pages_asks_for_the_next_page_before_the_caller_is_done_with_this_one(emu, make_client) -> None:
+    """A delta chain's pages come one after another (each brings the next one's link): the
+    next one is asked for while the caller still works through this one (issue 12), and a
+    page that fails is raised where the caller asks for it, after the pages before it."""
+    client = make_client()
+    folder = client.post_json("contactFolders", {"displayName": "Pages"})["id"]
+    client.batch([{"id": str(i), "method": "POST", "url": client.path(f"contactFolders/{folder}/contacts"),
+                   "body": {"givenName": f"P{i}"}} for i in range(5)])
+    url = client.url(f"contactFolders/{folder}/contacts")
+    emu.reset_stats()
+    seen = []
+    for page in client.iter_pages(url, params={"$top": "2"}):
+        seen.append(len(page["value"]))
+        if page.get("@odata.nextLink"):
+            deadline = time.monotonic() + 20
+            while emu.stats()["requests"] < len(seen) + 1 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the caller "parses" this page; the next one is asked for meanwhile
+            assert emu.stats()["requests"] == len(seen) + 1
+    assert seen == [2, 2, 1] and emu.stats()["requests"] == 3
+    emu.fault(status=412, count=1, skip=1, methods=["GET"])  # the second page fails
+    pages = client.iter_pages(url, params={"$top": "2"})
+    assert len(next(pages)["value"]) == 2
+    with pytest.raises(GraphRequestError):
+        next(pages)
