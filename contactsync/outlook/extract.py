@@ -254,26 +254,37 @@ def merge_items(items: list[dict[str, Any]], snapshot: pd.DataFrame | None) -> p
     "Updated instances are represented by their id with at least the properties that have
     been updated" (learn.microsoft.com/graph/delta-query-overview): only the columns of
     the properties an item carries are taken from it; an absent property keeps the stored
-    value, one sent as null is cleared.
+    value, one sent as null is cleared. Column by column: each column is the item's value
+    where the item carries a property of that column or is not stored, else the stored one
+    (issue 15: no stored row turned into a dict).
     """
-    if snapshot is None or snapshot.empty:
-        return contacts_to_frame(items)
-    ids = [str(i.get("id")) for i in items]
-    stored = snapshot[snapshot["outlook_id"].isin(ids)].drop_duplicates("outlook_id").set_index("outlook_id")
-    known = stored.astype(object).where(stored.notna(), None).to_dict("index")
-    rows = []
-    for item, cid in zip(items, ids, strict=True):
-        new = contact_to_row(item)
-        old = known.get(cid)
-        if old is None:
-            rows.append(new)
+    new = contacts_to_frame(items)
+    if snapshot is None or snapshot.empty or new.empty:
+        return new
+    ids = new["outlook_id"].astype(str).to_numpy(dtype=object)
+    stored = snapshot.drop_duplicates("outlook_id", keep="last").set_index("outlook_id")
+    known = pd.Index(stored.index).get_indexer(ids)
+    is_known = known >= 0
+    if not is_known.any():
+        return new
+    carried: dict[str, np.ndarray] = {}
+    for k, item in enumerate(items):
+        if not is_known[k]:
             continue
-        merged = {"outlook_id": cid, **old}
         for prop in item:
             for col in _PROPERTY_COLUMNS.get(prop, ()):
-                merged[col] = new[col]
-        rows.append(merged)
-    return rows_to_frame(rows)
+                carried.setdefault(col, np.zeros(len(items), dtype=bool))[k] = True
+    old = stored.iloc[np.where(is_known, known, 0)].reset_index().reindex(columns=list(OUTLOOK_COLUMNS))
+    out = {"outlook_id": new["outlook_id"]}
+    for col in OUTLOOK_COLUMNS:
+        if col == "outlook_id":
+            continue
+        keep_old = is_known & ~carried.get(col, np.zeros(len(items), dtype=bool))
+        if not keep_old.any():
+            out[col] = new[col]
+        else:
+            out[col] = new[col].where(~keep_old, old[col].to_numpy())
+    return conform(pd.DataFrame(out), OUTLOOK_COLUMNS)
 
 
 def known_versions(upserts: list[dict[str, Any]], snapshot: pd.DataFrame | None) -> np.ndarray:
@@ -326,9 +337,8 @@ def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> Outl
     elif not upserts and not removed:
         frame = snapshot  # a quiet round: the mirror as stored (already conformed)
     else:
-        base = conform(snapshot, OUTLOOK_COLUMNS)
         drop = set(removed) | set(changed["outlook_id"])
-        base = base[~base["outlook_id"].isin(drop)]
+        base = snapshot[~snapshot["outlook_id"].isin(drop)]  # conformed once, below, with the changes
         parts = [f for f in (base, changed) if not f.empty]
         frame = conform(pd.concat(parts, ignore_index=True), OUTLOOK_COLUMNS) if parts else empty_frame(OUTLOOK_COLUMNS)
     return OutlookExtract(
