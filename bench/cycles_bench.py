@@ -14,8 +14,8 @@ echo follows its own first sync, since what that sync records decides the echo's
 
 Figures: per-step CPU seconds of the cycle's process (``process_time``), the emulator's
 CPU apart, with the emulator's latency at 0: the goal is the sync's own work outside
-Graph's time. ``BENCH_CYCLES_PROFILE=1`` also writes a cProfile of each cycle next to the
-results. Results: ``bench/results/cycles.json``, with the load average before and after.
+Graph's time. ``BENCH_CYCLES_PROFILE=1`` also writes a cProfile (CPU clock) of each cycle
+to ``$TMPDIR/contactsync-cycles-<code>-<cycle>.prof``. Results: ``bench/results/cycles.json``, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def run_code(label: str, code_dir: Path, cache: Path, work: Path, profile: bool)
             edits = edit_one_percent(ds, emu) if name == "edits_1pct" else None
             emu.reset_stats()
             emu_cpu = emu.cpu_s()
-            prof = RESULTS / f"cycles_{label}_{name}.prof" if profile else None
+            prof = Path(tempfile.gettempdir()) / f"contactsync-cycles-{label}-{name}.prof" if profile else None
             log(f"cycles [{label}] {name} ...")
             r = _child(code_dir, cfg, prof)
             r["emulator_cpu_s"] = round(emu.cpu_s() - emu_cpu, 2)
