@@ -470,6 +470,10 @@ if __name__ == "__main__":
         from bench.gx_bench import main as gx_main
 
         sys.exit(gx_main())
+    if len(sys.argv) > 1 and sys.argv[1] == "cycles":  # issue 15 goal 2: echo and 1 % at 100,000, old vs new
+        from bench.cycles_bench import main as cycles_main
+
+        sys.exit(cycles_main())
     if len(sys.argv) > 1 and sys.argv[1] == "readme":
         write_readme()
         sys.exit(0)

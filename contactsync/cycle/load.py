@@ -263,6 +263,8 @@ def _load_outlook(
     written = pd.concat(parts, ignore_index=True) if parts else _norm_results(None)
     if folder_id is not None:
         _mirror_written_tags(prepared, folder_id, outlook_frame, out_rows, written)
+        if writer is not None:  # the writes' own contacts: their echo is then known (issue 15)
+            _mirror_written(prepared, folder_id, writer.written())
     held_results = pd.DataFrame(
         {
             "action_id": later.loc[held, "action_id"],
@@ -298,6 +300,17 @@ def _mirror_written_tags(
     stale = stale.assign(crm_tag=stale["outlook_id"].map(tags))
     sides.store.save_outlook(sides.user_id, folder_id, sides.store.load_delta_link(sides.user_id, folder_id),
                              changed=stale)
+
+
+def _mirror_written(prepared: Prepared, folder_id: str, rows: pd.DataFrame) -> None:
+    """The mirror takes the contacts as the committed writes left them, new changeKeys
+    included; the delta token stays, so the next delta still returns them, and
+    ``outlook.extract.known_versions`` drops those echoes unparsed."""
+    if rows.empty:
+        return
+    sides = prepared.sides
+    sides.store.save_outlook(sides.user_id, folder_id, sides.store.load_delta_link(sides.user_id, folder_id),
+                             changed=rows)
 
 
 def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import orjson
 from O365.utils.token import BaseTokenBackend, MemoryTokenBackend
 
 from contactsync.config import OutlookSettings
@@ -146,7 +147,8 @@ class GraphClient:
     # -- JSON calls -----------------------------------------------------------------------
     def get_json(self, url: str, *, params: dict | None = None, headers: dict | None = None) -> dict:
         """GET an absolute URL (or a mailbox-relative path) and return its JSON."""
-        return self.session.request("get", self._abs(url), params=params, headers=headers).json()
+        response = self.session.request("get", self._abs(url), params=params, headers=headers)
+        return orjson.loads(response.content)  # half json's CPU on 100,000-contact reads (issue 15)
 
     def post_json(self, url: str, body: dict, *, retry: bool = True) -> dict:
         response = self.session.request("post", self._abs(url), data=body, retry=retry)

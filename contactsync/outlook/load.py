@@ -13,6 +13,7 @@ answer (5xx, dropped: it may have been committed) is first looked up by that tag
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -26,8 +27,10 @@ from contactsync.outlook.conflicts import etag_header, settle_412s
 from contactsync.outlook.mapping import (
     CRM_TAG_EXPAND,
     CRM_TAG_PROPERTY_ID,
+    contact_to_row,
     crm_tag_of,
     row_to_payload,
+    rows_to_frame,
     text_or_none,
 )
 
@@ -87,6 +90,9 @@ class OutlookWriter:
         self._folder_path = client.path(f"contactFolders/{quote(folder_id, safe='')}/contacts")
         #: Whether the server filters contacts by the tag (Graph does; None = not tried yet).
         self._tag_filter_ok: bool | None = None
+        #: Canonical rows of the contacts as this writer's committed writes left them.
+        self._written: list[dict] = []
+        self._written_lock = threading.Lock()
 
     # -- public ---------------------------------------------------------------------------
     def apply(
@@ -210,7 +216,38 @@ class OutlookWriter:
                 {"id": r["id"], "status": exc.status, "body": {"error": {"code": exc.code, "message": exc.message}}}
                 for r in requests
             ]
+        self._record_written(requests, answers, current_by_id)
         return immediate + [self._interpret(by_req[a["id"]], a) for a in answers]
+
+    def _record_written(self, requests: list[dict], answers: list[dict], current_by_id: dict[str, dict]) -> None:
+        """Keep each committed create's and update's contact as Graph answered it (its body
+        is the whole contact, with the new changeKey: learn.microsoft.com/graph/api/
+        user-post-contacts, contact-update), its tag being the one the request wrote."""
+        sent = {r["id"]: r for r in requests if r["method"] in ("POST", "PATCH")}
+        rows = []
+        for answer in answers:
+            req = sent.get(str(answer.get("id")))
+            body = answer.get("body")
+            if req is None or not 200 <= int(answer.get("status", 0)) < 300 or not isinstance(body, dict) \
+                    or not body.get("id") or not body.get("changeKey"):
+                continue
+            row = contact_to_row(body)
+            written_tag = crm_tag_of(req.get("body") or {})
+            if written_tag is not None:
+                row["crm_tag"] = written_tag
+            elif row["crm_tag"] is None:  # the answer carries no $expand: the tag stays as read
+                row["crm_tag"] = _text(current_by_id.get(str(body["id"]), {}).get("crm_tag"))
+            rows.append(row)
+        with self._written_lock:
+            self._written.extend(rows)
+
+    def written(self) -> pd.DataFrame:
+        """The contacts this writer's committed creates and updates left in the folder, as
+        mirror rows (model.OUTLOOK_COLUMNS): stored in the mirror, their echo in the next
+        delta is known by its changeKey and skipped (outlook.extract.known_versions)."""
+        with self._written_lock:
+            rows = list(self._written)
+        return rows_to_frame(rows)
 
     def _fetch_collections(self, chunk: Sequence[dict]) -> dict[str, dict]:
         """The current email/phone collections of the updates that write one of them."""

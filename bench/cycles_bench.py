@@ -1,0 +1,214 @@
+"""Issue 15 goal 2: a cycle's own cost at 100,000 linked contacts, the old code beside the new.
+
+``python -m bench.cycles_bench`` (``BENCH_CYCLES_N``, default 100000; ``BENCH_CYCLES_BASE``,
+the commit to compare with, default the one before issue 15 goal 2's work).
+
+The data (``bench.harness.build``'s mix: 100,000 people, 50 % on both sides) is seeded
+once and cached in ``~/.cache/contact-sync-bench`` (``BENCH_FLEET_CACHE``), keyed by N.
+Then, for each code (``old``: ``git archive`` of the base commit's ``contactsync/`` and
+``bench/`` in a temporary folder; ``new``: this tree), from a fresh copy of that data: the
+first sync (window lifted, no latency; minutes at 100,000), the echo (the next cycle, which
+reads back the first sync's own 25,000 Outlook creates through delta) and ``edits_1pct``
+(1 % of N edited on each side, then a cycle). Both codes see the same data; each code's
+echo follows its own first sync, since what that sync records decides the echo's cost.
+
+Figures: per-step CPU seconds of the cycle's process (``process_time``), the emulator's
+CPU apart, with the emulator's latency at 0: the goal is the sync's own work outside
+Graph's time. ``BENCH_CYCLES_PROFILE=1`` also writes a cProfile (CPU clock) of each cycle
+to ``$TMPDIR/contactsync-cycles-<code>-<cycle>.prof``. Results: ``bench/results/cycles.json``, with the load average before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import PY, RESULTS, ROOT, UNLIMITED, USER, DataSet, Emulator, build, log, machine
+
+BASE = "a0849be"  # main before issue 15 goal 2 (this bench's "old")
+CACHE_VERSION = 1
+SCENARIOS = ("echo", "edits_1pct")
+
+
+def _cache_dir(n: int) -> Path:
+    base = Path(os.environ.get("BENCH_FLEET_CACHE", Path.home() / ".cache" / "contact-sync-bench"))
+    return base / f"cycles-{n}-v{CACHE_VERSION}"
+
+
+def _config(folder: Path, graph_url: str, upn: str) -> Path:
+    cfg = folder / "contact-sync.toml"
+    cfg.write_text(
+        f'[crm]\nurl = "sqlite:///{folder / "crm.db"}"\nsite_code = "SYNC"\n\n'
+        f'[outlook]\ngraph_url = "{graph_url}"\ntoken = "bench"\n\n'
+        '[state]\nurl = "sqlite:///state.db"\n\n'
+        "[sync]\ngx_validation = false\n\n"
+        f'[[users]]\ncrm_user = "{USER}"\nmailbox = "{upn}"\n'
+    )
+    return cfg
+
+
+def _child(code_dir: Path, config: Path, profile: Path | None) -> dict[str, Any]:
+    """One timed cycle in a child process running the code in ``code_dir``."""
+    args = [PY, "-m", "bench.cycles_bench", "_cycle", str(config), USER]
+    if profile is not None:
+        args.append(str(profile))
+    # BENCH_OVERLAP=0: the steps one after another, so that each step's CPU is its own
+    # (with the overlap, the CRM read's thread would count in the Outlook extract's too).
+    env = {**os.environ, "BENCH_CLIENT_WINDOW": f"{UNLIMITED}/600", "PYTHONPATH": str(code_dir),
+           "BENCH_OVERLAP": "0"}
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=code_dir, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cycle child failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def seeded_cache(n: int) -> Path:
+    """The CRM and the folder of N people before any sync, built once (module docstring)."""
+    cache = _cache_dir(n)
+    if (cache / "manifest.json").exists():
+        return cache
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    log(f"cycles: seeding N={n} into {cache} (once) ...")
+    emu = Emulator(cache / "graph.db")
+    try:
+        ds = build(cache, emu, n, "data")
+        shutil.move(str(ds.folder / "crm.db"), cache / "crm.db")
+        manifest = {"n": n, "port": emu.port, "upn": ds.upn, "folder_id": ds.folder_id,
+                    "outlook_ids": {str(k): v for k, v in ds.outlook_ids.items()}}
+    finally:
+        emu.stop()
+    shutil.rmtree(cache / "data", ignore_errors=True)
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    return cache
+
+
+def old_code(base: str, into: Path) -> Path:
+    """The base commit's ``contactsync/`` and ``bench/`` (plus this module) in ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", base, "contactsync", "bench"], cwd=ROOT.parent,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    shutil.copy2(Path(__file__), into / "bench" / "cycles_bench.py")
+    return into
+
+
+def run_code(label: str, code_dir: Path, cache: Path, work: Path, profile: bool) -> dict[str, Any]:
+    """First sync, echo, 1 %-edits from a fresh copy of the seeded data, with the code in ``code_dir``."""
+    from bench.run import edit_one_percent
+
+    manifest = json.loads((cache / "manifest.json").read_text())
+    folder = work / label
+    folder.mkdir()
+    # Development: BENCH_CYCLES_KEEP=1 keeps each code's state after its first sync, and
+    # BENCH_CYCLES_FROM_FIRST=1 starts from it (echo and edits in a minute, not ten).
+    kept = cache / f"after-first-{label}"
+    from_first = os.environ.get("BENCH_CYCLES_FROM_FIRST") == "1" and kept.exists()
+    source = kept if from_first else cache
+    for name in ("crm.db", "graph.db", "state.db"):
+        for part in (name, f"{name}-wal"):  # a WAL not yet checkpointed holds the last writes
+            if (source / part).exists():
+                shutil.copy2(source / part, folder / part)
+    emu = Emulator(folder / "graph.db", port=manifest["port"])
+    out: dict[str, Any] = {}
+    try:
+        emu.limits(requests_per_window=UNLIMITED, window_s=600.0)
+        cfg = _config(folder, emu.graph_url, manifest["upn"])
+        ds = DataSet(manifest["n"], folder, f"sqlite:///{folder / 'crm.db'}", cfg, manifest["upn"],
+                     manifest["folder_id"], {int(k): v for k, v in manifest["outlook_ids"].items()})
+        for name in SCENARIOS if from_first else ("first_sync", *SCENARIOS):
+            if name == "echo" and os.environ.get("BENCH_CYCLES_KEEP") == "1" and not from_first:
+                emu.stop()
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(folder, kept)
+                emu = Emulator(folder / "graph.db", port=manifest["port"])
+                emu.limits(requests_per_window=UNLIMITED, window_s=600.0)
+            edits = edit_one_percent(ds, emu) if name == "edits_1pct" else None
+            emu.reset_stats()
+            emu_cpu = emu.cpu_s()
+            prof = Path(tempfile.gettempdir()) / f"contactsync-cycles-{label}-{name}.prof" if profile else None
+            log(f"cycles [{label}] {name} ...")
+            r = _child(code_dir, cfg, prof)
+            r["emulator_cpu_s"] = round(emu.cpu_s() - emu_cpu, 2)
+            r["http_requests"] = emu.stats()["requests"]
+            if edits:
+                r["edits"] = edits
+            r["cycle_cpu_s"] = round(sum(r["steps_cpu_s"].values()), 3)
+            log(f"  {r['status']}: {r['process_cpu_s']} s CPU ({r['cycle_cpu_s']} in steps), {r['wall_s']} s wall, "
+                f"{r['counts']}, steps {r['steps_cpu_s']}")
+            out[name] = r
+    finally:
+        emu.stop()
+    return out
+
+
+def main() -> int:
+    n = int(os.environ.get("BENCH_CYCLES_N", "100000"))
+    base = os.environ.get("BENCH_CYCLES_BASE", BASE)
+    profile = os.environ.get("BENCH_CYCLES_PROFILE", "0") == "1"
+    cache = seeded_cache(n)
+    work = Path(tempfile.mkdtemp(prefix="contactsync-cycles-"))
+    load_before = os.getloadavg()
+    try:
+        wanted = os.environ.get("BENCH_CYCLES_CODES", "old,new").split(",")
+        codes = {"old": lambda: old_code(base, work / "old-code"), "new": lambda: ROOT.parent}
+        runs = {label: run_code(label, codes[label](), cache, work, profile) for label in wanted}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ratios = {name: {"process_cpu_old_over_new": round(runs["old"][name]["process_cpu_s"]
+                                                       / max(1e-3, runs["new"][name]["process_cpu_s"]), 2)}
+              for name in SCENARIOS if "old" in runs and "new" in runs}
+    result = {
+        "what": f"issue 15 goal 2: cycle CPU at N={n} linked contacts, the base commit {base} ('old') "
+                "beside this tree ('new'), same cached first-synced state, emulator latency 0",
+        "how_to_run": "python -m bench.cycles_bench  (BENCH_CYCLES_N, BENCH_CYCLES_BASE, BENCH_CYCLES_PROFILE=1)",
+        "machine": machine(), "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "goal": "echo and edits_1pct each <= 3 s of the sync's own CPU",
+        "ratios": ratios, "runs": runs,
+    }
+    if set(runs) != {"old", "new"}:  # a partial run (development): printed, not recorded
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cycles.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    for name in SCENARIOS:
+        log(f"cycles: {name}: old {runs['old'][name]['process_cpu_s']} s, new {runs['new'][name]['process_cpu_s']} s "
+            f"CPU (x{ratios[name]['process_cpu_old_over_new']})")
+    return 0
+
+
+def _cycle_child(config: str, user: str, profile: str | None) -> int:
+    from contactsync.outlook import pacing
+
+    limit, seconds = os.environ["BENCH_CLIENT_WINDOW"].split("/")
+    pacing.MAILBOX_WINDOW = (int(limit), float(seconds))
+    from bench.driver import timed_cycle
+
+    started = time.process_time()
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
+        result = prof.runcall(timed_cycle, config, user)
+        prof.dump_stats(profile)
+    else:
+        result = timed_cycle(config, user)
+    # The whole cycle's CPU: the steps plus what runs between them (the run record, the
+    # settled fingerprint, imports a step makes on first use).
+    result["process_cpu_s"] = round(time.process_time() - started, 3)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_cycle":
+        sys.exit(_cycle_child(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None))
+    sys.exit(main())
