@@ -124,6 +124,8 @@ def growth_row(sizes: list[int], costs: list[float | None], *, fixed: list[float
     size, and the name of the growth."""
     have = [(x, y) for x, y in zip(sizes, costs, strict=True) if y is not None]
     xs, ys = [float(x) for x, _ in have], [float(y) for _, y in have]
+    if len(set(xs)) < 2:  # one size tells nothing of growth
+        return {"slope": None, "a": None, "b": None, "size_share_at_largest": None, "growth": "-"}
     zero = bool(ys) and all(y == 0 for y in ys)
     slope = 0.0 if zero else loglog_slope(xs, ys)
     fixed_slope = None

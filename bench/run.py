@@ -327,6 +327,10 @@ def main() -> int:
         from bench.fleet import main as fleet_bench
 
         fleet_bench()
+    if os.environ.get("BENCH_GROWTH", "0") == "1":  # cost against size, fitted (issue 15 goal 4; ~30 min)
+        from bench.growth import main as growth_bench
+
+        growth_bench()
     log(f"results in {RESULTS}")
     return 0
 

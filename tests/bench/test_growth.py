@@ -81,3 +81,7 @@ def test_table_has_a_row_per_cycle_and_cost_and_takes_the_fleets_user_counts(tmp
     assert fleet_wall.rstrip(" |").endswith("linear in users")
     per_user = next(line for line in text.splitlines() if line.startswith("| wall s per user"))
     assert per_user.rstrip(" |").endswith("constant")
+
+
+def test_one_size_names_no_growth():
+    assert growth.growth_row([1_000], [2.0])["growth"] == "-"
