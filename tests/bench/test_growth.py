@@ -85,3 +85,17 @@ def test_table_has_a_row_per_cycle_and_cost_and_takes_the_fleets_user_counts(tmp
 
 def test_one_size_names_no_growth():
     assert growth.growth_row([1_000], [2.0])["growth"] == "-"
+
+
+def test_readme_tables_are_replaced_between_the_markers(tmp_path, monkeypatch):
+    monkeypatch.setattr(growth, "RESULTS", tmp_path)
+    monkeypatch.setattr(growth, "GROWTH_JSON", tmp_path / "growth.json")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Benchmarks\n\nbefore\n{growth.BEGIN}\nold table\n{growth.END}\nafter\n")
+    monkeypatch.setattr(growth, "README", readme)
+    growth.write_results({"sizes": [{"n": n, "date": "d", "cycles": {"quiet": _cycle(0.3, 0.2, 2, 120)}}
+                                    for n in SIZES], "fleet": []})
+    growth.write_readme()
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# Benchmarks\n\nbefore\n") and text.endswith("after\n")
+    assert "| quiet | Graph requests | 2 | 2 | 2 |" in text
