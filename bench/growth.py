@@ -108,6 +108,8 @@ def classify(slope: float | None, *, fixed_slope: float | None = None, unit: str
     of the size."""
     if slope is None:
         return "constant" if fixed_slope is None else "-"
+    if slope <= -CONSTANT_BELOW:  # e.g. a fixed cost shared by more users
+        return f"falls with {unit}"
     if slope < CONSTANT_BELOW:
         return "constant"
     if slope >= SUPERLINEAR_FROM:

@@ -24,6 +24,7 @@ def costs(a: float, b: float, power: float = 1.0) -> list[float]:
         (costs(0.0, 1e-4), None, "linear in size"),
         (costs(0.2, 2e-5), None, "a + b·size"),  # 0.22, 0.4, 2.2 s: the settled quiet cycle's shape
         (costs(0.0, 1e-9, 2.0), None, "superlinear in size"),
+        ([10.0, 1.0, 0.1], None, "falls with size"),
         # the 1 % cycle grows with N; the same cycle with 100 changes at every size does not
         (costs(0.1, 1e-4), costs(0.5, 0.0), "linear in changes"),
         # ... and where the fixed-changes cycle grows too, the cost is in the size
