@@ -31,15 +31,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import sqlalchemy as sa
 
 from bench.harness import (  # noqa: F401  (re-exported: bench modules and tests use them)
     FOLDER,
@@ -58,84 +54,16 @@ from bench.harness import (  # noqa: F401  (re-exported: bench modules and tests
     Emulator,
     T,
     build,
+    child,
+    edit_one_percent,
+    end_state,
     graph_body,
     log,
     machine,
+    measured,
     person,
+    window_floor,
 )
-from contactsync.crm import demo
-
-
-def edit_one_percent(ds: DataSet, emu: Emulator) -> dict[str, int]:
-    """1 % of N edited on each side, on different linked pairs (no conflicts)."""
-    k = max(1, ds.n // 100)
-    crm_side = [i for i in range(0, ds.n, 4)][:k]  # pairs seeded on both sides
-    out_side = [i for i in range(1, ds.n, 4)][:k]
-    stamp = datetime.now(UTC).replace(tzinfo=None)
-    engine = ds.crm_engine()
-    with engine.begin() as conn:
-        conn.execute(
-            sa.update(T.contact).where(T.contact.c.CONTACTID == sa.bindparam("cid"))
-            .values(TITLE=sa.bindparam("title"), MODIFYDATE=stamp),
-            [{"cid": f"CBNCH{i:07d}", "title": f"CRM edit {i}"} for i in crm_side],
-        )
-    engine.dispose()
-    emu.patch_many(ds.upn, [(ds.outlook_ids[i], {"jobTitle": f"Outlook edit {i}"}) for i in out_side])
-    return {"crm": len(crm_side), "outlook": len(out_side)}
-
-
-def end_state(ds: DataSet, emu: Emulator) -> dict[str, int]:
-    folder_id = ds.folder_id or emu.folder_id(ds.upn)
-    engine = ds.crm_engine()
-    with engine.connect() as conn:
-        members = conn.execute(
-            sa.select(sa.func.count()).select_from(T.adhocgroup).where(T.adhocgroup.c.GROUPID == demo.LEE_GROUP)
-        ).scalar_one()
-        titles = dict(conn.execute(
-            sa.select(T.contact.c.CONTACTID, T.contact.c.TITLE).where(T.contact.c.TITLE.like("%edit%"))
-        ).all())
-    engine.dispose()
-    return {"crm_group_members": int(members), "crm_edited_titles": len(titles),
-            "outlook_folder_contacts": emu.folder_count(ds.upn, folder_id) if folder_id else 0}
-
-
-# --- child processes ----------------------------------------------------------------------
-def child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``python -m bench.run <args>`` and return the JSON on its last output line."""
-    started = time.perf_counter()
-    proc = subprocess.run([PY, "-m", "bench.run", *args], capture_output=True, text=True, cwd=ROOT.parent,
-                          env={**os.environ, **(env or {})})
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {args[0]} failed:\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["process_wall_s"] = round(time.perf_counter() - started, 3)
-    return result
-
-
-def measured(emu: Emulator, ds: DataSet, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    emu.reset_stats()
-    cpu = emu.cpu_s()
-    result = child(args, env)
-    result["emulator_cpu_s"] = round(emu.cpu_s() - cpu, 2)  # the server's share of the wall time
-    stats = emu.stats()
-    result["http_requests"] = stats["requests"]
-    result["inner_requests"] = stats["inner_requests"]
-    result["batches"] = stats["batches"]
-    result["throttled_429"] = stats["throttled"]
-    result["by_method"] = stats["by_method"]
-    counted = stats["requests"] - stats["batches"] + stats["inner_requests"] - stats["throttled"]
-    result["window_requests"] = counted
-    result["graph_window_floor_s"] = window_floor(counted, *GRAPH_WINDOW)
-    emu.latency(0)
-    result["end_state"] = end_state(ds, emu)
-    emu.latency(LATENCY_MS)
-    return result
-
-
-def window_floor(requests_: int, limit: int, window_s: float) -> float:
-    """The least wall time ``requests_`` need under a sliding window of ``limit`` per
-    ``window_s``: ``limit`` go at once, then ``limit`` more each window."""
-    return window_s * ((max(requests_, 1) - 1) // limit)
 
 
 def sync_args(ds: DataSet) -> list[str]:
@@ -399,6 +327,10 @@ def main() -> int:
         from bench.fleet import main as fleet_bench
 
         fleet_bench()
+    if os.environ.get("BENCH_GROWTH", "0") == "1":  # cost against size, fitted (issue 15 goal 4; ~30 min)
+        from bench.growth import main as growth_bench
+
+        growth_bench()
     log(f"results in {RESULTS}")
     return 0
 

@@ -29,6 +29,7 @@ import pandas as pd
 from contactsync.config import Settings, UserSettings
 from contactsync.cycle import load as load_step
 from contactsync.cycle import steps
+from contactsync.cycle.memory import release
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.settled import SUMMARY_KEY, is_settled
 from contactsync.cycle.sides import Sides, open_sides, plan_settings
@@ -207,6 +208,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
         inputs = run.gather_inputs(sides, crm, out, relink=options.relink, repair=options.repair, since=since)
         planned = run.plan(inputs, rules)
         planned, problems = run.quarantine(planned, inputs)
+        release()  # the plan's own working frames and the unfiltered plan: freed (cycle.memory)
         gx = (
             run.validate(inputs, planned, str(data_docs_dir(sides.settings, sides.user)))
             if sides.settings.sync.gx_validation
@@ -227,6 +229,10 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             )
         else:
             prepared = run.prepare(sides, planned, run_id=run_id)
+            # The actions as journaled (new CRM ids allocated) stand for the plan's own from
+            # here on: one copy of a first sync's 160,000 actions through the loads, not two.
+            planned = prepared.plan = replace(planned, actions=prepared.actions)
+            release()
             if options.overlap:
                 crm_results, out_results = _load_both(run, prepared, crm.group_id, out)
             else:
