@@ -18,7 +18,7 @@ from prefect.states import State
 
 from contactsync.config import load_settings
 from contactsync.cycle.run import CycleOptions
-from contactsync.cycle.users import syncing_users
+from contactsync.cycle.users import selected_users
 from flows.sync_all_users import fan_out, fan_out_state
 
 
@@ -29,8 +29,12 @@ def backfill(
     relink: bool = False,
     config_path: str | None = None,
 ) -> State[Any]:
-    """Full re-read + repair for each user, then a normal cycle; the data: both outcomes."""
+    """Full re-read + repair for each user, then a normal cycle; the data: both outcomes.
+
+    The users are picked as the commands pick them (``selected_users``): a named user who
+    does not sync, or nobody syncing at all, is the ConfigError that says so, not a run
+    that repairs nobody."""
     settings = load_settings(config_path)
-    ids = users or [u.crm_user for u in syncing_users(settings)]
+    ids = [u.crm_user for u in selected_users(settings, users or ())]
     repair = CycleOptions(full=True, relink=relink, repair=not relink, since=since)
     return fan_out_state(fan_out(settings, config_path, ids, [repair, CycleOptions()]))

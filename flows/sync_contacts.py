@@ -11,6 +11,7 @@ notifications see them; ``ok``, ``dry-run`` and ``locked`` end ``Completed``.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -47,8 +48,12 @@ class CycleFailed(Exception):
         return f"CycleFailed({self.message!r}, {len(self.outcomes)} outcome(s))"
 
 
+@cache
 def flow_steps() -> CycleSteps:
-    """The cycle's steps as this flow runs them: tasks, GX, artifacts, Prefect's logger."""
+    """The cycle's steps as this flow runs them: tasks, GX, artifacts, Prefect's logger.
+
+    Built once per process: the tasks are the same for every cycle (Prefect's tasks are
+    made to be reused), and building ten of them per cycle showed in a quiet user's cost."""
     return task_steps(replace(PLAIN_STEPS, validate=validate, publish=publish, logger=get_run_logger))
 
 

@@ -55,7 +55,7 @@ def extract_crm(sides: Sides, *, create_group: bool) -> CrmSide:
         return CrmSide(None, model.empty_frame(model.CRM_COLUMNS))
     side = CrmSide(group_id, model.compact_emails(frame))
     del frame
-    release()  # the driver's rows and the raw frame: freed, given back (cycle.memory)
+    release(len(side.frame))  # the driver's rows and the raw frame: freed, given back (cycle.memory)
     return side
 
 
@@ -97,7 +97,7 @@ def extract_outlook(
             changed=None if result.full else result.changed,
             removed_ids=result.removed_ids, full=result.full,
         )
-    release()
+    release(len(result.frame))
     return OutlookSide(folder_id, result)
 
 
@@ -173,7 +173,7 @@ def gather_inputs(
         crm=crm.frame, outlook=out, links=links,
         crm_candidates=candidates, crm_gone=gone, accounts=accounts,
     )
-    release()  # the candidates read (a first sync reads the matched members again): freed
+    release(len(out) + len(crm.frame))  # the candidates read (a first sync reads the matched members again): freed
     return inputs
 
 
