@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# The slowest tests are listed at the end of every run: the ones to mark slow when `make test` grows.
+PYTEST_ARGS ?= --durations=25
 
 .PHONY: venv demo test test-slow test-all lint bench clean
 
