@@ -24,7 +24,7 @@ class FanOutRuns:
     """The last fan-out flow run, its users' task runs and their cycles' flow runs."""
 
     fan_out: FlowRun
-    tasks: dict[str, TaskRun]  # by user: the user's own task run in the fan-out run (see below)
+    tasks: dict[str, TaskRun]  # by user
     cycles: dict[str, list[FlowRun]]  # by user, in start order
     subflow_tasks: dict[str, list[TaskRun]]  # the fan-out's task run of each of those
 
@@ -68,9 +68,6 @@ def _read_last_fan_out(flow_name: str) -> FanOutRuns:
             cycles.setdefault(run.name.removeprefix("sync-"), []).append(run)
         trackers = {t.id: t for t in task_runs}
         subflow_tasks = {user: [trackers[r.parent_task_run_id] for r in runs] for user, runs in cycles.items()}
-        # A user's own task run: their ``user-cycles`` task on Dask; in the command's threads
-        # the task run of their (last) cycle's subflow call, as the fan-out has no other.
-        tasks = tasks or {user: ts[-1] for user, ts in subflow_tasks.items()}
         return FanOutRuns(fan_out, tasks, cycles, subflow_tasks)
 
 

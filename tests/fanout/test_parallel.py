@@ -8,12 +8,10 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
-from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from contactsync.emulator import start_in_thread
-from flows.sync_all_users import bounded, threaded
+from flows.sync_all_users import bounded
 from tests.e2e.conftest import LEE, SAM, make_env
 from tests.fanout.prefect_api import last_fan_out
 
@@ -58,36 +56,6 @@ def test_a_slow_user_and_a_failing_user_never_hold_up_the_others() -> None:
     assert _seen["most"] == 2  # never more at once than the limit
 
 
-@flow
-def _fan_out_in_threads(limit: int) -> dict[str, str]:
-    """The command's own path (flows/sync_all_users.py ``threaded``): no task around a user."""
-    parent = FlowRunContext.get().flow_run.id  # type: ignore[union-attr]
-
-    def run(user: str) -> State[str]:
-        ctx = FlowRunContext.get()  # each thread sees this flow run: its subflows hang under it
-        assert ctx is not None and ctx.flow_run is not None and ctx.flow_run.id == parent
-        try:
-            return Completed(data=_user_work.fn(user))
-        except RuntimeError as exc:
-            return Failed(message=str(exc))
-
-    finished: list[str] = []
-    states = threaded(run, ["slow", "a", "bad", "b", "c"], limit, on_done=lambda u, _: finished.append(u))
-    # Reported as each finished, once each: "slow" among the last (it waits for the others).
-    assert sorted(finished) == sorted(states) and finished.index("slow") >= 3
-    return {u: (s.result() if s.is_completed() else f"failed: {s.message}") for u, s in states.items()}
-
-
-def test_in_threads_a_slow_and_a_failing_user_never_hold_up_the_others() -> None:
-    _others_done.clear()
-    _seen.update(running=0, most=0, done=0)
-    results = _fan_out_in_threads(2)
-    assert results["slow"] == "others finished first"
-    assert results["a"] == results["b"] == results["c"] == "ok"
-    assert results["bad"].startswith("failed") and "fails" in results["bad"]
-    assert _seen["most"] == 2  # never more at once than the limit
-
-
 def test_the_command_runs_its_users_at_once_up_to_parallel_users(tmp_path: Path) -> None:
     def overlap(parallel: int, folder: Path) -> bool:
         folder.mkdir()
@@ -95,12 +63,9 @@ def test_the_command_runs_its_users_at_once_up_to_parallel_users(tmp_path: Path)
             env = make_env(folder, f"sqlite:///{folder / 'crm.db'}", emu, extra=f"parallel_users = {parallel}\n")
             res = env.sync()
             assert res.exit_code == 0 and set(res.by_user()) == {LEE, SAM}, res.stdout + res.stderr
-        # Each user's turn: their sync_contacts flow run, from its creation (the fan-out
-        # starts the user) to its end. A quiet cycle's Running span is shorter than the
-        # Prefect bookkeeping around it, so the spans from creation are what overlap.
-        cycles = last_fan_out().cycles
-        [lee], [sam] = cycles[LEE], cycles[SAM]
-        return lee.created < sam.end_time and sam.created < lee.end_time
+        tasks = last_fan_out().tasks
+        lee, sam = tasks[LEE], tasks[SAM]
+        return lee.start_time < sam.end_time and sam.start_time < lee.end_time
 
     assert overlap(2, tmp_path / "two"), "with parallel_users = 2 both users' cycles run at the same time"
     assert not overlap(1, tmp_path / "one"), "with parallel_users = 1 they run one after the other"
@@ -124,32 +89,3 @@ def test_a_user_is_retried_when_the_prefect_api_failed_it_but_not_for_its_own_fa
     assert prefect_api_failed(None, None, Failed(data=httpx.ConnectError("refused", request=request)))
     assert not prefect_api_failed(None, None, Failed(data=api_error(422)))  # a bad request stays one
     assert not prefect_api_failed(None, None, Failed(data=CycleFailed("LEE: failed: Graph down", [])))
-
-
-def test_in_a_thread_a_user_is_retried_when_the_prefect_api_failed_it(monkeypatch) -> None:  # noqa: ANN001
-    """The command's threads retry as the Dask path's task does (twice, on 5xx and lost
-    connections only); any other error is that user's Failed state, never raised."""
-    import httpx
-
-    import flows.sync_all_users as fan
-    from flows.sync_all_users import in_thread
-
-    request = httpx.Request("POST", "http://127.0.0.1:4200/api/flow_runs/")
-    calls: list[str] = []
-
-    def flaky(user: str, *_: object) -> State[str]:
-        calls.append(user)
-        if user == "bad" or len(calls) < 3:
-            raise (RuntimeError("its own bug") if user == "bad" else httpx.ConnectError("refused", request=request))
-        return Completed(data="ok")
-
-    monkeypatch.setattr(fan, "API_RETRY_DELAYS_S", (0, 0))
-    monkeypatch.setattr(fan, "run_user_cycles", flaky)
-    assert in_thread("u", None, []).result() == "ok" and calls == ["u"] * 3
-    calls.clear()
-    state = in_thread("bad", None, [])
-    assert state.is_failed() and "its own bug" in state.message and calls == ["bad"]  # not retried
-    calls.clear()
-    monkeypatch.setattr(fan, "run_user_cycles", lambda *a: (_ for _ in ()).throw(
-        httpx.ConnectError("refused", request=request)))
-    assert in_thread("down", None, []).is_failed()  # the retries spent: Failed, not raised
