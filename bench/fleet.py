@@ -334,6 +334,13 @@ def timed(work: Path, cfg: Path, emu: Emulator, users: int, label: str, prefect_
         subprocess.run([CONTACT_SYNC, "prefect", "stop"], env=env, capture_output=True, timeout=120)
 
 
+def copy_databases(cache: Path, work: Path) -> None:
+    """The cached fleet's CRM, state store and mailboxes into ``work``: a timed run changes
+    its copies (run records, tokens), never the cache that later runs start from."""
+    for name in ("crm.db", "state.db", "graph.db"):
+        shutil.copy2(cache / name, work / name)
+
+
 def main() -> int:
     p = params()
     cache = cached(p)
@@ -341,8 +348,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="contactsync-fleet-"))
     emu = None
     try:
-        for name in ("crm.db", "state.db", "graph.db"):
-            shutil.copy2(cache / name, work / name)
+        copy_databases(cache, work)
         emu = Emulator(work / "graph.db", port=manifest["port"])
         cfg = _config(work, emu.graph_url)
         emu.latency(LATENCY_MS)

@@ -257,8 +257,7 @@ def fleet_subset(users: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="contactsync-growth-fleet-"))
     emu = None
     try:
-        for name in ("crm.db", "state.db", "graph.db"):
-            shutil.copy2(cache / name, work / name)
+        fleet.copy_databases(cache, work)
         keep = [fleet.uid(u) for u in range(users)]
         with sqlite3.connect(work / "crm.db") as conn:  # the others stay in the CRM, disabled
             conn.execute(f"UPDATE USERSECURITY SET ENABLED = 'F' WHERE USERID NOT IN ({','.join('?' * users)})", keep)
