@@ -94,6 +94,7 @@ def test_a_crm_user_who_does_not_sync_is_refused_with_the_reason(crm_env: SyncEn
     assert SAM not in crm_env.sync("--user", CARA).by_user()
 
 
+@pytest.mark.slow  # make test in CI ran 17 min against its ~15 min budget
 def test_the_report_and_the_quality_report_flow_include_the_crm_users_who_sync(crm_env: SyncEnv) -> None:
     """Issue 16 item 3: `contact-sync report` and the daily flow cover [users_from_crm]'s users
     (they used to read only the [[users]] entries, so Cara's cycles were never reported)."""

@@ -114,6 +114,7 @@ def _wait_gone(pid: int, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # make test in CI ran 17 min against its ~15 min budget
 def test_commands_start_one_local_server_reuse_it_and_stop_it(world: tuple[SyncEnv, dict[str, str]]) -> None:
     sync_env, warm_env = world
     env = {**warm_env, "CONTACT_SYNC_WARM": "0"}  # first the plain path: every command in its own process
