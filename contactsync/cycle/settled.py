@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from contactsync.plan.schema import PlanInputs, PlanResult, PlanSettings
+from contactsync.state.columnar import text_column
 
 #: The summary key of a settled run (its fingerprint).
 SUMMARY_KEY = "settled"
@@ -45,7 +47,7 @@ def fingerprint(crm: pd.DataFrame, settings: PlanSettings, *, user: str, group: 
     """A digest of everything a settled cycle's plan depended on, apart from the mirror
     and the links (which a settled cycle proves unchanged in other ways).
 
-    Row order does not matter (the rows' own hashes are sorted); every column of the
+    Row order does not matter (the rows are taken in crm_id order); every column of the
     CRM frame counts, modification times (R9) and read-only flags (R1) included.
     """
     digest = hashlib.sha256()
@@ -53,9 +55,33 @@ def fingerprint(crm: pd.DataFrame, settings: PlanSettings, *, user: str, group: 
     digest.update(repr((user, group, folder, settings)).encode())
     digest.update(",".join(map(str, crm.columns)).encode())
     if len(crm):
-        rows = pd.util.hash_pandas_object(crm, index=False).to_numpy(dtype=np.uint64)
-        digest.update(np.sort(rows).tobytes())
+        ids = crm.get("crm_id")
+        if ids is not None and bool(ids.notna().all()) and ids.is_unique:
+            _digest_columns(digest, crm, np.argsort(ids.to_numpy(dtype=object), kind="stable"))
+        else:  # no key to order the rows by: the rows' own hashes, sorted (~10x the cost)
+            rows = pd.util.hash_pandas_object(crm, index=False).to_numpy(dtype=np.uint64)
+            digest.update(b"rows" + np.sort(rows).tobytes())
     return digest.hexdigest()
+
+
+def _digest_columns(digest: Any, crm: pd.DataFrame, order: np.ndarray) -> None:
+    """Each column in crm_id order, encoded as the state store encodes a column
+    (``state.columnar``: text joined by one separator after the positions of the missing
+    values, JSON when a value holds the separator; times as int64 nanoseconds), each
+    behind its length: a few C calls per column. Hashing every cell on its own
+    (``hash_pandas_object``) took ~1 s of every 100,000-contact cycle that looks for a
+    settled verdict (issue 15 goal 2)."""
+    for name in crm.columns:
+        column = crm[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype) or column.dtype.kind == "M":
+            stamps = pd.to_datetime(column, utc=True).dt.tz_convert(None)
+            body = b"time" + stamps.to_numpy(dtype="datetime64[ns]").view(np.int64)[order].tobytes()
+        elif column.dtype.kind in "biuf":  # flags and numbers: their dtype and bytes
+            body = column.dtype.str.encode() + np.ascontiguousarray(column.to_numpy()[order]).tobytes()
+        else:
+            meta, text = text_column(np.asarray(column.to_numpy(dtype=object)[order], dtype=object))
+            body = repr(sorted(meta.items())).encode() + text
+        digest.update(len(body).to_bytes(8, "big") + body)
 
 
 def is_settled(inputs: PlanInputs, planned: PlanResult, problems: pd.DataFrame) -> bool:

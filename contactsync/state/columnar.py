@@ -38,7 +38,7 @@ _NAT = np.iinfo(np.int64).min
 LEVEL = 1
 
 
-def _text_column(values: np.ndarray) -> tuple[dict[str, object], bytes]:
+def text_column(values: np.ndarray) -> tuple[dict[str, object], bytes]:
     """A text column's header entry and body: the positions of its missing values as
     little-endian int32 (``missing`` = how many), then the values joined by U+001F. The
     positions sit in the column's own stream, not in the header, which every reader
@@ -71,7 +71,7 @@ def encode(frame: pd.DataFrame, times: Sequence[str] = ()) -> bytes:
             ns = stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
             meta, body = {"kind": "time"}, ns.astype(">i8").tobytes()
         else:
-            meta, body = _text_column(np.asarray(frame[name].to_numpy(dtype=object), dtype=object))
+            meta, body = text_column(np.asarray(frame[name].to_numpy(dtype=object), dtype=object))
         packed = zlib.compress(body, LEVEL)
         header["columns"].append({"name": name, **meta, "bytes": len(packed)})  # type: ignore[union-attr]
         bodies.append(packed)
