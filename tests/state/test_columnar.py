@@ -239,3 +239,23 @@ def test_a_delta_of_known_keys_merges_in_place_as_the_general_merge_does(edits, 
         mp.setattr(blobs, "_rows_replaced_in_place", lambda *a: None)
         general = blobs.merged(base, delta, kind)
     pd.testing.assert_frame_equal(fast, general)
+
+
+def test_mostly_empty_columns_are_kept_sparse_and_read_back_whole_or_by_column():
+    """A column empty in most contacts is stored as its values present (``sparse``): the
+    same values come back, alone or beside the others, empty and full columns too."""
+    n = 1_000
+    frame = pd.DataFrame({
+        "crm_id": [f"C{i:04d}" for i in range(n)],
+        "spouse": [None] * n,
+        "middle_name": ["Jo" if i % 7 == 0 else None for i in range(n)],
+        "city": ["a\x1fb" if i == 3 else None for i in range(n)],  # the separator itself: JSON
+    }, dtype=object)
+    blob = encode(frame)
+    head = json.loads(blob[len(b"CSB2") + 8 : len(b"CSB2") + 8 + int.from_bytes(blob[4:12], "big")])
+    assert {c["name"]: c["kind"] for c in head["columns"]} == {
+        "crm_id": "text", "spouse": "sparse", "middle_name": "sparse", "city": "json"}
+    back = decode(blob)
+    assert back.to_dict("list") == frame.to_dict("list")
+    assert decode(blob, ("middle_name",))["middle_name"].tolist() == frame["middle_name"].tolist()
+    assert decode(encode(frame.iloc[:0])).empty
