@@ -149,6 +149,13 @@ def run_code(label: str, code_dir: Path, cache: Path, work: Path, profile: bool)
     return out
 
 
+def _header(what: str, how: str, load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """What a result file says first: what it measured, how to run it, where and under which load."""
+    return {"what": what, "how_to_run": how, "machine": machine(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
 def main() -> int:
     n = int(os.environ.get("BENCH_CYCLES_N", "100000"))
     base = os.environ.get("BENCH_CYCLES_BASE", BASE)
@@ -166,11 +173,10 @@ def main() -> int:
                                                        / max(1e-3, runs["new"][name]["process_cpu_s"]), 2)}
               for name in SCENARIOS if "old" in runs and "new" in runs}
     result = {
-        "what": f"issue 15 goal 2: cycle CPU at N={n} linked contacts, the base commit {base} ('old') "
-                "beside this tree ('new'), same cached first-synced state, emulator latency 0",
-        "how_to_run": "python -m bench.cycles_bench  (BENCH_CYCLES_N, BENCH_CYCLES_BASE, BENCH_CYCLES_PROFILE=1)",
-        "machine": machine(), "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        **_header(f"issue 15 goal 2: cycle CPU at N={n} linked contacts, the base commit {base} ('old') "
+                  "beside this tree ('new'), same cached first-synced state, emulator latency 0",
+                  "python -m bench.cycles_bench  (BENCH_CYCLES_N, BENCH_CYCLES_BASE, BENCH_CYCLES_PROFILE=1)",
+                  load_before),
         "goal": "echo and edits_1pct each <= 3 s of the sync's own CPU",
         "ratios": ratios, "runs": runs,
     }
@@ -299,11 +305,9 @@ def floor() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {
-        "what": f"issue 15 goal 2: the floor of a cycle at N={n} that reads both sides in full, CPU s, "
-                "least of 3 (the delta pages a cycle reads from Graph are not in it)",
-        "how_to_run": "python -m bench.cycles_bench floor",
-        "machine": machine(), "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        **_header(f"issue 15 goal 2: the floor of a cycle at N={n} that reads both sides in full, CPU s, "
+                  "least of 3 (the delta pages a cycle reads from Graph are not in it)",
+                  "python -m bench.cycles_bench floor", load_before),
         "rows": {"crm": len(crm), "outlook": len(outlook), "links": len(links)},
         "cpu_s": figures,
         "floor_sum_s": round(figures["crm_sqlite_fetchall"] + figures["state_mirror_load"] + figures["state_links_load"]
