@@ -70,3 +70,21 @@ def test_only_an_ok_run_with_a_fingerprint_counts() -> None:
     assert previous_fingerprint({"status": "failed", "summary": {"settled": "abc"}}) is None
     assert previous_fingerprint({"status": "ok", "summary": {}}) is None
     assert previous_fingerprint(None) is None
+
+
+def test_values_holding_the_separator_or_none_and_rows_without_a_unique_id_still_count() -> None:
+    """The fingerprint joins a column's values by U+001F: a value holding it, an empty
+    value against a missing one, and a frame whose crm_id is not unique (hashed row by
+    row instead) must each still tell a change."""
+    frame = crm_frame(3)
+    moved = frame.copy()
+    frame.loc[0, "job_title"], frame.loc[1, "job_title"] = "a\x1fb", "c"
+    moved.loc[0, "job_title"], moved.loc[1, "job_title"] = "a", "b\x1fc"
+    assert fp(frame) != fp(moved)
+    empty, missing = frame.copy(), frame.copy()
+    empty.loc[2, "department"], missing.loc[2, "department"] = "", None
+    assert fp(empty) != fp(missing)
+    twice = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
+    changed = twice.copy()
+    changed.loc[3, "city"] = "Elsewhere"
+    assert fp(twice) == fp(twice.iloc[::-1].reset_index(drop=True)) and fp(twice) != fp(changed)
