@@ -16,6 +16,10 @@ of one plan's own allocations, and the peak RSS of one plan in a fresh process p
 (sampled every 5 ms; ``rss_inputs_mb`` = the process with its inputs built). The two
 plans must be identical frame for frame (``same_result_as_before``). The load average is
 recorded at the start and the end.
+
+``python -m bench.plan_bench --whole-first-sync`` measures instead the peak RSS of the whole
+first sync at 100,000 people (goal: 500 MB), the code before this round beside this tree
+(bench/results/first_sync_memory.json).
 """
 
 from __future__ import annotations
@@ -256,6 +260,68 @@ def measure(
     return entry
 
 
+#: main before this round's memory work (issue 15 goal 3): the "old" whole first sync.
+WHOLE_BASE = "777ba1a"
+WHOLE_RESULTS = Path(__file__).parent / "results" / "first_sync_memory.json"
+
+
+def whole_first_sync(n: int, base: str, out: Path) -> dict[str, object]:
+    """The peak RSS (VmHWM) of the whole first sync at ``n`` contacts (``bench.cycles_bench``'s
+    seeded data, read-only cache; its first sync: window lifted, no latency, the steps one
+    after another), with the code at git ``base`` ("old") and this tree ("new"), one after
+    the other in one run, each in a fresh process from a fresh copy of the same data."""
+    import shutil
+
+    from bench import cycles_bench as cb
+    from bench.harness import UNLIMITED, Emulator
+
+    cache = cb.seeded_cache(n)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    work = Path(tempfile.mkdtemp(prefix="plan-bench-first-sync-"))
+    load_before = os.getloadavg()
+    runs: dict[str, dict[str, object]] = {}
+    try:
+        codes = {"old": cb.old_code(base, work / "old-code"), "new": Path(__file__).resolve().parent.parent}
+        for label, code in codes.items():
+            folder = work / label
+            folder.mkdir()
+            for name in ("crm.db", "graph.db"):
+                shutil.copy2(cache / name, folder / name)
+            emu = Emulator(folder / "graph.db")  # any port: a first sync follows no stored link
+            try:
+                emu.limits(requests_per_window=UNLIMITED, window_s=600.0)
+                cpu = emu.cpu_s()
+                r = cb._child(code, cb._config(folder, emu.graph_url, manifest["upn"]), None)
+                r["emulator_cpu_s"] = round(emu.cpu_s() - cpu, 2)
+            finally:
+                emu.stop()
+            keep = ("status", "peak_rss_mb", "rss_mb_at_start", "peak_rss_mb_after_step", "rss_mb_after_step",
+                    "steps_cpu_s", "cycle_cpu_s", "counts", "errors", "emulator_cpu_s")
+            runs[label] = {k: r.get(k) for k in keep}
+            print(f"whole first sync [{label}]: peak RSS {r['peak_rss_mb']} MB, plan {r['steps_cpu_s'].get('plan')} s CPU",
+                  flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    old_peak, new_peak = float(runs["old"]["peak_rss_mb"]), float(runs["new"]["peak_rss_mb"])  # type: ignore[arg-type]
+    report: dict[str, object] = {
+        "what": f"issue 15 goal 3: peak RSS of the whole first sync of {n:,} people (bench.cycles_bench data), "
+                f"the code at {base} ('old') beside this tree ('new'), one run",
+        "how_to_run": "python -m bench.plan_bench --whole-first-sync",
+        "goal_mb": 500, "contacts": n, "base": base,
+        "load_average_at_start": [round(x, 2) for x in load_before],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_mb": {"old": old_peak, "new": new_peak},
+        "old_over_new": round(old_peak / max(new_peak, 1e-9), 2),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"whole first sync: old {old_peak} MB, new {new_peak} MB; load {report['load_average_at_start']} -> "
+          f"{report['load_average_at_end']}; -> {out}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100_000)
@@ -264,8 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE_REF,
                         help="git ref of the planning to compare with ('' = none)")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-way RSS children")
+    parser.add_argument("--whole-first-sync", action="store_true",
+                        help="only the whole first sync's peak RSS, old code beside new (minutes)")
+    parser.add_argument("--whole-base", default=WHOLE_BASE, help="git ref of the 'old' whole first sync")
     parser.add_argument("--rss-child", nargs=2, metavar=("WAY", "SCENARIO"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.whole_first_sync:
+        whole_first_sync(args.n, args.whole_base, WHOLE_RESULTS if args.out == RESULTS else args.out)
+        return 0
     before = plan_at(args.before) if args.before else None
     if args.rss_child:
         way, scenario = args.rss_child

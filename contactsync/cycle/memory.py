@@ -18,6 +18,11 @@ import gc
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from contactsync.model import EMAIL_FIELDS
+
 
 @lru_cache(maxsize=1)
 def _libc() -> Any:
@@ -49,3 +54,52 @@ def release(rows: int | None = None) -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+#: Operations whose history row has no "before" values (history.record_history).
+_NO_BEFORE = ("create", "create_account", "skip")
+
+
+def _named(values: pd.Series, ids: set[str]) -> np.ndarray:
+    return values.astype(str).isin(ids).to_numpy() & values.notna().to_numpy()
+
+
+def kept_through_the_loads(
+    crm: pd.DataFrame, outlook: pd.DataFrame, actions: pd.DataFrame, conflicts: pd.DataFrame,
+    problems: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The parts of the cycle's two side frames that the loads and the history still read,
+    so that the whole frames can be freed before the loads (issue 15: a first sync's peak
+    is in its loads, with both 100,000-row frames still held for the history at the end).
+
+    Returns (CRM rows, Outlook rows), every column, no record twice:
+    - whole rows of the records a write with "before" values names (an update or group
+      change with fields: the history's "before"), and of the Outlook contacts an update
+      or delete names (the writer reads their stored copy: untouched address lines,
+      changeKey, tag);
+    - id and emails only (the other columns missing, or absent when no whole row is
+      kept) of every other record an action, a conflict or a quarantined record names:
+      the history's ``emails`` search column.
+    Taken from the plan before any write, so a superset of what the committed writes
+    need, with the values as read before the writes (what ``record_history`` wants).
+    """
+    problem_ids = (set() if problems is None or problems.empty
+                   else set(problems["record_id"].dropna().astype(str)))
+    op = actions["op"]
+    before = actions[(~op.isin(_NO_BEFORE) & actions["fields"].fillna("").astype(str).ne("")).to_numpy()]
+    stored = actions[((actions["side"] == "outlook") & op.isin(("update", "delete"))).to_numpy()]
+    kept = []
+    for frame, key, extra, read in ((crm, "crm_id", problem_ids, before.iloc[:0]),
+                                    (outlook, "outlook_id", {r.removeprefix("new:") for r in problem_ids}, stored)):
+        whole = set(before[key].dropna().astype(str)) | set(read[key].dropna().astype(str))
+        named = whole | set(actions[key].dropna().astype(str)) | set(conflicts[key].dropna().astype(str)) | extra
+        ids = frame[key]
+        full = _named(ids, whole)
+        emails = _named(ids, named) & ~full
+        mail_columns = [key, *(c for c in EMAIL_FIELDS if c in frame.columns)]
+        # (no whole row wanted, e.g. a first sync: no column beyond the emails either, so
+        # the rows cost no pointer per missing value)
+        columns = list(frame.columns) if full.any() else mail_columns
+        kept.append(pd.concat([frame.loc[full, columns], frame.loc[emails, mail_columns]], ignore_index=True)
+                    .reindex(columns=columns))
+    return kept[0], kept[1]

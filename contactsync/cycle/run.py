@@ -29,7 +29,7 @@ import pandas as pd
 from contactsync.config import Settings, UserSettings
 from contactsync.cycle import load as load_step
 from contactsync.cycle import steps
-from contactsync.cycle.memory import release
+from contactsync.cycle.memory import kept_through_the_loads, release
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.settled import SUMMARY_KEY, is_settled
 from contactsync.cycle.sides import Sides, open_sides, plan_settings
@@ -215,6 +215,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             else {"ran": False}
         )
         _record_plan(sides, outcome, planned, problems, logger)
+        plan_settles = is_settled(inputs, planned, problems)
         if dry_run:
             outcome.status = "dry-run"
             outcome.counts = steps.counts(planned.actions)
@@ -232,16 +233,26 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             # The actions as journaled (new CRM ids allocated) stand for the plan's own from
             # here on: one copy of a first sync's 160,000 actions through the loads, not two.
             planned = prepared.plan = replace(planned, actions=prepared.actions)
+            group_id, folder_id = crm.group_id, out.folder_id
+            if plan_settles:  # nothing to write: the CRM frame stays for the settled fingerprint
+                history_crm, outlook_rows = inputs.crm, inputs.outlook
+            else:
+                # Of the two side frames, only what the loads and the history read is kept
+                # through the loads (cycle.memory); the whole frames are freed here, not after.
+                history_crm, outlook_rows = kept_through_the_loads(
+                    inputs.crm, inputs.outlook, prepared.actions, planned.conflicts, problems)
+                check.crm = steps.CrmSide(group_id, history_crm.iloc[:0])  # never fingerprinted: no settling
+            del inputs, crm, out
             release()
             if options.overlap:
-                crm_results, out_results = _load_both(run, prepared, crm.group_id, out)
+                crm_results, out_results = _load_both(run, prepared, group_id, folder_id, outlook_rows)
             else:
-                crm_results = run.load_crm(prepared, group_id=crm.group_id)
-                out_results = run.load_outlook(prepared, crm_results, folder_id=out.folder_id,
-                                               outlook_frame=out.frame)
+                crm_results = run.load_crm(prepared, group_id=group_id)
+                out_results = run.load_outlook(prepared, crm_results, folder_id=folder_id,
+                                               outlook_frame=outlook_rows)
             loaded = run.record_state(prepared, crm_results, out_results)
             store.record_history(  # `contact-sync explain` (issue 14)
-                run_id, uid, crm=inputs.crm, outlook=inputs.outlook, applied=loaded.applied,
+                run_id, uid, crm=history_crm, outlook=outlook_rows, applied=loaded.applied,
                 conflicts=planned.conflicts, problems=problems, results=loaded.results,
                 keep_days=sides.settings.report.history_days)
             outcome.counts = steps.counts(loaded.applied)
@@ -249,7 +260,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             outcome.status = "ok" if not loaded.errors else "failed"
             if loaded.errors:
                 outcome.message = f"{len(loaded.errors)} write(s) failed; the next cycle retries them"
-        settles = outcome.status == "ok" and is_settled(inputs, planned, problems)
+        settles = outcome.status == "ok" and plan_settles
         # The next quiet cycle can stop early only after a cycle that settled.
         return _finish(sides, outcome, gx, started, run, settled=check.fingerprint if settles else None)
     except ContactSyncError as exc:
@@ -275,7 +286,8 @@ def _extract_both(run: CycleSteps, sides: Sides, options: CycleOptions) -> tuple
 
 
 def _load_both(
-    run: CycleSteps, prepared: load_step.Prepared, group_id: str, out: steps.OutlookSide,
+    run: CycleSteps, prepared: load_step.Prepared, group_id: str, folder_id: str | None,
+    outlook_rows: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The CRM load in a thread beside the Outlook load (everything is journaled already,
     R18): the Outlook writes that need no CRM result do not wait for the CRM ones
@@ -285,7 +297,7 @@ def _load_both(
     with ThreadPoolExecutor(1, thread_name_prefix="crm-load") as pool:
         crm_future = pool.submit(contextvars.copy_context().run, run.load_crm, prepared, group_id=group_id)
         try:
-            out_results = run.load_outlook(prepared, crm_future, folder_id=out.folder_id, outlook_frame=out.frame)
+            out_results = run.load_outlook(prepared, crm_future, folder_id=folder_id, outlook_frame=outlook_rows)
         except BaseException:
             wait([crm_future])  # the CRM writes finish and are journaled before the error is raised
             raise

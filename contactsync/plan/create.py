@@ -19,7 +19,9 @@ import pandas as pd
 from contactsync.model import FIELDS
 from contactsync.plan.frames import (
     as_objects,
+    either,
     equal_values,
+    filled,
     make_actions,
     norm,
     text,
@@ -59,7 +61,7 @@ def _snapshot(
         "crm_id": none if crm_id is None else crm_id,
         "outlook_id": none if outlook_id is None else outlook_id,
         "new_key": none if new_key is None else new_key,
-        "status": np.full(n, LINK_STATUS_ACTIVE, dtype=object),
+        "status": filled(n, LINK_STATUS_ACTIVE),
     }
     for f in FIELDS:
         data[f] = values.get(f, none)
@@ -89,7 +91,7 @@ def r5_account_for_new_contacts(
     n = len(outlook)
     company = norm(as_objects(outlook["company"]))
     no_company = pd.isna(company)
-    rule = np.where(no_company, "R5a", "R5c").astype(object)
+    rule = either(no_company, "R5a", "R5c")
     name = company.copy()
     if no_company.any():
         first = text(norm(as_objects(outlook["first_name"])[no_company]))
@@ -106,7 +108,8 @@ def r5_account_for_new_contacts(
         hit = (pos >= 0) & ~no_company
         account_id[hit] = as_objects(first_found["account_id"])[pos[hit]]
         rule[hit] = "R5b"
-    account_key = np.where(rule == "R5b", None, "acct:" + text(name)).astype(object)
+    codes, names = pd.factorize(name)  # a key per distinct name, shared by its contacts
+    account_key = np.where(rule == "R5b", None, ("acct:" + text(np.asarray(names, dtype=object)))[codes])
     return pd.DataFrame(
         {"rule": rule, "account_id": account_id, "account_key": account_key, "account_name": name}
     )
@@ -174,7 +177,7 @@ def r5_create_in_crm(
         tag_now = tag_needed(np.full(n, None, dtype=object), as_objects(outlook["crm_tag"]), email1, settings)
         rows = np.flatnonzero(company_new | tag_now)
         company_new = company_new[rows]
-        fields = np.where(company_new, "company", "").astype(object)
+        fields = either(company_new, "company", "")
         reason = (text(rule[rows]) + ": tag Outlook contact " + oid[rows]
                   + " with its new CRM id" + np.where(company_new, " and set its company", ""))
         actions.append(make_actions(

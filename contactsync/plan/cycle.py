@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -102,11 +104,37 @@ def _link_actions(table: dict[str, np.ndarray]) -> list[pd.DataFrame]:
     return out
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while planning, back as it was after.
+
+    A first sync's plan allocates about a million objects (reasons, ids, keys), which
+    sets off a full collection that walks every tracked object of the process (Prefect,
+    GX, the cycle's frames): 0.1-0.15 s of a 1 s plan at 100,000 contacts (issue 15),
+    while the plan itself makes no reference cycle to collect. Only an enabled collector
+    is paused and re-enabled, so a caller that turned it off keeps it off; two threads
+    planning at once leave it enabled once the first one is done, as before.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
     """Decide what to write where this cycle (rules R4-R17), as data.
 
     The plan is what a dry run shows (R20) and what the loaders execute in row order.
     """
+    with _collector_paused():
+        return _plan(inputs, settings)
+
+
+def _plan(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
     crm = _with_columns(inputs.crm, CRM_COLUMNS)
     outlook = _with_columns(inputs.outlook, OUTLOOK_COLUMNS)
     links = _with_columns(inputs.links, LINK_COLUMNS)
@@ -114,7 +142,8 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
     candidates = _with_columns(inputs.crm_candidates, CRM_COLUMNS)
     if settings.direction == "crm-to-outlook":
         candidates = candidates.iloc[:0]  # no R5 to protect, no CRM group writes to make
-    candidates = candidates[~candidates["crm_id"].isin(crm["crm_id"])]
+    if len(candidates):  # (an index of every CRM id costs 25 ms: not for no candidate)
+        candidates = candidates[~candidates["crm_id"].isin(crm["crm_id"])]
     crm_all = pd.concat([crm, candidates], ignore_index=True) if len(candidates) else crm
 
     fate = link_fates(

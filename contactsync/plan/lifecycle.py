@@ -68,8 +68,11 @@ def link_fates(
     status = as_objects(links["status"])
     active = (status == LINK_STATUS_ACTIVE) | pd.isna(status)
     stopped = status == LINK_STATUS_STOPPED
-    c_at = crm_ids.get_indexer(as_objects(links["crm_id"]))
-    o_at = outlook_ids.get_indexer(as_objects(links["outlook_id"]))
+    if len(links):
+        c_at = crm_ids.get_indexer(as_objects(links["crm_id"]))
+        o_at = outlook_ids.get_indexer(as_objects(links["outlook_id"]))
+    else:  # a first sync: no hash table of every id (15 ms a side at 100,000) for no link
+        c_at = o_at = np.zeros(0, dtype=np.intp)
     c_here, o_here = c_at >= 0, o_at >= 0
 
     exists = np.ones(len(links), dtype=bool)  # no news about a missing row: treat as R12

@@ -21,7 +21,9 @@ import pandas as pd
 
 from contactsync.model import CRM_TO_OUTLOOK_ONLY, FIELDS
 from contactsync.plan.frames import (
+    either,
     equal_values,
+    filled,
     is_email,
     is_empty,
     join_flags,
@@ -74,11 +76,11 @@ def _rule_of_updates(
     one_way_written: np.ndarray,
 ) -> np.ndarray:
     """One rule per update row: the link rule of a new match, else R9 > R8 > R10 > R6."""
-    rule = np.where(one_way_written, "R10", "R6").astype(object)
+    rule = either(one_way_written, "R10", "R6")
     rule[two_way_written] = "R8"
     rule[conflict_written] = "R9"
     has_new = ~pd.isna(new_rule)
-    rule[has_new] = np.where(new_rule[has_new] == "R7a", "R7a", "R7")
+    rule[has_new] = either(new_rule[has_new] == "R7a", "R7a", "R7")
     return rule
 
 
@@ -312,7 +314,7 @@ def merge_pairs(pairs: Mapping[str, np.ndarray], settings: PlanSettings) -> Merg
         "crm_id": crm_id[snap_rows],
         "outlook_id": outlook_id[snap_rows],
         "new_key": np.full(snap_rows.size, None, dtype=object),
-        "status": np.full(snap_rows.size, LINK_STATUS_ACTIVE, dtype=object),
+        "status": filled(snap_rows.size, LINK_STATUS_ACTIVE),
     }
     for f in FIELDS:
         snap[f] = merged[f][snap_rows]
