@@ -208,7 +208,9 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
         inputs = run.gather_inputs(sides, crm, out, relink=options.relink, repair=options.repair, since=since)
         planned = run.plan(inputs, rules)
         planned, problems = run.quarantine(planned, inputs)
-        release()  # the plan's own working frames and the unfiltered plan: freed (cycle.memory)
+        # The plan's own working frames and the unfiltered plan: freed (cycle.memory); a
+        # small cycle's are too small to pay a full collection for, before its first write.
+        release(len(inputs.crm) + len(inputs.outlook))
         gx = (
             run.validate(inputs, planned, str(data_docs_dir(sides.settings, sides.user)))
             if sides.settings.sync.gx_validation
@@ -232,7 +234,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             # The actions as journaled (new CRM ids allocated) stand for the plan's own from
             # here on: one copy of a first sync's 160,000 actions through the loads, not two.
             planned = prepared.plan = replace(planned, actions=prepared.actions)
-            release()
+            release(len(inputs.crm) + len(inputs.outlook))
             if options.overlap:
                 crm_results, out_results = _load_both(run, prepared, crm.group_id, out)
             else:
