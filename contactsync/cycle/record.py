@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OK_STATUSES = frozenset({"applied", "noop"})
+#: Results journaled between two rounds of :class:`StateRecorder` (two batches of 20):
+#: each round costs a transaction or two, and the last round's rest waits for ``finish``.
+ROUND_EVERY = 40
 RESULT_COLUMNS = ("action_id", "status", "crm_id", "outlook_id", "account_id", "error")
 
 
@@ -156,8 +159,9 @@ class StateRecorder:
     """
 
     def __init__(self, prepared: Prepared, folder_id: str | None, writer: OutlookWriter | None,
-                 *, every: int = 40) -> None:
-        self.prepared, self.folder_id, self.writer, self.every = prepared, folder_id, writer, every
+                 *, every: int | None = None) -> None:
+        self.prepared, self.folder_id, self.writer = prepared, folder_id, writer
+        self.every = ROUND_EVERY if every is None else every
         #: the writer's rows already in the mirror (its ``written`` list only grows)
         self.mirrored = 0
         self.mirrored_ids: set[str] = set()
