@@ -54,6 +54,8 @@ class LoadOutcome:
     applied: pd.DataFrame  # the action rows that committed (for counts)
     failed: pd.DataFrame  # the action rows that did not, with their error
     errors: list[str] = field(default_factory=list)
+    #: the applied rows whose history the load's rounds did not keep (all, without rounds)
+    history_due: pd.DataFrame | None = None
 
 
 def allocate_ids(sides: Sides, actions: pd.DataFrame) -> pd.DataFrame:
@@ -134,6 +136,10 @@ class Prepared:
         self._results: list[dict] = []
         self.recorder: StateRecorder | None = None
         self._pair_states: PairStates | None = None
+        #: The CRM and Outlook frames as read (set by the cycle): with them the rounds keep
+        #: the history of the writes as they commit; the ids of the actions they kept.
+        self.read: tuple[pd.DataFrame, pd.DataFrame] | None = None
+        self.history_kept: set[str] = set()
 
     @property
     def pair_states(self) -> PairStates:
@@ -344,7 +350,8 @@ def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
     applied = acts[acts["action_id"].isin(ok)]
     failed = acts.merge(done.loc[~done["status"].isin(OK_STATUSES | {STALE}), ["action_id", "error"]], on="action_id")
     errors = [f"{r.side} {r.op} of {r.crm_id or r.outlook_id} ({r.rule}): {r.error}" for r in failed.itertuples()]
-    return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors)
+    due = applied[~applied["action_id"].isin(prepared.history_kept)] if prepared.history_kept else applied
+    return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors, history_due=due)
 
 
 def whole_email_list(crm_rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:

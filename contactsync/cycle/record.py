@@ -150,8 +150,9 @@ def commit_state(sides: Sides, acts: pd.DataFrame, plan: PlanResult, results: pd
 
 class StateRecorder:
     """Records, in a thread beside the Outlook load, what has answered so far: the
-    contacts the writer's committed writes left (the mirror, as at the end) and the pairs
-    now complete (:class:`PairStates`).
+    contacts the writer's committed writes left (the mirror, as at the end), the pairs
+    now complete (:class:`PairStates`), and the history of the writes that committed
+    (given the sides as read, ``Prepared.read``; the cycle keeps the rest at its end).
 
     A round starts once the whole plan is journaled (never beside the journal's own
     writes, which the batches wait for) and when ``every`` results arrived since the last;
@@ -224,6 +225,15 @@ class StateRecorder:
                 self.mirrored_ids.update(rows["outlook_id"].astype(str))
         new, self._results_seen = prepared.results_since(self._results_seen)
         prepared.pair_states.record(sides, new)
+        if prepared.read is not None:  # the history of the writes that committed (`explain`)
+            ok = new[new["status"].isin(OK_STATUSES) & ~new["action_id"].isin(prepared.history_kept)]
+            if not ok.empty:
+                crm, outlook = prepared.read
+                sides.store.record_history(
+                    prepared.run_id, sides.user_id, crm=crm, outlook=outlook,
+                    applied=prepared.actions[prepared.actions["action_id"].isin(ok["action_id"])],
+                    conflicts=None, problems=None, results=ok, keep_days=None)
+                prepared.history_kept.update(ok["action_id"])
 
 
 def written_tags(

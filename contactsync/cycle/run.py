@@ -234,6 +234,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             # The actions as journaled (new CRM ids allocated) stand for the plan's own from
             # here on: one copy of a first sync's 160,000 actions through the loads, not two.
             planned = prepared.plan = replace(planned, actions=prepared.actions)
+            prepared.read = (inputs.crm, inputs.outlook)  # history kept as the writes commit (cycle.record)
             release(len(inputs.crm) + len(inputs.outlook))
             if options.overlap:
                 crm_results, out_results = _load_both(run, prepared, crm.group_id, out)
@@ -243,7 +244,8 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
                                                outlook_frame=out.frame)
             loaded = run.record_state(prepared, crm_results, out_results)
             store.record_history(  # `contact-sync explain` (issue 14)
-                run_id, uid, crm=inputs.crm, outlook=inputs.outlook, applied=loaded.applied,
+                run_id, uid, crm=inputs.crm, outlook=inputs.outlook,
+                applied=loaded.applied if loaded.history_due is None else loaded.history_due,
                 conflicts=planned.conflicts, problems=problems, results=loaded.results,
                 keep_days=sides.settings.report.history_days)
             outcome.counts = steps.counts(loaded.applied)

@@ -93,11 +93,12 @@ class HistoryStore(Store):
     def record_history(
         self, run_id: str, user: str, *, crm: pd.DataFrame | None, outlook: pd.DataFrame | None,
         applied: pd.DataFrame | None, conflicts: pd.DataFrame | None, problems: pd.DataFrame | None,
-        results: pd.DataFrame | None = None, keep_days: int = DEFAULT_KEEP_DAYS, now: datetime | None = None,
+        results: pd.DataFrame | None = None, keep_days: int | None = DEFAULT_KEEP_DAYS, now: datetime | None = None,
     ) -> int:
         """Keep one writing cycle's history (``applied`` = the committed action rows,
         ``crm``/``outlook`` = the sides as read before the writes); drop rows older than
-        ``keep_days``. Returns the number of rows added."""
+        ``keep_days`` (None: none dropped, as by the writes a cycle keeps while its load
+        still runs, cycle.record). Returns the number of rows added."""
         at = (now or _now()).isoformat(timespec="microseconds")
         # Only the records this cycle's rows name: the values for a write's "before" of
         # updates (a create has none), the emails of every row's contact.
@@ -171,7 +172,6 @@ class HistoryStore(Store):
                        "fields": _text(p.get("field")), "before": {}, "after": {"value": _text(p.get("value"))},
                        "winner": None, "reason": _text(p.get("reason")), "emails": mails(crm_id, outlook_id)}
 
-        cutoff = ((now or _now()) - timedelta(days=keep_days)).isoformat(timespec="microseconds")
         h = history_table
         added = 0
         with self._write() as conn:
@@ -187,7 +187,9 @@ class HistoryStore(Store):
             if chunk:
                 bulk_insert(conn, h, _INSERTED, chunk)
                 added += len(chunk)
-            conn.execute(sa.delete(h).where(h.c.crm_user == user, h.c.at < cutoff))
+            if keep_days is not None:
+                cutoff = ((now or _now()) - timedelta(days=keep_days)).isoformat(timespec="microseconds")
+                conn.execute(sa.delete(h).where(h.c.crm_user == user, h.c.at < cutoff))
         return added
 
     def contact_history(

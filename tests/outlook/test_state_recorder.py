@@ -1,6 +1,7 @@
 """The state of what committed is recorded while the Outlook load still waits on Graph
 (issue 12: the tail of a first sync after its last ``$batch``), and only what committed
-(R18): a pair once every action of it answered 'ok', the journal only at the end.
+(R18): a pair once every action of it answered 'ok', a write's history once it
+committed, the journal only at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from bench.driver import timed_cycle
 from bench.harness import USER, Emulator, build
@@ -19,6 +21,7 @@ from contactsync.cycle import record
 from contactsync.cycle.record import PairStates, commit_state
 from contactsync.outlook import transport
 from contactsync.plan.schema import SNAPSHOT_COLUMNS, GuardVerdict, PlanResult
+from contactsync.state.schema import history_table
 
 
 class _Store:
@@ -135,7 +138,8 @@ def test_pairs_are_recorded_while_the_load_still_waits_on_graph(tmp_path: Path, 
                 assert rounds.wait_for(lambda: bool(made) and before <= made[0][0].recorded, timeout=120)
             sides = made[0][1]
             at_last_batch.update(before=before, last=set(tags), links=sides.store.load_links(sides.user_id),
-                                 mirror=sides.store.load_outlook(sides.user_id, folder[0])[1])
+                                 mirror=sides.store.load_outlook(sides.user_id, folder[0])[1],
+                                 history=_outlook_creates_kept(sides))
         return real_request(self, method, url, data=data, **kw)
 
     folder: list[str] = []
@@ -156,5 +160,18 @@ def test_pairs_are_recorded_while_the_load_still_waits_on_graph(tmp_path: Path, 
     new = links[links["crm_id"].str.strip().isin(at_last_batch["before"])]
     assert new["outlook_id"].notna().all() and set(new["outlook_id"]) <= set(mirror["outlook_id"])
     assert len(linked) >= 40 + 100  # and the 100 people on both sides, linked with nothing to write
+    # the history (`explain`) of those creates is kept already, each write once in the end
+    assert at_last_batch["before"] <= set(at_last_batch["history"]) and not at_last_batch["last"] & set(
+        at_last_batch["history"])
     sides = made[0][1]
     assert len(sides.store.load_links(sides.user_id)) == 200 and sides.store.journal(sides.user_id).empty
+    kept = _outlook_creates_kept(sides)
+    assert sorted(kept) == sorted({t for batch in creates for t in batch})  # 50, none twice
+
+
+def _outlook_creates_kept(sides: Any) -> list[str]:
+    """The CRM ids of the Outlook creates in the user's history, one per row."""
+    h = history_table
+    with sides.store.engine.connect() as conn:
+        return [str(r[0]).strip() for r in conn.execute(sa.select(h.c.crm_id).where(
+            h.c.crm_user == sides.user_id, h.c.kind == "write", h.c.side == "outlook", h.c.op == "create"))]
