@@ -17,16 +17,34 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, PlanResult
 
 if TYPE_CHECKING:
-    from contactsync.cycle.load import Prepared
     from contactsync.cycle.sides import Sides
     from contactsync.outlook.load import OutlookWriter
+
+
+class Prepared(Protocol):
+    """What the recorder uses of ``cycle.load.Prepared`` (which imports this module)."""
+
+    sides: Sides
+    actions: pd.DataFrame
+    plan: PlanResult
+    run_id: str
+    recorder: Any
+    read: tuple[pd.DataFrame, pd.DataFrame] | None
+    history_kept: set[str]
+
+    @property
+    def pair_states(self) -> PairStates: ...
+
+    def results_since(self, start: int) -> tuple[pd.DataFrame, int]: ...
+
+    def wait_journaled(self, *, raise_error: bool = True) -> None: ...
 
 log = logging.getLogger(__name__)
 
