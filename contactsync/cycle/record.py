@@ -247,6 +247,10 @@ class StateRecorder:
         """Mirror the newly written contacts, then record the pairs now complete."""
         prepared = self.prepared
         sides = prepared.sides
+        # The results first: the writer keeps a batch's contacts before it journals the
+        # batch's results, so every pair these complete has its contact in the rows read
+        # next, mirrored before the pair is recorded (as at the end of a load).
+        new, self._results_seen = prepared.results_since(self._results_seen)
         if self.writer is not None and self.folder_id is not None:
             rows = self.writer.written(self.mirrored)
             if not rows.empty:
@@ -255,7 +259,6 @@ class StateRecorder:
                 sides.store.save_outlook(sides.user_id, self.folder_id, self._delta_link[0], changed=rows)
                 self.mirrored += len(rows)
                 self.mirrored_ids.update(rows["outlook_id"].astype(str))
-        new, self._results_seen = prepared.results_since(self._results_seen)
         prepared.pair_states.record(sides, new)
         if prepared.read is not None:  # the history of the writes that committed (`explain`)
             ok = new[new["status"].isin(OK_STATUSES) & ~new["action_id"].isin(prepared.history_kept)]

@@ -108,8 +108,8 @@ def test_recording_in_rounds_records_what_one_call_at_the_end_records() -> None:
 
 
 def test_pairs_are_recorded_while_the_load_still_waits_on_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A first sync of 200 (50 Outlook creates in batches of 20, 20, 10): before the last
-    batch goes out, the pairs of the first two are linked in the state store already, with
+    """A first sync of 200 (50 Outlook creates in batches of 20, 20, 10, sent in any order
+    after the first): before the last batch goes out, the pairs of the first two are linked in the state store already, with
     their new Outlook ids, and the contacts they made are in the mirror; none of the last
     batch's pairs is. Waits on the recorder's rounds (an event), not on a clock."""
     monkeypatch.setattr(record, "ROUND_EVERY", 1)
@@ -130,10 +130,13 @@ def test_pairs_are_recorded_while_the_load_still_waits_on_graph(tmp_path: Path, 
         tags = [ep["value"] for r in (data or {}).get("requests", []) if r["method"] == "POST"
                 for ep in (r.get("body") or {}).get("singleValueExtendedProperties", [])] \
             if url == self.batch_url and isinstance(data, dict) else []
-        if tags:
-            creates.append(tags)
-        if len(tags) == 10:  # the last batch: what came before it is recorded first
-            before = {t for batch in creates[:-1] for t in batch}
+        last = False
+        if tags:  # a batch sent again (a 429 on a loaded machine) brings no new tag
+            with rounds:
+                before = {t for batch in creates for t in batch}
+                creates.append(tags)
+                last = len(before | set(tags)) == 50 and len(before) < 50
+        if last:  # the last batch (batches race for the places): the others are recorded first
             with rounds:
                 assert rounds.wait_for(lambda: bool(made) and before <= made[0][0].recorded, timeout=120)
             sides = made[0][1]
@@ -153,7 +156,7 @@ def test_pairs_are_recorded_while_the_load_still_waits_on_graph(tmp_path: Path, 
     finally:
         emu.stop()
     assert cycle["status"] == "ok" and cycle["errors"] == 0, cycle["first_errors"]
-    assert [len(t) for t in creates] == [20, 20, 10]
+    assert len({t for batch in creates for t in batch}) == 50 and "last" in at_last_batch
     links, mirror = at_last_batch["links"], at_last_batch["mirror"]
     linked = set(links["crm_id"].str.strip())
     assert at_last_batch["before"] <= linked and not at_last_batch["last"] & linked
