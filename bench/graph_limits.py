@@ -124,6 +124,8 @@ def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS
         "least_with_delta_chain_s": round(least_chain, 2),
         "ratio_to_least_with_delta_chain": round(wall / least_chain, 3) if least_chain else None,
         "steps_s": cycle["steps_s"],
+        # the process's CPU seconds during each step (all its threads): what the load average does not stretch
+        "steps_cpu_s": cycle["steps_cpu_s"],
         # CPU seconds beside the wall: the sync's process (all its threads) and the
         # emulator's, whose serving of each request (one thread) Graph does not add
         "client_cpu_s": round(cpu, 2),

@@ -15,6 +15,7 @@ and the three-way merge (R8) re-plans everything else without duplicates.
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -24,14 +25,24 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from contactsync import crashpoint
+from contactsync.cycle.record import (
+    OK_STATUSES,
+    PairStates,
+    StateRecorder,
+    commit_state,
+    mirror_written,
+    written_tags,
+)
+from contactsync.cycle.record import norm_results as _norm_results
 from contactsync.model import EMAIL_FIELDS
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, SNAPSHOT_COLUMNS, PlanResult
 
 if TYPE_CHECKING:
     from contactsync.cycle.sides import Sides
+    from contactsync.outlook.load import OutlookWriter
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
-OK_STATUSES = frozenset({"applied", "noop"})
 #: Not written, not an error: the Outlook contact changed since this cycle read it (412,
 #: contactsync.outlook.conflicts); its pair is not snapshotted and the next cycle merges.
 STALE = "stale"
@@ -43,6 +54,8 @@ class LoadOutcome:
     applied: pd.DataFrame  # the action rows that committed (for counts)
     failed: pd.DataFrame  # the action rows that did not, with their error
     errors: list[str] = field(default_factory=list)
+    #: the applied rows whose history the load's rounds did not keep (all, without rounds)
+    history_due: pd.DataFrame | None = None
 
 
 def allocate_ids(sides: Sides, actions: pd.DataFrame) -> pd.DataFrame:
@@ -80,6 +93,10 @@ class Prepared:
         only cost a transaction each. Failures are written at once, with their error.
         """
         status = result.get("status")
+        with self._lock:
+            self._results.append(result)
+        if self.recorder is not None:
+            self.recorder.poke()
         if status == "applied":
             with self._lock:  # the CRM and the Outlook loads note results at once
                 self._applied.append(result["action_id"])
@@ -114,6 +131,29 @@ class Prepared:
         self.head: frozenset[str] = frozenset(self.actions["action_id"])
         self._journaling: threading.Thread | None = None
         self._journal_error: BaseException | None = None
+        #: Every write's result as journaled, for the rounds of ``StateRecorder`` that
+        #: record the state during the load (cycle.record).
+        self._results: list[dict] = []
+        self.recorder: StateRecorder | None = None
+        self._pair_states: PairStates | None = None
+        #: The CRM and Outlook frames as read (set by the cycle): with them the rounds keep
+        #: the history of the writes as they commit; the ids of the actions they kept.
+        self.read: tuple[pd.DataFrame, pd.DataFrame] | None = None
+        self.history_kept: set[str] = set()
+
+    @property
+    def pair_states(self) -> PairStates:
+        """The plan's pairs, as recorded so far (the load's rounds, then ``finish``)."""
+        if self._pair_states is None:
+            self._pair_states = PairStates(self.actions, self.plan)
+        return self._pair_states
+
+    def results_since(self, start: int) -> tuple[pd.DataFrame, int]:
+        """The results journaled from the ``start``-th on (each final for its action), and
+        where the next call starts."""
+        with self._lock:
+            rows = self._results[start:]
+        return _norm_results(pd.DataFrame(rows)), start + len(rows)
 
     def journal_rest(self, rest: pd.DataFrame) -> None:
         """Journal ``rest`` in a thread (R18: ``wait_journaled`` before writing any of it)."""
@@ -214,7 +254,6 @@ def _load_outlook(
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     acts = prepared.actions
-    crm_rows = acts[acts["side"] == "crm"]
     out_rows = acts[acts["side"] == "outlook"]
     # Only a pair made in the CRM by this plan (new_key, its id allocated in prepare)
     # depends on a CRM write: its Outlook tag would name a row that may not exist.
@@ -224,6 +263,43 @@ def _load_outlook(
         from contactsync.outlook.load import OutlookWriter
 
         writer = OutlookWriter(prepared.sides.graph, folder_id)
+    recorder = StateRecorder(prepared, folder_id, writer).start() if writer is not None else None
+    try:
+        written, held = _write_all(prepared, crm_results, writer, waits, outlook_frame, progress)
+    finally:
+        if recorder is not None:
+            recorder.close()
+    later = out_rows[waits]
+    if writer is not None and recorder is not None and folder_id is not None:
+        # What the recorder did not mirror yet, and the tags of updates whose answer
+        # carried no contact, in one save.
+        rows = writer.written(recorder.mirrored)
+        tags = written_tags(outlook_frame, out_rows, written, recorder.mirrored_ids | set(rows["outlook_id"]))
+        mirror_written(prepared.sides, folder_id, rows, tags)
+    held_results = pd.DataFrame(
+        {
+            "action_id": later.loc[held, "action_id"],
+            "status": "failed",
+            "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
+        }
+    )
+    return pd.concat([written, _norm_results(held_results)], ignore_index=True)
+
+
+def _write_all(
+    prepared: Prepared,
+    crm_results: pd.DataFrame | Future[pd.DataFrame],
+    writer: OutlookWriter | None,
+    waits: pd.Series,
+    outlook_frame: pd.DataFrame,
+    progress: Progress | None,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Every Outlook write: the first batch, the rest once journaled, then those that
+    waited for the CRM. Returns their results and, of those that waited, the ones held
+    back because their CRM create failed."""
+    acts = prepared.actions
+    crm_rows = acts[acts["side"] == "crm"]
+    out_rows = acts[acts["side"] == "outlook"]
     total = len(out_rows)
     parts: list[pd.DataFrame] = []
 
@@ -260,57 +336,7 @@ def _load_outlook(
     # that does not exist: hold it back; the next cycle plans it again.
     held = later["crm_id"].isin(failed_crm_ids)
     write(later[~held], int((~waits).sum()))
-    written = pd.concat(parts, ignore_index=True) if parts else _norm_results(None)
-    if folder_id is not None:
-        _mirror_written_tags(prepared, folder_id, outlook_frame, out_rows, written)
-        if writer is not None:  # the writes' own contacts: their echo is then known (issue 15)
-            _mirror_written(prepared, folder_id, writer.written())
-    held_results = pd.DataFrame(
-        {
-            "action_id": later.loc[held, "action_id"],
-            "status": "failed",
-            "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
-        }
-    )
-    return pd.concat([written, _norm_results(held_results)], ignore_index=True)
-
-
-def _mirror_written_tags(
-    prepared: Prepared, folder_id: str, outlook_frame: pd.DataFrame, out_rows: pd.DataFrame,
-    results: pd.DataFrame,
-) -> None:
-    """Every update the sync committed carried its pair's CrmContactId tag (R7a): the
-    mirror takes that tag at once. A delta round reads tags only for contacts whose stored
-    copy has none (Graph documents no ``$expand`` on delta), so without this a contact that
-    carried another contact's tag would keep it in the mirror and be re-tagged by every
-    cycle, never settling (R17)."""
-    if results.empty or outlook_frame is None or outlook_frame.empty:
-        return
-    applied = set(results.loc[results["status"] == "applied", "action_id"])
-    done = out_rows[(out_rows["op"] == "update") & out_rows["action_id"].isin(applied)].dropna(
-        subset=["crm_id", "outlook_id"])
-    if done.empty:
-        return
-    tags = done.drop_duplicates("outlook_id", keep="last").set_index("outlook_id")["crm_id"]
-    rows = outlook_frame[outlook_frame["outlook_id"].isin(tags.index)]
-    stale = rows[rows["crm_tag"].ne(rows["outlook_id"].map(tags))]
-    if stale.empty:
-        return
-    sides = prepared.sides
-    stale = stale.assign(crm_tag=stale["outlook_id"].map(tags))
-    sides.store.save_outlook(sides.user_id, folder_id, sides.store.load_delta_link(sides.user_id, folder_id),
-                             changed=stale)
-
-
-def _mirror_written(prepared: Prepared, folder_id: str, rows: pd.DataFrame) -> None:
-    """The mirror takes the contacts as the committed writes left them, new changeKeys
-    included; the delta token stays, so the next delta still returns them, and
-    ``outlook.extract.known_versions`` drops those echoes unparsed."""
-    if rows.empty:
-        return
-    sides = prepared.sides
-    sides.store.save_outlook(sides.user_id, folder_id, sides.store.load_delta_link(sides.user_id, folder_id),
-                             changed=rows)
+    return (pd.concat(parts, ignore_index=True) if parts else _norm_results(None)), held
 
 
 def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
@@ -318,12 +344,14 @@ def finish(prepared: Prepared, *results: pd.DataFrame) -> LoadOutcome:
     acts = prepared.actions
     prepared.wait_journaled()
     done = pd.concat([_norm_results(r) for r in results], ignore_index=True)
-    commit_state(prepared.sides, acts, prepared.plan, done, prepared.run_id)
+    # The pairs recorded while the load waited on Graph (StateRecorder) are not saved again.
+    commit_state(prepared.sides, acts, prepared.plan, done, prepared.run_id, prepared.pair_states)
     ok = done.loc[done["status"].isin(OK_STATUSES), "action_id"]
     applied = acts[acts["action_id"].isin(ok)]
     failed = acts.merge(done.loc[~done["status"].isin(OK_STATUSES | {STALE}), ["action_id", "error"]], on="action_id")
     errors = [f"{r.side} {r.op} of {r.crm_id or r.outlook_id} ({r.rule}): {r.error}" for r in failed.itertuples()]
-    return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors)
+    due = applied[~applied["action_id"].isin(prepared.history_kept)] if prepared.history_kept else applied
+    return LoadOutcome(results=done, applied=applied, failed=failed, errors=errors, history_due=due)
 
 
 def whole_email_list(crm_rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
@@ -354,64 +382,6 @@ def _failed_ids(results: pd.DataFrame) -> set[str]:
     if results is None or results.empty:
         return set()
     return set(results.loc[~results["status"].isin(OK_STATUSES), "action_id"])
-
-
-def _norm_results(results: pd.DataFrame | None) -> pd.DataFrame:
-    cols = ["action_id", "status", "crm_id", "outlook_id", "account_id", "error"]
-    if results is None or results.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    return results.reindex(columns=cols).astype(object)
-
-
-def commit_state(sides: Sides, acts: pd.DataFrame, plan: PlanResult, results: pd.DataFrame, run_id: str) -> None:
-    """Advance links and snapshots for the pairs whose every action committed.
-
-    A pair is identified by its CRM id (allocated ones included). Its new Outlook id comes
-    from the result of its Outlook create. Pairs with an ``unlink`` are forgotten, or kept
-    as ``stopped`` when the plan says so (R12 keep-copy); the rest get their snapshot.
-    """
-    store, user = sides.store, sides.user_id
-    res = results.set_index("action_id")
-    status = acts["action_id"].map(res["status"]).fillna("failed")
-    # The columns this needs, not the actions' every field: two whole copies of a first
-    # sync's 160,000 actions were the cycle's peak of memory (issue 15).
-    acts = acts[["action_id", "side", "op", "crm_id", "outlook_id", "new_key"]].assign(
-        _ok=status.isin(OK_STATUSES).to_numpy(), _pair=acts["crm_id"].fillna(acts["outlook_id"]))
-    pair_ok = acts.groupby("_pair", dropna=True)["_ok"].all()
-    good_pairs = set(pair_ok[pair_ok].index)
-
-    # New Outlook ids from creates.
-    created = acts[(acts["side"] == "outlook") & (acts["op"] == "create") & acts["_ok"]]
-    new_out = created.set_index("crm_id")["action_id"].map(res["outlook_id"]) if not created.empty else pd.Series(dtype=object)
-
-    snaps = plan.snapshots.copy()
-    if not snaps.empty:
-        # Pairs created in CRM this cycle: their crm_id is the allocated one.
-        key_to_id = acts.dropna(subset=["new_key", "crm_id"]).drop_duplicates("new_key").set_index("new_key")["crm_id"]
-        need = snaps["crm_id"].isna() & snaps["new_key"].notna()
-        snaps.loc[need, "crm_id"] = snaps.loc[need, "new_key"].map(key_to_id)
-        need_out = snaps["outlook_id"].isna() & snaps["crm_id"].isin(new_out.index)
-        snaps.loc[need_out, "outlook_id"] = snaps.loc[need_out, "crm_id"].map(new_out)
-        touched = set(acts["_pair"].dropna())
-        keep = snaps["crm_id"].notna() & snaps["outlook_id"].notna()
-        # A pair with actions is stored only when all of them committed; a pair with no
-        # action at all (both sides changed to the same value) is stored as it is.
-        keep &= snaps["crm_id"].isin(good_pairs) | ~snaps["crm_id"].isin(touched)
-        snaps = snaps[keep]
-        if "status" not in snaps:
-            snaps = snaps.assign(status=LINK_STATUS_ACTIVE)
-    stopped = set(snaps.loc[snaps["status"] == "stopped", "crm_id"]) if not snaps.empty else set()
-
-    unlinks = acts[(acts["op"] == "unlink") & acts["_pair"].isin(good_pairs)]
-    gone = set(unlinks["crm_id"].dropna()) - stopped
-    if gone:
-        store.remove_links(user, sorted(gone))
-    if not snaps.empty:  # each row carries its status: active, or stopped (R12 keep-copy)
-        store.save_pairs(user, snaps)
-    # The journal has served once everything committed; after a failure it stays for
-    # resume() at the start of the next cycle.
-    if bool(acts["_ok"].all()):
-        store.journal_clear(user, run_id=run_id)
 
 
 def resume(sides: Sides) -> int:

@@ -208,7 +208,9 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
         inputs = run.gather_inputs(sides, crm, out, relink=options.relink, repair=options.repair, since=since)
         planned = run.plan(inputs, rules)
         planned, problems = run.quarantine(planned, inputs)
-        release()  # the plan's own working frames and the unfiltered plan: freed (cycle.memory)
+        # The plan's own working frames and the unfiltered plan: freed (cycle.memory); a
+        # small cycle's are too small to pay a full collection for, before its first write.
+        release(len(inputs.crm) + len(inputs.outlook))
         gx = (
             run.validate(inputs, planned, str(data_docs_dir(sides.settings, sides.user)))
             if sides.settings.sync.gx_validation
@@ -234,6 +236,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             # here on: one copy of a first sync's 160,000 actions through the loads, not two.
             planned = prepared.plan = replace(planned, actions=prepared.actions)
             group_id, folder_id = crm.group_id, out.folder_id
+            rows_read = len(inputs.crm) + len(inputs.outlook)
             if plan_settles:  # nothing to write: the CRM frame stays for the settled fingerprint
                 history_crm, outlook_rows = inputs.crm, inputs.outlook
             else:
@@ -242,8 +245,9 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
                 history_crm, outlook_rows = kept_through_the_loads(
                     inputs.crm, inputs.outlook, prepared.actions, planned.conflicts, problems)
                 check.crm = steps.CrmSide(group_id, history_crm.iloc[:0])  # never fingerprinted: no settling
+            prepared.read = (history_crm, outlook_rows)  # history kept as the writes commit (cycle.record)
             del inputs, crm, out
-            release()
+            release(rows_read)
             if options.overlap:
                 crm_results, out_results = _load_both(run, prepared, group_id, folder_id, outlook_rows)
             else:
@@ -252,7 +256,8 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
                                                outlook_frame=outlook_rows)
             loaded = run.record_state(prepared, crm_results, out_results)
             store.record_history(  # `contact-sync explain` (issue 14)
-                run_id, uid, crm=history_crm, outlook=outlook_rows, applied=loaded.applied,
+                run_id, uid, crm=history_crm, outlook=outlook_rows,
+                applied=loaded.applied if loaded.history_due is None else loaded.history_due,
                 conflicts=planned.conflicts, problems=problems, results=loaded.results,
                 keep_days=sides.settings.report.history_days)
             outcome.counts = steps.counts(loaded.applied)

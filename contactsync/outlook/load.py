@@ -241,12 +241,13 @@ class OutlookWriter:
         with self._written_lock:
             self._written.extend(rows)
 
-    def written(self) -> pd.DataFrame:
+    def written(self, start: int = 0) -> pd.DataFrame:
         """The contacts this writer's committed creates and updates left in the folder, as
         mirror rows (model.OUTLOOK_COLUMNS): stored in the mirror, their echo in the next
-        delta is known by its changeKey and skipped (outlook.extract.known_versions)."""
+        delta is known by its changeKey and skipped (outlook.extract.known_versions).
+        ``start``: from the start-th kept (the list only grows: cycle.load stores it in rounds)."""
         with self._written_lock:
-            rows = list(self._written)
+            rows = self._written[start:]
         return rows_to_frame(rows)
 
     def _fetch_collections(self, chunk: Sequence[dict]) -> dict[str, dict]:
