@@ -210,7 +210,8 @@ def _start(home: Path) -> ServerInfo:
         log.write(f"--- contact-sync starts the local Prefect server on port {port}\n".encode())
         log.flush()
         proc = subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            # Prefect's `prefect server start`, its SQLite writes begun IMMEDIATE (flows/local_server.py)
+            [sys.executable, "-m", "flows.local_server", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(home),
             start_new_session=True,  # outlives the command; its own process group for `stop`
         )
