@@ -121,7 +121,18 @@ def use_prefect_api(env: Env | None = None) -> ApiChoice:
         return chosen
     info, started = ensure_server(home)
     env["PREFECT_API_URL"] = info.url
+    if not _csrf_protected(env):
+        # Prefect's client otherwise asks every new client's first write for a CSRF token,
+        # which a server without CSRF protection (Prefect's default, and this one unless the
+        # environment turns it on) refuses with a 422: one wasted request per user's run.
+        env.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
     return ApiChoice(info.url, "local server", started=started)
+
+
+def _csrf_protected(env: Env) -> bool:
+    """Whether the local server (started with this environment) protects against CSRF."""
+    names = ("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", "PREFECT_SERVER_CSRF_PROTECTION_ENABLED")
+    return any(env.get(n, "").strip().lower() in {"1", "true", "yes", "on"} for n in names)
 
 
 def _configured_in_process() -> ApiChoice | None:
