@@ -154,7 +154,7 @@ def command(cfg: Path, home: Path, parallel: int | None = None, *, api_url: str 
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def against_stock_server(cfg: Path, home: Path, root: Path) -> dict[str, Any]:
+def against_stock_server(cfg: Path, home: Path, root: Path, emu: Emulator) -> dict[str, Any]:
     """The quiet command of every user (``parallel_users`` 4) against ``prefect server start``
     as Prefect ships it, in a home of its own, named by ``PREFECT_API_URL`` (a configured API
     wins over the local server), after one untimed command; its 503 refusals counted from
@@ -187,8 +187,10 @@ def against_stock_server(cfg: Path, home: Path, root: Path) -> dict[str, Any]:
         # settings, so the first command against this server runs cold and starts it.
         warm_up = command(cfg, home, api_url=url, server_pid=proc.pid)
         before = server_refusals(log_file)
+        emu.reset_stats()
         result = command(cfg, home, api_url=url, server_pid=proc.pid)
         result["warm_up_process_wall_s"] = warm_up["process_wall_s"]
+        result["graph_requests"] = emu.stats()["requests"]
         result["server_refusals"] = {k: v - before[k] for k, v in server_refusals(log_file).items()}
         return result
     finally:
@@ -236,9 +238,7 @@ def main() -> int:
                     "set-up command, reused); the load average is taken right after each command",
         }
         if os.environ.get("BENCH_FANOUT_STOCK", "1") != "0":
-            emu.reset_stats()
-            stock = against_stock_server(cfg, home, root)
-            stock["graph_requests"] = emu.stats()["requests"]
+            stock = against_stock_server(cfg, home, root, emu)
             result["quiet_parallel_4_stock_prefect_server"] = stock
             result["ratio_stock_server_over_local_server"] = round(stock["process_wall_s"] / fan_out["process_wall_s"], 2)
             result["local_server_refusals_in_the_three_quiet_commands"] = refusals

@@ -9,9 +9,10 @@ connection wrote in between, SQLite refuses that upgrade at once with "database 
 locked" (SQLITE_BUSY_SNAPSHOT under WAL: the busy timeout does not apply), the server
 answers 503, and Prefect's client sleeps about 2 s before it retries (2**n s with
 jitter). Several users' runs created at the same time (the fan-out, ``sync.parallel_users``)
-hit exactly that: measured in this project, a user's subflow run created 2-7 s late
-because its creation was answered 503. Prefect knows it (PrefectHQ/prefect issue 18934,
-"Even basic examples result in excessive database is locked logs", open) and mends it a
+hit exactly that: measured in this project, a user's subflow run created seconds late
+because its creation was answered 503 (up to 12 s with 4 users in 4 threads). Prefect
+knows it (PrefectHQ/prefect issue 18934, "Even basic examples result in excessive
+database is locked logs", open) and mends it a
 transaction at a time by beginning it ``IMMEDIATE`` (``with_for_update=True``: flow and
 task run state changes, triggers, deployments; PrefectHQ/prefect pull 22967). Here every
 SQLite transaction that the server begins takes the write lock when it begins, so a
