@@ -12,9 +12,14 @@ seconds are recorded where they were spent: the command's process, the warm proc
 child that ran it (cli/warm.py) and the local Prefect server: the anatomy of a user's cost. Goal: under 30 s on this 2-core
 machine. The load average is recorded with the figures (other work shares the machine).
 
-Then the anatomy (``BENCH_FANOUT_ANATOMY=0`` skips it; ``python -m bench.fanout_bench
-anatomy`` runs it alone): Prefect's own CPU per user without the cycle's work, the fan-out's
-thread per user beside the former task run per user, in one process (:func:`anatomy`).
+Then, side by side in the same run, the same quiet command against a Prefect server as
+Prefect ships it (``prefect server start``, configured through ``PREFECT_API_URL``, a home
+of its own) instead of the commands' local server (flows/local_server.py: its SQLite write
+transactions begin IMMEDIATE, so concurrent run creations wait for the lock instead of
+being answered 503 and retried ~2 s later by Prefect's client, PrefectHQ/prefect issue
+18934). Each server's 503s and "database is locked" refusals are counted from its log
+(``PREFECT_API_LOG_RETRYABLE_ERRORS``).
+``BENCH_FANOUT_STOCK=0`` skips it.
 
 Results: ``bench/results/fanout.json``.
 """
@@ -87,13 +92,13 @@ def _tree_cpu_s(pid: int | None) -> float:
     return total
 
 
-def _cpu_where(home: Path) -> dict[str, float]:
-    """CPU so far of the local Prefect server and of the warm processes (which run the
-    commands' cycles in their children: cli/warm.py)."""
-    try:
-        server = int(json.loads((home / "contact-sync-server.json").read_text())["pid"])
-    except (OSError, ValueError, KeyError):
-        server = None
+def _cpu_where(home: Path, server_pid: int | None = None) -> dict[str, float]:
+    """CPU so far of the Prefect server (the local one unless ``server_pid``) and of the warm
+    processes (which run the commands' cycles in their children: cli/warm.py)."""
+    server = server_pid
+    if server is None:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            server = int(json.loads((home / "contact-sync-server.json").read_text())["pid"])
     warm = 0.0
     for pid_file in home.glob("contact-sync-warm-*.pid"):
         with contextlib.suppress(OSError, ValueError):
@@ -101,19 +106,34 @@ def _cpu_where(home: Path) -> dict[str, float]:
     return {"server": _tree_cpu_s(server), "warm": warm}
 
 
-def command(cfg: Path, home: Path, parallel: int | None = None) -> dict[str, Any]:
+#: Every request a Prefect server refuses as retryable (503) is logged with this line when
+#: PREFECT_API_LOG_RETRYABLE_ERRORS is on (prefect/server/api/server.py).
+REFUSED = "Encountered retryable exception in request"
+
+
+def server_refusals(log_file: Path) -> dict[str, int]:
+    """A server's 503 refusals so far, and how many were SQLite's "database is locked"."""
+    text = log_file.read_text(errors="replace") if log_file.is_file() else ""
+    return {"retryable_503": text.count(REFUSED), "database_is_locked": text.count("database is locked")}
+
+
+def command(cfg: Path, home: Path, parallel: int | None = None, *, api_url: str | None = None,
+            server_pid: int | None = None) -> dict[str, Any]:
     """One `contact-sync sync --json` of every user, timed as a whole process, with the CPU
     seconds it cost: the command's own process, the warm process's child that ran it, and
-    the local Prefect server's."""
-    env = {**os.environ, "PREFECT_HOME": str(home)}
+    the Prefect server's (the local one, or ``api_url``'s, process ``server_pid``)."""
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}
+    env.pop("PREFECT_API_URL", None)
+    if api_url is not None:
+        env["PREFECT_API_URL"] = api_url
     if parallel is not None:
         env["CONTACT_SYNC_SYNC__PARALLEL_USERS"] = str(parallel)
-    before, children = _cpu_where(home), os.times()
+    before, children = _cpu_where(home, server_pid), os.times()
     started = time.perf_counter()
     res = subprocess.run([CONTACT_SYNC, "sync", "--json", "--config", str(cfg)], capture_output=True,
                          text=True, env=env, timeout=1800)
     wall = round(time.perf_counter() - started, 2)
-    after, children_after = _cpu_where(home), os.times()
+    after, children_after = _cpu_where(home, server_pid), os.times()
     cpu = {
         "command_process": children_after.children_user + children_after.children_system
         - children.children_user - children.children_system,
@@ -134,6 +154,52 @@ def command(cfg: Path, home: Path, parallel: int | None = None) -> dict[str, Any
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+def against_stock_server(cfg: Path, home: Path, root: Path, emu: Emulator) -> dict[str, Any]:
+    """The quiet command of every user (``parallel_users`` 4) against ``prefect server start``
+    as Prefect ships it, in a home of its own, named by ``PREFECT_API_URL`` (a configured API
+    wins over the local server), after one untimed command; its 503 refusals counted from
+    its log."""
+    import socket
+
+    from contactsync.cli.prefect_server import healthy
+
+    stock_home = root / "stock-prefect-home"
+    stock_home.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_file = stock_home / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(stock_home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_LOG_RETRYABLE_ERRORS="true")
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=str(stock_home), start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 300
+        while not healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Prefect's server did not start: {log_file.read_text()[-2000:]}")
+            time.sleep(0.5)
+        # Untimed first: the warm process (cli/warm.py) starts afresh for other PREFECT_*
+        # settings, so the first command against this server runs cold and starts it.
+        warm_up = command(cfg, home, api_url=url, server_pid=proc.pid)
+        before = server_refusals(log_file)
+        emu.reset_stats()
+        result = command(cfg, home, api_url=url, server_pid=proc.pid)
+        result["warm_up_process_wall_s"] = warm_up["process_wall_s"]
+        result["graph_requests"] = emu.stats()["requests"]
+        result["server_refusals"] = {k: v - before[k] for k, v in server_refusals(log_file).items()}
+        return result
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+
+
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="contactsync-fanout-"))
     emu = Emulator(root / "graph.db")
@@ -144,6 +210,8 @@ def main() -> int:
         log(f"fan-out bench: {USERS} users, first sync and the settling cycle ...")
         setup = [command(cfg, home), command(cfg, home)]
         log(f"  set-up: {setup[0]['process_wall_s']} s, {setup[1]['process_wall_s']} s")
+        local_log = home / "contact-sync-server.log"
+        after_setup = server_refusals(local_log)
         emu.reset_stats()
         fan_out = command(cfg, home)
         fan_out["graph_requests"] = emu.stats()["requests"]
@@ -155,6 +223,7 @@ def main() -> int:
         one_by_one["graph_requests"] = emu.stats()["requests"]
         log(f"  quiet, parallel_users 4: {fan_out['process_wall_s']} s; 2: {two['process_wall_s']} s; "
             f"one at a time: {one_by_one['process_wall_s']} s")
+        refusals = {k: v - after_setup[k] for k, v in server_refusals(local_log).items()}  # the 3 quiet commands
         result = {
             "machine": machine(), "users": USERS, "contacts_per_user": len(EVERYONES),
             "set_up": setup,
@@ -168,8 +237,13 @@ def main() -> int:
             "note": "whole processes against one local Prefect server (started by the first "
                     "set-up command, reused); the load average is taken right after each command",
         }
-        if os.environ.get("BENCH_FANOUT_ANATOMY", "1") != "0":
-            result["prefect_anatomy"] = anatomy()
+        if os.environ.get("BENCH_FANOUT_STOCK", "1") != "0":
+            stock = against_stock_server(cfg, home, root, emu)
+            result["quiet_parallel_4_stock_prefect_server"] = stock
+            result["ratio_stock_server_over_local_server"] = round(stock["process_wall_s"] / fan_out["process_wall_s"], 2)
+            result["local_server_refusals_in_the_three_quiet_commands"] = refusals
+            log(f"  Prefect's server as shipped, parallel_users 4: {stock['process_wall_s']} s, "
+                f"refusals {stock['server_refusals']}; the local server's (3 commands): {refusals}")
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "fanout.json").write_text(json.dumps(result, indent=2) + "\n")
         log(f"results in {RESULTS / 'fanout.json'}")
@@ -181,112 +255,5 @@ def main() -> int:
     return 0
 
 
-# --- the anatomy: Prefect's own cost per run, the two ways a user can be fanned out -------
-ANATOMY_USERS = 20
-
-
-def anatomy() -> dict[str, Any]:
-    """What Prefect costs per user, without the cycle's work, side by side in one process and
-    against one local server: each user an empty ``sync_contacts``-shaped subflow with two
-    task runs (a quiet cycle: extract-crm, extract-outlook), fanned out 4 at a time either
-    as the fan-out does now (a thread of the fan-out run per user, the subflow called
-    directly) or as before (a ``user-cycles`` task run per user holding the subflow); and
-    task runs alone. CPU seconds of this process and of the server, per user or task run
-    (the server's idle rate, measured before each, taken out)."""
-    import contextvars
-    import resource
-    from concurrent.futures import ThreadPoolExecutor
-
-    from contactsync.cli.prefect_server import read_server, stop_server, use_prefect_api
-
-    home = Path(tempfile.mkdtemp(prefix="contactsync-anatomy-"))
-    env_before = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_API_URL")}
-    os.environ["PREFECT_HOME"] = str(home)
-    os.environ.pop("PREFECT_API_URL", None)
-    try:
-        choice = use_prefect_api()
-        from flows.runtime import command_settings
-
-        command_settings(choice.url)
-        from prefect import flow, task
-        from prefect.cache_policies import NO_CACHE
-        from prefect.futures import wait
-        from prefect.states import Completed
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        info = read_server(home)
-        assert info is not None
-
-        @task(name="step", cache_policy=NO_CACHE, persist_result=False)
-        def step(i: int) -> int:
-            return i
-
-        @flow(name="anatomy-cycle", flow_run_name="cycle-{user}")
-        def cycle(user: str) -> Any:
-            step(1)
-            step(2)
-            return Completed(message="ok", data={"user": user})
-
-        @task(name="anatomy-user", task_run_name="cycles-{user}", cache_policy=NO_CACHE, persist_result=False)
-        def wrapped(user: str) -> Any:
-            return cycle(user=user, return_state=True)
-
-        @flow(name="anatomy-fan-out")
-        def fan(way: str, n: int) -> None:
-            users = [f"U{i:03d}" for i in range(n)]
-            if way == "task per user":
-                with ThreadPoolTaskRunner(max_workers=4) as runner:
-                    wait([runner.submit(wrapped, {"user": u}) for u in users])
-            elif way == "thread per user":
-                with ThreadPoolExecutor(4) as pool:
-                    runs = [pool.submit(contextvars.copy_context().run, cycle, user=u, return_state=True) for u in users]
-                    for r in runs:
-                        r.result()
-            else:
-                for i in range(n):
-                    step(i)
-
-        def client_cpu() -> float:
-            r = resource.getrusage(resource.RUSAGE_SELF)
-            return r.ru_utime + r.ru_stime
-
-        fan("thread per user", 2)  # warm-up: the flows registered, the connections open
-        out: dict[str, Any] = {"users": ANATOMY_USERS, "parallel": 4}
-        for way in ("thread per user", "task per user", "task runs only"):
-            s0 = _tree_cpu_s(info.pid)
-            time.sleep(5)
-            idle = (_tree_cpu_s(info.pid) - s0) / 5
-            s0, c0, t0 = _tree_cpu_s(info.pid), client_cpu(), time.perf_counter()
-            fan(way, ANATOMY_USERS)
-            wall, c1 = time.perf_counter() - t0, client_cpu()
-            time.sleep(5)  # the server records task runs from their events a little later
-            server = _tree_cpu_s(info.pid) - s0 - idle * (time.perf_counter() - t0)
-            unit = "per task run" if way == "task runs only" else "per user"
-            out[way] = {"wall_s": round(wall, 2), f"client_cpu_s_{unit.replace(' ', '_')}": round((c1 - c0) / ANATOMY_USERS, 3),
-                        f"server_cpu_s_{unit.replace(' ', '_')}": round(server / ANATOMY_USERS, 3),
-                        "server_idle_cpu_s_per_s": round(idle, 3), "load_average": [round(x, 2) for x in os.getloadavg()]}
-            log(f"  anatomy, {way}: {out[way]}")
-        a, b = out["task per user"], out["thread per user"]
-        out["ratio_task_over_thread"] = {
-            "client": round(a["client_cpu_s_per_user"] / max(b["client_cpu_s_per_user"], 1e-6), 2),
-            "server": round(a["server_cpu_s_per_user"] / max(b["server_cpu_s_per_user"], 1e-6), 2),
-        }
-        return out
-    finally:
-        stop_server(home)
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(home, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    if sys.argv[1:] == ["anatomy"]:  # the anatomy alone, into the results: python -m bench.fanout_bench anatomy
-        path = RESULTS / "fanout.json"
-        results = json.loads(path.read_text()) if path.exists() else {}
-        results["prefect_anatomy"] = anatomy()
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        sys.exit(0)
     sys.exit(main())

@@ -121,7 +121,18 @@ def use_prefect_api(env: Env | None = None) -> ApiChoice:
         return chosen
     info, started = ensure_server(home)
     env["PREFECT_API_URL"] = info.url
+    if not _csrf_protected(env):
+        # Prefect's client otherwise asks every new client's first write for a CSRF token,
+        # which a server without CSRF protection (Prefect's default, and this one unless the
+        # environment turns it on) refuses with a 422: one wasted request per user's run.
+        env.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
     return ApiChoice(info.url, "local server", started=started)
+
+
+def _csrf_protected(env: Env) -> bool:
+    """Whether the local server (started with this environment) protects against CSRF."""
+    names = ("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", "PREFECT_SERVER_CSRF_PROTECTION_ENABLED")
+    return any(env.get(n, "").strip().lower() in {"1", "true", "yes", "on"} for n in names)
 
 
 def _configured_in_process() -> ApiChoice | None:
@@ -210,7 +221,8 @@ def _start(home: Path) -> ServerInfo:
         log.write(f"--- contact-sync starts the local Prefect server on port {port}\n".encode())
         log.flush()
         proc = subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            # Prefect's `prefect server start`, its SQLite writes begun IMMEDIATE (flows/local_server.py)
+            [sys.executable, "-m", "flows.local_server", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(home),
             start_new_session=True,  # outlives the command; its own process group for `stop`
         )

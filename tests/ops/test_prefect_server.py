@@ -132,6 +132,8 @@ def test_commands_start_one_local_server_reuse_it_and_stop_it(world: tuple[SyncE
     assert server.url in status.stdout and server.log_file in status.stdout
     assert Path(server.log_file).is_file() and Path(server.log_file).parent == home
     assert (home / "prefect.db").is_file()  # its database under the Prefect home
+    # Started through flows/local_server.py: its SQLite writers wait for the lock, not 503.
+    assert "SQLite write transactions begin IMMEDIATE: yes" in Path(server.log_file).read_text()
 
     second = _cli(env, "sync", "--json", "--config", str(sync_env.config))
     assert second.returncode == 0, second.stderr
