@@ -239,51 +239,39 @@ def load_outlook(
     the CRM load fails, its error is raised once the writes already sent have answered.
     """
     try:
-        return _load_outlook(prepared, crm_results, folder_id=folder_id, outlook_frame=outlook_frame,
-                             progress=progress)
+        acts = prepared.actions
+        out_rows = acts[acts["side"] == "outlook"]
+        # Only a pair made in the CRM by this plan (new_key, its id allocated in prepare)
+        # depends on a CRM write: its Outlook tag would name a row that may not exist.
+        waits = _waits_for_crm(acts, out_rows)
+        writer = None
+        if folder_id is not None:
+            from contactsync.outlook.load import OutlookWriter
+
+            writer = OutlookWriter(prepared.sides.graph, folder_id)
+        recorder = StateRecorder(prepared, folder_id, writer).start() if writer is not None else None
+        try:
+            written, held = _write_all(prepared, crm_results, writer, waits, outlook_frame, progress)
+        finally:
+            if recorder is not None:
+                recorder.close()
+        later = out_rows[waits]
+        if writer is not None and recorder is not None and folder_id is not None:
+            # What the recorder did not mirror yet, and the tags of updates whose answer
+            # carried no contact, in one save.
+            rows = writer.written(recorder.mirrored)
+            tags = written_tags(outlook_frame, out_rows, written, recorder.mirrored_ids | set(rows["outlook_id"]))
+            mirror_written(prepared.sides, folder_id, rows, tags)
+        held_results = pd.DataFrame(
+            {
+                "action_id": later.loc[held, "action_id"],
+                "status": "failed",
+                "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
+            }
+        )
+        return pd.concat([written, _norm_results(held_results)], ignore_index=True)
     finally:  # whatever happened, the journal thread has ended when the load returns
         prepared.wait_journaled(raise_error=False)
-
-
-def _load_outlook(
-    prepared: Prepared,
-    crm_results: pd.DataFrame | Future[pd.DataFrame],
-    *,
-    folder_id: str | None,
-    outlook_frame: pd.DataFrame,
-    progress: Progress | None = None,
-) -> pd.DataFrame:
-    acts = prepared.actions
-    out_rows = acts[acts["side"] == "outlook"]
-    # Only a pair made in the CRM by this plan (new_key, its id allocated in prepare)
-    # depends on a CRM write: its Outlook tag would name a row that may not exist.
-    waits = _waits_for_crm(acts, out_rows)
-    writer = None
-    if folder_id is not None:
-        from contactsync.outlook.load import OutlookWriter
-
-        writer = OutlookWriter(prepared.sides.graph, folder_id)
-    recorder = StateRecorder(prepared, folder_id, writer).start() if writer is not None else None
-    try:
-        written, held = _write_all(prepared, crm_results, writer, waits, outlook_frame, progress)
-    finally:
-        if recorder is not None:
-            recorder.close()
-    later = out_rows[waits]
-    if writer is not None and recorder is not None and folder_id is not None:
-        # What the recorder did not mirror yet, and the tags of updates whose answer
-        # carried no contact, in one save.
-        rows = writer.written(recorder.mirrored)
-        tags = written_tags(outlook_frame, out_rows, written, recorder.mirrored_ids | set(rows["outlook_id"]))
-        mirror_written(prepared.sides, folder_id, rows, tags)
-    held_results = pd.DataFrame(
-        {
-            "action_id": later.loc[held, "action_id"],
-            "status": "failed",
-            "error": "held back: the CRM contact of this pair was not created (see its CRM error)",
-        }
-    )
-    return pd.concat([written, _norm_results(held_results)], ignore_index=True)
 
 
 def _write_all(
