@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from contactsync.emulator import EmulatorHandle
 from tests.fixtures.emulator import graph_session
 
@@ -42,6 +44,31 @@ def test_batch_parallel_inside_runs_4_at_a_time(emulator: EmulatorHandle, user: 
     assert 0.48 <= wall < 2.0, wall  # 5 rounds of 4: not 1 (all at once, 0.1 s) nor 20 (one by one, 2 s)
     stats = control(emulator, "GET", "stats").json()
     assert stats["inner_requests"] == 20 and stats["batches"] == 1 and stats["throttled"] == 0
+
+
+def test_batch_parallel_inside_next_round_starts_when_the_last_ones_latency_is_over(
+        emulator: EmulatorHandle, user: str, monkeypatch) -> None:
+    """A batch's second round takes its places at the due time of the first (Graph's clock),
+    not when the emulator's timers woke: the slop of 5 rounds would add up in every batch
+    (issue 12). Read off the loop's clock, so it holds at any load."""
+    control(emulator, "POST", "latency", {"ms": 50})
+    emu = emulator.emulator
+    served = emu._served
+    placed: dict[str, float] = {}
+
+    async def spy(request, req, mailbox, at=None):  # noqa: ANN001, ANN202 (wraps the private hook)
+        import asyncio
+
+        placed[req.query.get("k", "")] = asyncio.get_running_loop().time() if at is None else at
+        return await served(request, req, mailbox, at)
+
+    monkeypatch.setattr(emu, "_served", spy)
+    items = [{"id": str(i), "method": "GET", "url": f"{MBX}/contactFolders?k={i}"} for i in range(8)]
+    answers = _batch(emulator, items)
+    assert {a["status"] for a in answers.values()} == {200}
+    first = sorted(placed[str(i)] for i in range(4))
+    second = sorted(placed[str(i)] for i in range(4, 8))
+    assert second == pytest.approx([p + 0.05 for p in first], abs=1e-9)
 
 
 def test_batch_parallel_inside_two_batches_get_mailbox_concurrency_429s(emulator: EmulatorHandle,
