@@ -18,6 +18,10 @@ throttled the other (<= 1 %). A second least counts the delta pages as the chain
 (one after the other: each page's ``nextLink`` comes with it), the rest in 4 places. The plain reads of the folder that carry the CrmContactId
 ``$expand`` (contact delta has none) are counted apart, as ``tag_read_requests``.
 
+Each run's ``timeline`` splits its wall: when the first ``$batch`` left, each batch's time
+on the wire (min, median, max: 500 ms is its 5 rounds of 100 ms), what followed the last
+answer, and the full garbage collections' seconds under the GIL.
+
 Beside each wall: the CPU seconds of the sync's process and of the emulator. The cycle
 reads and writes the CRM beside the Outlook folder (``CycleOptions.overlap``); the first
 size is run a second time without that (``side_by_side``), so the gain is a ratio of one run.
@@ -38,6 +42,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +91,60 @@ class TagReads:
         extract.read_tags = self._real
 
 
+class Timeline:
+    """When the batches were on the wire (the pacer's places held, from the request's
+    leaving to its answer) and how long full garbage collections held the GIL: what the
+    wall is made of (the reads and steps before the first batch, the batches, what
+    follows the last answer), for the figures' sake."""
+
+    def __init__(self) -> None:
+        from contactsync.outlook import pacing
+
+        self.batches: list[tuple[float, float]] = []
+        self.full_gc_s = 0.0
+        self._gc_started = 0.0
+        self._pacer, self._real = pacing.Pacer, pacing.Pacer.slot
+        real = self._real
+
+        @contextmanager
+        def slot(pacer: Any, weight: int = 1) -> Iterator[None]:
+            with real(pacer, weight):
+                started = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    if weight > 1:
+                        self.batches.append((started, time.perf_counter()))
+
+        pacing.Pacer.slot = slot  # type: ignore[method-assign]
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.full_gc_s += time.perf_counter() - self._gc_started
+
+    def close(self) -> None:
+        self._pacer.slot = self._real  # type: ignore[method-assign]
+        gc.callbacks.remove(self._on_gc)
+
+    def figures(self, started: float, wall: float) -> dict[str, Any]:
+        if not self.batches:
+            return {"full_gc_s": round(self.full_gc_s, 3)}
+        spans = sorted(b - a for a, b in self.batches)
+        return {
+            "first_batch_leaves_s": round(min(a for a, _ in self.batches) - started, 3),
+            "after_last_answer_s": round(started + wall - max(b for _, b in self.batches), 3),
+            "batch_on_the_wire_ms": {"min": round(spans[0] * 1000, 1),
+                                     "median": round(spans[len(spans) // 2] * 1000, 1),
+                                     "max": round(spans[-1] * 1000, 1)},
+            "full_gc_s": round(self.full_gc_s, 3),
+        }
+
+
 def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS, *,
                overlap: bool = True) -> dict[str, Any]:
     """One first sync of ``n`` people against ``emu`` (set to ``latency_ms`` by the caller);
@@ -94,6 +154,7 @@ def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS
     ds = build(root, emu, n, f"limits{n}{'' if overlap else '-sequential'}")
     emu.reset_stats()
     tags = TagReads(emu)
+    timeline = Timeline()
     load_before = os.getloadavg()
     try:
         cpu0, emu_cpu0 = time.process_time(), emu.cpu_s()
@@ -104,6 +165,7 @@ def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS
         cpu, emu_cpu = time.process_time() - cpu0, emu.cpu_s() - emu_cpu0
     finally:
         tags.close()
+        timeline.close()
         os.environ.pop("BENCH_OVERLAP", None)
     stats = emu.stats()
     least = least_time_s(stats, latency_ms)
@@ -136,6 +198,8 @@ def first_sync(root: Path, emu: Emulator, n: int, latency_ms: float = LATENCY_MS
         # emulator's, whose serving of each request (one thread) Graph does not add
         "client_cpu_s": round(cpu, 2),
         "emulator_cpu_s": round(emu_cpu, 2),
+        # the wall's parts: before the first $batch left, each batch on the wire, after the last answer
+        "timeline": timeline.figures(started, wall),
         "load_s": cycle["steps_s"].get("load_outlook"),
         "load_ratio_to_least": None,
         "loadavg_before": [round(x, 2) for x in load_before],
