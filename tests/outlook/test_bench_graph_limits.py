@@ -38,3 +38,25 @@ def test_graph_limits_sequential_first_sync_writes_the_same(tmp_path: Path) -> N
         emu.stop()
     assert out["status"] == "ok" and out["overlap"] is False
     assert (out["counts"]["outlook"]["create"], out["counts"]["crm"]["create"]) == (10, 10)
+
+
+def test_graph_limits_timeline_splits_the_wall_around_its_one_batch(tmp_path: Path) -> None:
+    """The run's timeline: its one $batch (10 creates, 4 at a time, 5 ms each: 3 rounds)
+    left after the reads and was answered before the cycle ended, never faster than its
+    rounds; the pacer is given back as it was."""
+    from contactsync.outlook import pacing
+
+    slot = pacing.Pacer.slot
+    emu = Emulator(tmp_path / "graph.db")
+    try:
+        emu.latency(5.0)
+        out = first_sync(tmp_path, emu, 40, latency_ms=5.0)
+    finally:
+        emu.stop()
+    line = out["timeline"]
+    assert 0 < line["first_batch_leaves_s"] < out["wall_s"]
+    assert 0 <= line["after_last_answer_s"] < out["wall_s"] - line["first_batch_leaves_s"]
+    on_wire = line["batch_on_the_wire_ms"]
+    assert on_wire["min"] == on_wire["median"] == on_wire["max"] >= 3 * 5.0
+    assert line["full_gc_s"] >= 0
+    assert pacing.Pacer.slot is slot
