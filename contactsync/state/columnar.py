@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,15 +77,36 @@ def text_column(values: np.ndarray) -> tuple[dict[str, object], bytes]:
 
 def encode(frame: pd.DataFrame, times: Sequence[str] = ()) -> bytes:
     """The frame (text columns, and UTC datetime columns named in ``times``) as a blob."""
-    header: dict[str, object] = {"version": FORMAT_VERSION, "rows": len(frame), "columns": []}
+    return encode_columns(len(frame), ((name, frame[name]) for name in frame.columns), times)
+
+
+def time_ns(values: pd.Series | np.ndarray) -> np.ndarray:
+    """UTC datetimes as int64 nanoseconds, missing = the smallest int64 (the stored form)."""
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:
+        return values
+    stamps = pd.to_datetime(pd.Series(values), utc=True, errors="coerce")
+    return stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def encode_columns(
+    rows: int, columns: Iterable[tuple[str, pd.Series | np.ndarray]], times: Sequence[str] = ()
+) -> bytes:
+    """A blob of ``rows`` rows from columns given one at a time: each is encoded and
+    compressed before the next is asked for, so a caller that builds them one by one
+    (``blobs.compact``) never holds more than one column of values (issue 15: the first
+    sync's peak of memory was a whole 100,000-row mirror decoded to be written again).
+    A time column may come as its int64 nanoseconds (:func:`time_ns`)."""
+    header: dict[str, object] = {"version": FORMAT_VERSION, "rows": rows, "columns": []}
     bodies: list[bytes] = []
-    for name in frame.columns:
+    for name, values in columns:
+        if len(values) != rows:
+            raise ValueError(f"state blob column {name!r} has {len(values)} values, not {rows}")
         if name in times:
-            stamps = pd.to_datetime(frame[name], utc=True, errors="coerce")
-            ns = stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-            meta, body = {"kind": "time"}, ns.astype(">i8").tobytes()
+            meta, body = {"kind": "time"}, time_ns(values).astype(">i8").tobytes()
         else:
-            meta, body = text_column(np.asarray(frame[name].to_numpy(dtype=object), dtype=object))
+            meta, body = text_column(np.asarray(
+                values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values, dtype=object))
+        del values
         packed = zlib.compress(body, LEVEL)
         header["columns"].append({"name": name, **meta, "bytes": len(packed)})  # type: ignore[union-attr]
         bodies.append(packed)
@@ -93,57 +114,93 @@ def encode(frame: pd.DataFrame, times: Sequence[str] = ()) -> bytes:
     return MAGIC + len(head).to_bytes(8, "big") + head + b"".join(bodies)
 
 
+class Reader:
+    """One blob's header, parsed once, and its columns decoded one at a time on demand."""
+
+    def __init__(self, blob: bytes) -> None:
+        if blob.startswith(MAGIC):
+            raw, at, self._inflate = memoryview(blob), len(MAGIC), True
+        else:  # version 1: one zlib stream
+            raw, at, self._inflate = memoryview(zlib.decompress(blob)), 0, False
+        size = int.from_bytes(raw[at : at + 8], "big")
+        header = json.loads(bytes(raw[at + 8 : at + 8 + size]))
+        if header.get("version") != (FORMAT_VERSION if self._inflate else 1):
+            raise ValueError(f"state blob format {header.get('version')} is not {FORMAT_VERSION}")
+        self.rows = int(header["rows"])
+        at += 8 + size
+        self.columns: list[dict] = header["columns"]
+        self._where: dict[str, tuple[int, int]] = {}
+        for col in self.columns:
+            self._where[col["name"]] = (at, at + col["bytes"])
+            at += col["bytes"]
+        self._raw = raw
+        self._meta = {c["name"]: c for c in self.columns}
+
+    @property
+    def names(self) -> list[str]:
+        return [c["name"] for c in self.columns]
+
+    def is_time(self, name: str) -> bool:
+        return bool(self._meta[name]["kind"] == "time")
+
+    def _body(self, name: str) -> bytes:
+        start, end = self._where[name]
+        stored = self._raw[start:end]
+        return zlib.decompress(stored) if self._inflate else bytes(stored)
+
+    def time_ns(self, name: str) -> np.ndarray:
+        """A time column as stored: int64 nanoseconds, missing = the smallest int64."""
+        return np.frombuffer(self._body(name), dtype=">i8").astype(np.int64)
+
+    def times(self, name: str) -> pd.Series:
+        """A time column as UTC datetimes (NaT for missing)."""
+        ns = self.time_ns(name)
+        stamps = ns.view("datetime64[ns]").copy()
+        stamps[ns == _NAT] = np.datetime64("NaT")
+        return pd.Series(stamps).dt.tz_localize("UTC")
+
+    def text_into(self, name: str, out: np.ndarray) -> None:
+        """A text column's values (None for missing) written into ``out`` (rows long)."""
+        col, n = self._meta[name], self.rows
+        if not n:
+            return
+        body = self._body(name)
+        if col["kind"] == "json":
+            out[:] = json.loads(body)
+        elif col["kind"] == "sparse":
+            k = 4 * int(col["present"])
+            out[:] = None
+            if k:
+                out[np.frombuffer(body[:k], dtype="<i4")] = body[k:].decode().split(_SEP)
+        elif col["kind"] != "text":
+            raise ValueError(f"state blob column {name!r} has an unknown kind {col['kind']!r}")
+        else:
+            gaps: object = col["missing"]
+            if self._inflate:  # version 2: the positions lead the column's own stream
+                k = 4 * int(gaps)  # type: ignore[call-overload]
+                gaps, body = np.frombuffer(body[:k], dtype="<i4"), body[k:]
+            out[:] = body.decode().split(_SEP)
+            if len(gaps):  # type: ignore[arg-type]
+                out[gaps] = None
+
+    def text(self, name: str) -> np.ndarray:
+        out = np.empty(self.rows, dtype=object)
+        self.text_into(name, out)
+        return out
+
+
 def decode(blob: bytes, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The frame a blob holds: text columns as object arrays with None for missing, time
     columns as UTC datetimes (model conventions), in the stored order; only ``columns``
     when given (the others are skipped, not split)."""
-    if blob.startswith(MAGIC):
-        raw, at, inflate = memoryview(blob), len(MAGIC), True
-    else:  # version 1: one zlib stream
-        raw, at, inflate = memoryview(zlib.decompress(blob)), 0, False
-    size = int.from_bytes(raw[at : at + 8], "big")
-    header = json.loads(bytes(raw[at + 8 : at + 8 + size]))
-    if header.get("version") != (FORMAT_VERSION if inflate else 1):
-        raise ValueError(f"state blob format {header.get('version')} is not {FORMAT_VERSION}")
-    n = int(header["rows"])
-    at += 8 + size
-    wanted = [c for c in header["columns"] if columns is None or c["name"] in columns]
-    text_names = [c["name"] for c in wanted if c["kind"] != "time"]
-    table = np.empty((len(text_names), n), dtype=object)
-    times: dict[str, pd.Series] = {}
-    j = 0
-    for col in header["columns"]:
-        stored = raw[at : at + col["bytes"]]
-        at += col["bytes"]
-        if columns is not None and col["name"] not in columns:
-            continue
-        body = zlib.decompress(stored) if inflate else bytes(stored)
-        if col["kind"] == "time":
-            ns = np.frombuffer(body, dtype=">i8").astype(np.int64)
-            stamps = ns.view("datetime64[ns]").copy()
-            stamps[ns == _NAT] = np.datetime64("NaT")
-            times[col["name"]] = pd.Series(stamps).dt.tz_localize("UTC")
-            continue
-        if n:
-            if col["kind"] == "json":
-                table[j] = json.loads(body)
-            elif col["kind"] == "sparse":
-                k = 4 * int(col["present"])
-                table[j] = None
-                if k:
-                    table[j, np.frombuffer(body[:k], dtype="<i4")] = body[k:].decode().split(_SEP)
-            elif col["kind"] != "text":
-                raise ValueError(f"state blob column {col['name']!r} has an unknown kind {col['kind']!r}")
-            else:
-                gaps: object = col["missing"]
-                if inflate:  # version 2: the positions lead the column's own stream
-                    k = 4 * int(gaps)  # type: ignore[call-overload]
-                    gaps, body = np.frombuffer(body[:k], dtype="<i4"), body[k:]
-                table[j] = body.decode().split(_SEP)
-                if len(gaps):  # type: ignore[arg-type]
-                    table[j, gaps] = None
-        j += 1
+    reader = Reader(blob)
+    wanted = [c for c in reader.names if columns is None or c in columns]
+    text_names = [c for c in wanted if not reader.is_time(c)]
+    table = np.empty((len(text_names), reader.rows), dtype=object)
+    for j, name in enumerate(text_names):  # one 2-D block: the frame takes it without a copy
+        reader.text_into(name, table[j])
     frame = pd.DataFrame(table.T, columns=text_names, dtype=object, copy=False)
-    for name, values in times.items():
-        frame[name] = values
-    return frame[[c["name"] for c in wanted]]
+    for name in wanted:
+        if reader.is_time(name):
+            frame[name] = reader.times(name)
+    return frame[wanted]
