@@ -109,7 +109,8 @@ def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     contact-get), other servers fractions: every time is parsed as ISO 8601 whatever its
     precision, so mixed precisions never turn a time into a missing one.
     """
-    frame = pd.DataFrame(list(rows), columns=list(OUTLOOK_COLUMNS))
+    # dtype=object: pandas 3 would infer Arrow-backed str, which conform turns back
+    frame = pd.DataFrame(list(rows), columns=list(OUTLOOK_COLUMNS), dtype=object)
     for col in ("outlook_created", "outlook_modified"):
         frame[col] = pd.to_datetime(frame[col], utc=True, errors="coerce", format="ISO8601")
     return conform(frame, OUTLOOK_COLUMNS)

@@ -248,7 +248,7 @@ def _order(
     replaced = _rows_replaced_in_place(base_keys, base_unique, delta_keys, delta_unique, kind, removed)
     if replaced is not None:
         return replaced
-    gone = pd.Index(base_keys).isin(np.concatenate([delta_keys, np.asarray(removed, dtype=object)]))
+    gone = pd.Index(base_keys, dtype=object).isin(np.concatenate([delta_keys, np.asarray(removed, dtype=object)]))
     if base_unique is not None and delta_unique is not None:
         moved = delta_unique[~pd.isna(delta_unique)]
         if moved.size:
