@@ -12,7 +12,8 @@ What production Graph does, and how this module copes (spec/GRAPH_API.md):
 - contact delta documents ``$select`` only: the delta is asked without ``$expand``, and
   the CrmContactId tags (R7a) are read where they are needed with a plain read of the
   folder that carries the ``$expand`` (:func:`read_tags`): every contact of a full read,
-  and the changed contacts of a delta round whose tag the mirror does not know;
+  and the contacts of a delta round the mirror does not hold yet (a stored one's
+  tag, None included, is known);
 - sync state expires: 410 / ``SyncStateNotFound`` / ``resyncRequired`` start a full read.
 """
 
@@ -194,7 +195,7 @@ def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None,
 
     A full read whose own skip token expires half-way starts over (a few times at most).
     Its tags are read beside it (:func:`read_tags`); a delta round's are read by
-    :func:`apply_changes` for the contacts whose tag the mirror does not know.
+    :func:`apply_changes` for the contacts the mirror does not hold.
     """
     start = client.url(f"contactFolders/{quote(folder_id, safe='')}/contacts/delta")
     pages = 0
@@ -347,9 +348,14 @@ def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> Outl
             upserts = [c for c, k in zip(upserts, known.tolist(), strict=True) if not k]
     removed = [cid for cid, c in changes.items.items() if c is None]
     if upserts and not changes.full and changes.read_tags is not None:
-        known = snapshot["outlook_id"][snapshot["crm_tag"].notna()] if snapshot is not None else []
-        untagged = sorted({str(c["id"]) for c in upserts if "singleValueExtendedProperties" not in c}
-                          - set(known))
+        # Only contacts the mirror does not hold: a stored one's tag is known, None
+        # included (every full read reads every tag; a tag changes only by this sync's
+        # writes, which the mirror takes, or another app's, which waits for the next full
+        # read: README "R7a"). At 1 % edits of pairs whose Outlook side was never written
+        # (tag_links with-write) re-reading those None tags cost 50 $batch GETs a cycle.
+        held = () if snapshot is None else snapshot["outlook_id"].to_numpy(dtype=object)
+        asked = np.array([str(c["id"]) for c in upserts if "singleValueExtendedProperties" not in c], dtype=object)
+        untagged = sorted(set(asked[~pd.Series(asked, dtype=object).isin(held).to_numpy()]))
         _with_tags(changes.items, changes.read_tags(untagged, 0 if snapshot is None else len(snapshot)))
     if not upserts:
         changed = empty_frame(OUTLOOK_COLUMNS)
