@@ -5,21 +5,23 @@ Read as rows (SQLite ``fetchall``: one value object and one row tuple per field 
 contact, then a 2-D array, then ``conform``), 100,000 mirror rows took ~1.9 s and as many
 links ~1.2 s of every cycle that cannot settle (bench/README.md, issue 15). As columns, a
 text column is its values joined by a separator and split back by one C call, a time
-column is its int64 nanoseconds, and the whole is one zlib stream: decoding costs a
-tenth. Format (version 2):
+column is its int64 nanoseconds, each column compressed on its own: decoding costs a
+tenth. Format (version 3):
 
-    MAGIC | 8 bytes big-endian header length | header JSON | one zlib stream per column
+    MAGIC | 8 bytes big-endian header length | header JSON | one LZ4 frame per column
 
 The header gives ``rows``, and per column its ``name``, ``kind`` (``text``: the values
 joined by U+001F after the int32 positions of the ``missing`` ones; ``sparse``, for a
 column more than half empty: the values present joined after the int32 positions of the
-``present`` ones; ``json``: a JSON list,
+``present`` ones; ``dict``, for a dense column of few distinct values: int32 codes and
+the ``distinct`` values joined; ``json``: a JSON list,
 for a column whose values contain U+001F or U+001E themselves; ``time``: int64
 nanoseconds since the epoch, UTC, missing = the smallest int64) and its compressed byte
-length. Each column is compressed on its own so that a reader of two columns (R7's move
+length, and its ``raw`` length. Each column is compressed on its own so that a reader of two columns (R7's move
 check reads crm_id and outlook_id of every link, contactsync.state.links) inflates two,
-not twenty-eight. Version 1 (what the store wrote before: the same header and bodies as
-one zlib stream, no MAGIC) is still read. Nothing is pickled: a blob is data, never code.
+not twenty-eight. Versions 2 (zlib streams, no ``dict`` columns, no ``raw``) and 1 (the
+same header and bodies as one zlib stream, no MAGIC) are still read; a store's blobs
+take version 3 at their next compaction. Nothing is pickled: a blob is data, never code.
 """
 
 from __future__ import annotations
@@ -30,17 +32,24 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-FORMAT_VERSION = 2
-#: Starts a version-2 blob; a version-1 blob starts with zlib's header byte 0x78.
-MAGIC = b"CSB2"
+FORMAT_VERSION = 3
+#: Starts a blob of that version; a version-1 blob starts with zlib's header byte 0x78.
+MAGICS = {2: b"CSB2", 3: b"CSB3"}
+MAGIC = MAGICS[FORMAT_VERSION]
+#: Version 3's codec: LZ4 (pyarrow's, frame format) inflates a 100,000-contact mirror's
+#: columns in ~5 ms where zlib took ~60 ms, for blobs ~1.3x zlib's size.
+_LZ4 = pa.Codec("lz4")
+#: A dense text column with at most this share of distinct values is stored as codes.
+DICT_SHARE = 0.25
 _SEP = "\x1f"
 _NAT = np.iinfo(np.int64).min
 #: zlib level: 1 compresses a 100,000-contact mirror 6x at several hundred MB/s.
 LEVEL = 1
 
 
-def text_column(values: np.ndarray) -> tuple[dict[str, object], bytes]:
+def text_column(values: np.ndarray, *, codes: bool = False) -> tuple[dict[str, object], bytes]:
     """A text column's header entry and body.
 
     ``text``: the positions of its missing values as little-endian int32 (``missing`` =
@@ -48,7 +57,11 @@ def text_column(values: np.ndarray) -> tuple[dict[str, object], bytes]:
     positions of the values present (``present`` = how many), then those values joined:
     a column that is empty in most contacts (middle name, spouse, ...; 16 of the 27 link
     columns in the 100,000-contact bench) then decodes without splitting 100,000 empty
-    strings only to overwrite them. The positions sit in the column's own stream, not in
+    strings only to overwrite them. ``dict`` (``codes``, version 3: a dense column of few
+    distinct values, at most ``DICT_SHARE``: company, city, job title, status): int32
+    codes (-1 = missing) and the ``distinct`` values joined, decoded by one take that
+    shares each value's one object (no split of 100,000 copies, less memory).
+    The positions sit in the column's own stream, not in
     the header, which every reader parses whole (as JSON lists, 100,000 links' empty
     fields made a header of megabytes)."""
     missing = np.asarray(pd.isna(values), dtype=bool)
@@ -71,6 +84,11 @@ def text_column(values: np.ndarray) -> tuple[dict[str, object], bytes]:
     if sparse:
         at = np.flatnonzero(~missing).astype("<i4")
         return {"kind": "sparse", "present": int(at.size)}, at.tobytes() + joined.encode()
+    if codes:
+        found, uniques = pd.factorize(values, use_na_sentinel=True)
+        if len(uniques) <= DICT_SHARE * len(values):
+            words = _SEP.join(u if type(u) is str else str(u) for u in uniques.tolist())  # no separator: checked
+            return {"kind": "dict", "distinct": len(uniques)}, found.astype("<i4").tobytes() + words.encode()
     gaps = np.flatnonzero(missing).astype("<i4")
     return {"kind": "text", "missing": int(gaps.size)}, gaps.tobytes() + joined.encode()
 
@@ -89,14 +107,18 @@ def time_ns(values: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def encode_columns(
-    rows: int, columns: Iterable[tuple[str, pd.Series | np.ndarray]], times: Sequence[str] = ()
+    rows: int, columns: Iterable[tuple[str, pd.Series | np.ndarray]], times: Sequence[str] = (),
+    *, version: int = FORMAT_VERSION,
 ) -> bytes:
     """A blob of ``rows`` rows from columns given one at a time: each is encoded and
     compressed before the next is asked for, so a caller that builds them one by one
     (``blobs.compact``) never holds more than one column of values (issue 15: the first
     sync's peak of memory was a whole 100,000-row mirror decoded to be written again).
-    A time column may come as its int64 nanoseconds (:func:`time_ns`)."""
-    header: dict[str, object] = {"version": FORMAT_VERSION, "rows": rows, "columns": []}
+    A time column may come as its int64 nanoseconds (:func:`time_ns`). ``version`` 2
+    (zlib, no codes: what older stores hold) is written only to test the reader."""
+    if version not in MAGICS:
+        raise ValueError(f"state blob format {version} cannot be written")
+    header: dict[str, object] = {"version": version, "rows": rows, "columns": []}
     bodies: list[bytes] = []
     for name, values in columns:
         if len(values) != rows:
@@ -105,27 +127,31 @@ def encode_columns(
             meta, body = {"kind": "time"}, time_ns(values).astype(">i8").tobytes()
         else:
             meta, body = text_column(np.asarray(
-                values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values, dtype=object))
+                values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values, dtype=object),
+                codes=version >= 3)
         del values
-        packed = zlib.compress(body, LEVEL)
-        header["columns"].append({"name": name, **meta, "bytes": len(packed)})  # type: ignore[union-attr]
+        packed = _LZ4.compress(body, asbytes=True) if version >= 3 else zlib.compress(body, LEVEL)
+        header["columns"].append(  # type: ignore[union-attr]
+            {"name": name, **meta, "bytes": len(packed), **({"raw": len(body)} if version >= 3 else {})})
         bodies.append(packed)
     head = json.dumps(header).encode()
-    return MAGIC + len(head).to_bytes(8, "big") + head + b"".join(bodies)
+    return MAGICS[version] + len(head).to_bytes(8, "big") + head + b"".join(bodies)
 
 
 class Reader:
     """One blob's header, parsed once, and its columns decoded one at a time on demand."""
 
     def __init__(self, blob: bytes) -> None:
-        if blob.startswith(MAGIC):
-            raw, at, self._inflate = memoryview(blob), len(MAGIC), True
+        version = next((v for v, magic in MAGICS.items() if blob.startswith(magic)), 1)
+        if version > 1:
+            raw, at, self._inflate = memoryview(blob), len(MAGICS[version]), True
         else:  # version 1: one zlib stream
             raw, at, self._inflate = memoryview(zlib.decompress(blob)), 0, False
         size = int.from_bytes(raw[at : at + 8], "big")
         header = json.loads(bytes(raw[at + 8 : at + 8 + size]))
-        if header.get("version") != (FORMAT_VERSION if self._inflate else 1):
-            raise ValueError(f"state blob format {header.get('version')} is not {FORMAT_VERSION}")
+        if header.get("version") != version:
+            raise ValueError(f"state blob format {header.get('version')} is not {version} (its magic)")
+        self.version = version
         self.rows = int(header["rows"])
         at += 8 + size
         self.columns: list[dict] = header["columns"]
@@ -146,6 +172,8 @@ class Reader:
     def _body(self, name: str) -> bytes:
         start, end = self._where[name]
         stored = self._raw[start:end]
+        if self.version >= 3:
+            return _LZ4.decompress(stored, decompressed_size=int(self._meta[name]["raw"]), asbytes=True)
         return zlib.decompress(stored) if self._inflate else bytes(stored)
 
     def time_ns(self, name: str) -> np.ndarray:
@@ -172,6 +200,13 @@ class Reader:
             out[:] = None
             if k:
                 out[np.frombuffer(body[:k], dtype="<i4")] = body[k:].decode().split(_SEP)
+        elif col["kind"] == "dict":
+            k = 4 * n
+            found = np.frombuffer(body[:k], dtype="<i4")
+            words = np.empty(int(col["distinct"]) + 1, dtype=object)  # the last: missing
+            if col["distinct"]:
+                words[:-1] = body[k:].decode().split(_SEP)
+            out[:] = words[found]  # -1 takes the last, None
         elif col["kind"] != "text":
             raise ValueError(f"state blob column {name!r} has an unknown kind {col['kind']!r}")
         else:
