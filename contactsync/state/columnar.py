@@ -49,6 +49,13 @@ _NAT = np.iinfo(np.int64).min
 LEVEL = 1
 
 
+def _few_distinct(values: np.ndarray, sample: int = 2_000) -> bool:
+    """Whether a column may be worth codes, judged on its first values: a column of ids or
+    names is not factorised in full only to be stored as text (~10 ms per 100,000)."""
+    head = [v for v in values[:sample].tolist() if v is not None]
+    return len(set(head)) <= DICT_SHARE * max(len(head), 1)
+
+
 def text_column(values: np.ndarray, *, codes: bool = False) -> tuple[dict[str, object], bytes]:
     """A text column's header entry and body.
 
@@ -84,7 +91,7 @@ def text_column(values: np.ndarray, *, codes: bool = False) -> tuple[dict[str, o
     if sparse:
         at = np.flatnonzero(~missing).astype("<i4")
         return {"kind": "sparse", "present": int(at.size)}, at.tobytes() + joined.encode()
-    if codes:
+    if codes and _few_distinct(values):
         found, uniques = pd.factorize(values, use_na_sentinel=True)
         if len(uniques) <= DICT_SHARE * len(values):
             words = _SEP.join(u if type(u) is str else str(u) for u in uniques.tolist())  # no separator: checked
