@@ -271,6 +271,20 @@ def _rows_replaced_in_place(
     edits), none is new, none removed, no Outlook contact moves to another CRM id (R7):
     the base's order with those rows swapped, no search over the kept rows. None = not
     this case."""
+    at = _replaced_at(base_keys, base_unique, delta_keys, delta_unique, removed)
+    if at is None:
+        return None
+    order = np.arange(len(base_keys))
+    order[at] = len(base_keys) + np.arange(len(delta_keys))
+    return order
+
+
+def _replaced_at(
+    base_keys: np.ndarray, base_unique: np.ndarray | None, delta_keys: np.ndarray,
+    delta_unique: np.ndarray | None, removed: Sequence[str],
+) -> np.ndarray | None:
+    """The base row each delta row replaces, when each replaces one of its key and no
+    Outlook contact moves to another CRM id (R7); None otherwise."""
     if len(removed) or not len(delta_keys):
         return None
     at = np.searchsorted(base_keys, delta_keys)
@@ -282,15 +296,40 @@ def _rows_replaced_in_place(
             holders = np.flatnonzero(pd.Series(base_unique, dtype=object).isin(moved).to_numpy())
             if not bool(np.isin(holders, at).all()):
                 return None  # R7: a base row whose Outlook contact moves goes
-    order = np.arange(len(base_keys))
-    order[at] = len(base_keys) + np.arange(len(delta_keys))
-    return order
+    return at
 
 
 def read(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> pd.DataFrame:
-    """The user's rows of ``kind``: base and delta merged (model conventions)."""
+    """The user's rows of ``kind``: base and delta merged (model conventions).
+
+    When every delta row replaces a base row of its key (a 1 % cycle's saves), they are
+    written into the decoded base's arrays before its frame is made; otherwise the base
+    and the delta are merged (:func:`merged`: a second copy of every column)."""
     delta, removed = read_delta(conn, kind, user, folder_id)
-    frame = merged(read_base(conn, kind, user, folder_id), delta, kind, removed)
+    data = conn.execute(sa.select(blobs_table.c.data).where(*_blob_where(kind, user, folder_id))).scalar()
+    if data is None:
+        frame = delta
+    elif delta.empty and not len(removed):
+        frame = decode(bytes(data))
+    else:
+        done: list[bool] = []
+
+        def into_base(texts: dict[str, np.ndarray], times: dict[str, np.ndarray]) -> None:
+            unique = kind.also_unique
+            at = _replaced_at(texts[kind.key], None if unique is None else texts[unique],
+                              delta[kind.key].to_numpy(dtype=object),
+                              None if unique is None else delta[unique].to_numpy(dtype=object), removed)
+            if at is None or set(texts) | set(times) != set(delta.columns):
+                return
+            for col, values in texts.items():
+                values[at] = delta[col].to_numpy(dtype=object)
+            for col, ns in times.items():
+                ns[at] = time_ns(delta[col])
+            done.append(True)
+
+        frame = decode(bytes(data), patch=into_base)
+        if not done:
+            frame = merged(frame, delta, kind, removed)
     return frame if len(frame) else conform(frame, kind.columns)
 
 
