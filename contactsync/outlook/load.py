@@ -29,6 +29,7 @@ from contactsync.outlook.mapping import (
     CRM_TAG_PROPERTY_ID,
     contact_to_row,
     crm_tag_of,
+    frame_records,
     row_to_payload,
     rows_to_frame,
     text_or_none,
@@ -114,7 +115,7 @@ class OutlookWriter:
         and updates write the CrmContactId tag (R7a); an update with no fields writes
         only the tag. A record that fails is reported and the rest goes on; only an unreachable Graph (SideUnreachable) stops the load.
         """
-        rows = actions.to_dict("records") if not actions.empty else []
+        rows = frame_records(actions)
         total = len(rows)
         results: list[dict] = []
         done = 0
@@ -353,8 +354,12 @@ class OutlookWriter:
         if current is None or current.empty or not ids:
             return {}
         frame = current if "outlook_id" in current.columns else current.reset_index(names="outlook_id")
-        frame = frame[frame["outlook_id"].astype(str).isin(ids)]
-        return {str(r["outlook_id"]): r for r in frame.to_dict("records") if r.get("outlook_id") is not None}
+        stored = frame["outlook_id"]
+        if pd.api.types.infer_dtype(stored, skipna=True) != "string":
+            stored = stored.astype(str)  # ids of another type: compared as their text
+        # (as object: astype(str) of the 100,000 ids made an Arrow copy per load, pandas 3)
+        frame = frame[stored.isin(ids).to_numpy()]
+        return {str(r["outlook_id"]): r for r in frame_records(frame) if r.get("outlook_id") is not None}
 
     @staticmethod
     def _result(row: dict, status: str, *, outlook_id: str | None = None, change_key: str | None = None, error: str | None = None) -> dict:

@@ -62,8 +62,7 @@ class LinkStore(Store):
                     or self._moves_an_outlook_contact(conn, user, data)):
                 delta = conform(data.reindex(columns=list(LINK_COLUMNS)), LINK_COLUMNS)
                 delta = delta.take(np.argsort(delta["crm_id"].to_numpy(dtype=object), kind="stable"))
-                current = blobs.read(conn, blobs.LINKS, user)
-                blobs.write_base(conn, blobs.LINKS, user, "", blobs.merged(current, delta, blobs.LINKS))
+                blobs.compact(conn, blobs.LINKS, user, "", [(delta.reset_index(drop=True), ())])
                 return len(data)
             self._save_link_rows(conn, user, data)
         return len(data)

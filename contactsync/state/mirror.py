@@ -75,13 +75,15 @@ class MirrorStore(Store):
             pending = (blobs.delta_rows(conn, kind, user, folder_id) + len(removed)
                        + (0 if data is None else len(data)))
             if full or pending > blobs.compact_limit(blobs.base_rows(conn, kind, user, folder_id)):
-                base = None if full else blobs.read(conn, kind, user, folder_id)
                 new = conform(data, OUTLOOK_COLUMNS) if data is not None else conform(
                     pd.DataFrame(), OUTLOOK_COLUMNS)
                 if len(new) > 1:
                     new = new.take(np.argsort(new["outlook_id"].to_numpy(dtype=object), kind="stable"))
-                rows = blobs.merged(base, new.reset_index(drop=True), kind, removed)
-                blobs.write_base(conn, kind, user, folder_id, rows)
+                new = new.reset_index(drop=True)
+                if full:
+                    blobs.write_base(conn, kind, user, folder_id, new)
+                else:  # column by column: the whole mirror is never decoded here (issue 15)
+                    blobs.compact(conn, kind, user, folder_id, [(new, removed)])
             else:
                 if removed:
                     blobs.add_tombstones(conn, kind, user, folder_id, removed)

@@ -76,10 +76,13 @@ def bulk_insert(
 
 
 def iso_series(values: pd.Series) -> pd.Series:
-    """UTC datetimes as sortable ISO strings, so no backend needs a datetime type."""
+    """UTC datetimes as sortable ISO strings (``2026-01-01T10:00:00.123456+00:00``), so no
+    backend needs a datetime type. Formatted by numpy in one call: ``strftime`` per value
+    was a third of every mirror save of the load's rounds."""
     ts = pd.to_datetime(values, utc=True, errors="coerce")
-    out = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").astype(object)
-    return out.where(ts.notna(), None)
+    micros = ts.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
+    text = np.datetime_as_string(micros, unit="us").astype(object) + "+00:00"
+    return pd.Series(np.where(ts.isna().to_numpy(), None, text), index=values.index, dtype=object)
 
 
 def json_load(text: str | None) -> dict[str, Any]:

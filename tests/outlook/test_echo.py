@@ -17,6 +17,7 @@ from contactsync.outlook.extract import (
     known_versions,
 )
 from contactsync.outlook.load import OutlookWriter
+from contactsync.outlook.mapping import CRM_TAG_PROPERTY_ID
 from tests.outlook.conftest import actions, create_rows
 
 
@@ -104,3 +105,35 @@ def test_partial_items_still_merge_over_the_mirror_when_echoes_are_dropped() -> 
     assert now.loc["a", "job_title"] == "old a"  # the stored version stands
     assert now.loc["b", "job_title"] == "new b" and now.loc["b", "first_name"] == "Bob"
     assert now.loc["b", "change_key"] == "kb2"
+
+
+def test_r7a_a_changed_contact_the_mirror_holds_untagged_needs_no_tag_read(emu, make_client) -> None:
+    """README "R7a": a delta round reads tags only for contacts the mirror does not hold.
+    A stored contact without a tag (an Outlook contact linked without a write, tag_links
+    with-write) that a person edits is merged with its tag as stored: no plain read for
+    it, one request for the round; a contact new to the folder still has its tag read."""
+    client = make_client()
+    fid = ensure_folder(client, "CRM Contacts")
+    for k in range(3):  # made in Outlook: no CrmContactId tag
+        client.post_json(f"contactFolders/{quote(fid, safe='')}/contacts",
+                         {"givenName": f"P{k}", "surname": "Person", "jobTitle": "old"})
+    first = extract(client, fid, snapshot=None, delta_link=None)
+    assert first.frame["crm_tag"].isna().all()
+    ids = sorted(first.frame["outlook_id"])
+    for oid in ids[:2]:
+        client.patch_json(f"contacts/{quote(oid, safe='')}", {"jobTitle": "edited"})
+
+    emu.reset_stats()
+    second = extract(client, fid, snapshot=first.frame, delta_link=first.delta_link)
+    assert emu.stats()["requests"] == 1  # the delta page alone
+    assert sorted(second.changed["outlook_id"]) == ids[:2]
+    now = second.frame.set_index("outlook_id")
+    assert (now.loc[ids[:2], "job_title"] == "edited").all() and now.loc[ids[:2], "crm_tag"].isna().all()
+
+    tagged = client.post_json(f"contactFolders/{quote(fid, safe='')}/contacts", {
+        "givenName": "New", "surname": "Copy",
+        "singleValueExtendedProperties": [{"id": CRM_TAG_PROPERTY_ID, "value": "CDEMOA000009"}]})
+    emu.reset_stats()
+    third = extract(client, fid, snapshot=second.frame, delta_link=second.delta_link)
+    assert emu.stats()["requests"] >= 2  # the new contact's tag is read beside the delta
+    assert third.frame.set_index("outlook_id").loc[tagged["id"], "crm_tag"] == "CDEMOA000009"

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state import StateStore, blobs, meta_table
-from contactsync.state.columnar import decode, encode
+from contactsync.state.columnar import Reader, decode, encode, encode_columns
 from contactsync.state.schema import blobs_table
 
 from .conftest import USER
@@ -259,3 +259,28 @@ def test_mostly_empty_columns_are_kept_sparse_and_read_back_whole_or_by_column()
     assert back.to_dict("list") == frame.to_dict("list")
     assert decode(blob, ("middle_name",))["middle_name"].tolist() == frame["middle_name"].tolist()
     assert decode(encode(frame.iloc[:0])).empty
+
+
+def test_version_3_codes_few_distinct_values_and_version_2_blobs_still_read():
+    """Format 3 (LZ4, ``dict`` columns for few distinct values): every value back, None
+    included, each distinct value one shared object; a version-2 blob (zlib, what stores
+    written before hold until their next compaction) reads back the same frame."""
+    n = 400
+    frame = pd.DataFrame({
+        "id": [f"O{i:04d}" for i in range(n)],
+        "city": [None if i % 7 == 0 else ("Zürich", "Oslo", "a\nb")[i % 3] for i in range(n)],
+        "rare": [None] * (n - 1) + ["x"],
+    }, dtype=object)
+    frame["t"] = pd.to_datetime([1_700_000_000 + i for i in range(n)], unit="s", utc=True)
+    new, old = encode(frame, times=("t",)), encode_columns(
+        n, ((c, frame[c]) for c in frame.columns), ("t",), version=2)
+    assert new.startswith(b"CSB3") and old.startswith(b"CSB2")
+    kinds = {c["name"]: c["kind"] for c in Reader(new).columns}
+    assert kinds == {"id": "text", "city": "dict", "rare": "sparse", "t": "time"}
+    back = decode(new)
+    pd.testing.assert_frame_equal(back, decode(old))
+    assert back["city"].tolist() == frame["city"].tolist() and back["id"].tolist() == frame["id"].tolist()
+    oslo = back["city"][back["city"] == "Oslo"]
+    assert len({id(v) for v in oslo}) == 1  # one object per distinct value
+    assert decode(new, ("city",))["city"].tolist() == frame["city"].tolist()
+    assert str(back.dtypes["t"]) == "datetime64[ns, UTC]" and (back["t"] == frame["t"]).all()
