@@ -1,4 +1,4 @@
-"""The CRM's reads as Arrow tables through ADBC, for the databases that have a driver.
+"""The CRM's reads as Arrow tables through ADBC, where that is safe: PostgreSQL.
 
 Why: a read through the DBAPI drivers makes one Python object per value before pandas
 sees it (100,000 group members: SQLite's own join 0.21 s, its ``fetchall`` 1.17 s, issue 15).
@@ -6,13 +6,25 @@ ADBC drivers hand the rows over as Arrow columns instead, and the canonical fram
 built from those columns (``crm/arrow_frame.py``).
 
 - The same SQLAlchemy statement is run (R1 stays in the SQL): compiled for the
-  database with every value a bound parameter (qmark for SQLite, ``$n`` for
-  PostgreSQL), never pasted into the SQL text.
-- Which way an engine reads is decided once per engine: SQLite files and PostgreSQL
-  read through ADBC; any other dialect (SQL Server in production), an in-memory
-  SQLite, or a driver that cannot connect reads through SQLAlchemy as before.
+  database with every value a bound parameter (``$n``), never pasted into the SQL text.
+- Which way an engine reads is decided once per engine: PostgreSQL reads through ADBC;
+  any other dialect (SQL Server in production: arrow-odbc exists, untestable here) or a
+  driver that cannot connect reads through SQLAlchemy as before.
+- **SQLite stays on SQLAlchemy.** ``adbc-driver-sqlite`` links its own copy of SQLite
+  (3.53 in its wheel) beside the one Python's ``sqlite3`` uses (the system's). Two
+  copies of SQLite opening one file in one process break each other's POSIX locks
+  (https://sqlite.org/howtocorrupt.html, section 2.2.1: closing a file in one copy
+  drops the locks the other holds). Tried here: after an ADBC read, a CRM write through
+  SQLAlchemy and the next ADBC read returned the rows as before the write, and a new
+  ``sqlite3`` connection failed with "disk I/O error". The CRM engine always has
+  ``sqlite3`` connections open (the writer, the group lookups), so an in-process ADBC
+  read of SQLite would miss changes or corrupt the WAL index.
 - The ADBC connection string is derived from the engine's URL. The password is part of
   it and never appears in a log or an error raised here.
+- Each statement is shown to the engine's ``before_cursor_execute`` and
+  ``after_cursor_execute`` listeners as SQLAlchemy would show it (with no connection
+  object), so what counts or times the CRM's statements (bench/driver.py,
+  bench/fleet_child.py, tests/crm's R1 checks) sees these reads too.
 """
 
 from __future__ import annotations
@@ -29,36 +41,20 @@ import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
-#: Rows per Arrow batch for SQLite. The SQLite driver infers each column's type from its
-#: first batch (a column NULL throughout it becomes int64 and a later text value is then
-#: an error), so the whole result is one batch: types inferred from every row. The
-#: driver grows its buffers as rows come, it does not allocate this many rows.
-SQLITE_BATCH_ROWS = 2**30
-
-
 class ArrowSource:
     """How to open ADBC connections to one engine's database and run statements on them."""
 
-    def __init__(self, dialect: str, uri: str, shown: str) -> None:
-        self.dialect = dialect  # "sqlite" or "postgresql"
-        self._uri = uri  # may hold the password: never logged, never in an error
+    def __init__(self, engine: sa.Engine, uri: str, shown: str) -> None:
+        self._engine = weakref.ref(engine)  # (the sources are kept by engine, weakly)
+        self._uri = uri  # holds the password: never logged, never in an error
         self.shown = shown  # the URL without its password, for messages
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql.base import PGDialect
-
-            self._compile_dialect: sa.Dialect = PGDialect(paramstyle="numeric_dollar")
-        else:
-            from sqlalchemy.dialects.sqlite.base import SQLiteDialect
-
-            self._compile_dialect = SQLiteDialect(paramstyle="qmark")
+        self._compile_dialect = _dollar_dialect()
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
         """One ADBC connection (autocommit: reads only) for the reads of one call."""
-        if self.dialect == "postgresql":
-            import adbc_driver_postgresql.dbapi as driver
-        else:
-            import adbc_driver_sqlite.dbapi as driver
+        import adbc_driver_postgresql.dbapi as driver
+
         try:
             conn = driver.connect(self._uri)
         except Exception as exc:  # the driver's message may quote the connection string
@@ -83,13 +79,38 @@ class ArrowSource:
         """The rows of ``stmt`` as one Arrow table; columns NULL throughout are typed null
         (so tables of several chunks concatenate whatever a chunk inferred)."""
         sql, params = self.compile(stmt)
+        engine = self._engine()
         with conn.cursor() as cur:
-            if self.dialect == "sqlite":
-                cur.adbc_statement.set_options(
-                    **{"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)})
+            if engine is not None:
+                engine.dispatch.before_cursor_execute(None, cur, sql, params, None, False)
             cur.execute(sql, params if params else None)
             table = cur.fetch_arrow_table()
+            if engine is not None:
+                engine.dispatch.after_cursor_execute(None, cur, sql, params, None, False)
         return _nulls_typed_null(table)
+
+
+def _dollar_dialect() -> sa.Dialect:
+    """PostgreSQL's dialect with ``$n`` placeholders, each with its type cast.
+
+    ADBC binds a str as ``text``; compared with a CHAR(12) column (every CRM key, the
+    padded USERID) PostgreSQL would then trim the column and compare texts, so 'ADMIN' padded
+    to 12 would match nothing. psycopg sends untyped values, so PostgreSQL takes the column's
+    type. Here a value bound to a CHAR column is cast to ``bpchar`` (blank-padded, no length:
+    a longer value is not truncated into a false match), the rest as SQLAlchemy casts them.
+    """
+    from sqlalchemy.dialects.postgresql.psycopg import PGCompiler_psycopg, PGDialect_psycopg
+
+    class Compiler(PGCompiler_psycopg):
+        def render_bind_cast(self, type_: Any, dbapi_type: Any, sqltext: str) -> str:
+            if isinstance(type_, sa.CHAR):
+                return f"{sqltext}::BPCHAR"
+            return str(super().render_bind_cast(type_, dbapi_type, sqltext))
+
+    class Dialect(PGDialect_psycopg):
+        statement_compiler = Compiler
+
+    return Dialect(paramstyle="numeric_dollar")
 
 
 def _nulls_typed_null(table: pa.Table) -> pa.Table:
@@ -122,23 +143,14 @@ def source_for(engine: sa.Engine) -> ArrowSource | None:
 def _make_source(engine: sa.Engine) -> ArrowSource | None:
     url = engine.url
     shown = url.render_as_string(hide_password=True)
-    name = engine.dialect.name
+    if engine.dialect.name != "postgresql":
+        return None  # SQLite (module docstring), SQL Server and the rest: SQLAlchemy's driver
     try:
-        if name == "sqlite":
-            import adbc_driver_sqlite.dbapi  # noqa: F401
-        elif name == "postgresql":
-            import adbc_driver_postgresql.dbapi  # noqa: F401
-        else:
-            return None  # SQL Server and the rest: SQLAlchemy's driver (arrow-odbc untested here)
+        import adbc_driver_postgresql.dbapi  # noqa: F401
     except ImportError:
         log.info("CRM reads of %s through SQLAlchemy: no ADBC driver installed", shown)
         return None
-    if name == "sqlite":
-        database = url.database
-        if not database or database == ":memory:" or url.query:
-            return None  # an in-memory database is per connection; URI options: SQLAlchemy's
-        return ArrowSource("sqlite", database, shown)
     # libpq takes the same URL (user, password, host, port, database, query options such
     # as sslmode) without SQLAlchemy's driver suffix.
     uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return ArrowSource("postgresql", uri, shown)
+    return ArrowSource(engine, uri, shown)

@@ -7,9 +7,9 @@ whose only grants are RECORDACCESS 'R' is read-only (``read_only``); when severa
 SECRIGHTS rows grant the same owner, the most permissive wins.
 
 Results are frames of the canonical model (``model.CRM_COLUMNS``), built from one query
-each. On SQLite and PostgreSQL the query runs through ADBC and the frame is built from
-its Arrow columns (``crm/arrow_read.py``, ``crm/arrow_frame.py``: 100,000 members in
-about half a second); other databases (SQL Server) read through SQLAlchemy's driver and
+each. On PostgreSQL the query runs through ADBC and the frame is built from its Arrow
+columns (``crm/arrow_read.py``, ``crm/arrow_frame.py``); SQLite (why: arrow_read's
+docstring) and the other databases (SQL Server) read through SQLAlchemy's driver and
 vectorised pandas, to the same frame (tests/crm/test_arrow_read.py).
 """
 
