@@ -75,8 +75,7 @@ def _times(table: pa.Table, name: str) -> pa.Array:
     parsed = utc_times(table.column(name))
     if parsed is not None:
         return parsed
-    fallback = pd.to_datetime(pd.Series(objects(table.column(name)), dtype=object), utc=True,
-                              format="ISO8601", errors="coerce")  # what extract.to_utc does
+    fallback = to_utc_objects(texts(table.column(name)))
     return pa.array(fallback.astype("datetime64[us, UTC]"), type=_UTC)
 
 
@@ -102,7 +101,14 @@ def street(table: pa.Table, columns: list[str]) -> pd.Series:
 
 
 def _series_of_times(arr: pa.Array) -> pd.Series:
+    if arr.null_count == len(arr):  # pandas gives a column of NaT its own unit: the same here
+        return to_utc_objects(pd.Series([None] * len(arr), dtype=object))
     return pd.Series(arr.to_pandas(), dtype="datetime64[us, UTC]")
+
+
+def to_utc_objects(values: pd.Series) -> pd.Series:
+    """``extract.to_utc`` (not imported: extract imports this module)."""
+    return pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
 
 
 def canonical(table: pa.Table, street_columns: list[str]) -> pd.DataFrame:
