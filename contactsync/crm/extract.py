@@ -205,21 +205,27 @@ class CrmReader:
         return [str(r[-1]) for r in rows]
 
     def candidates_by_email(
-        self, emails: Sequence[str], *, group_name: str | None = None
+        self, emails: Sequence[str], *, group_name: str | None = None, outside_group: bool = False
     ) -> pd.DataFrame:
         """Visible contacts (in or out of the group) with one of ``emails`` in EMAIL,
         SECONDARYEMAIL or EMAIL3, compared trimmed and case-insensitively (R7, R1).
 
         ``in_group`` refers to ``group_name``, else the group last looked up by this reader.
+        ``outside_group``: not the group's own members, which the cycle has read already
+        (its group frame): a first sync's emails are mostly theirs (issue 15 goal 3:
+        75,000 members matched by email are not read a second time).
         """
         keys = [e.strip().lower() for e in emails if e and e.strip()]
         if not keys:
             return model.empty_frame(model.CRM_COLUMNS)
         gid = self.group_id(group_name) if group_name is not None else self._last_group
         c, g = self.tables.contact, self.tables.adhocgroup
+        outside: sa.ColumnElement[bool] = sa.true()
         if gid is not None:
             member = sa.exists().where(g.c.GROUPID == gid, g.c.ENTITYID == c.c.CONTACTID)
             in_group = sa.case((member, 1), else_=0).label("in_group")
+            if outside_group:
+                outside = ~member
         else:
             in_group = sa.literal(0).label("in_group")
         raws: list[Raw] = []
@@ -228,12 +234,12 @@ class CrmReader:
                 for chunk in _chunks(keys):
                     cond = sa.or_(*(sa.func.lower(sa.func.trim(c.c[col])).in_(chunk)
                                     for col in EMAIL_COLUMNS))
-                    raws.append(read(self._contact_select(in_group).where(cond)))
+                    raws.append(read(self._contact_select(in_group).where(cond, outside)))
             else:
                 # Many emails (a first sync): lower(EMAIL) can use no index, so each IN
                 # chunk would scan the table. Scan the visible emails once instead, match
                 # in pandas, then read the matches by key.
-                for chunk in _chunks(self._ids_with_email(read, set(keys))):
+                for chunk in _chunks(self._ids_with_email(read, set(keys), outside)):
                     stmt = self._contact_select(in_group).where(c.c.CONTACTID.in_(chunk))
                     raws.append(read(stmt))
         if not raws:
@@ -243,12 +249,15 @@ class CrmReader:
             return frame.drop_duplicates("crm_id").reset_index(drop=True)
         return self._canonical(pd.concat(raws, ignore_index=True).drop_duplicates("crm_id"))
 
-    def _ids_with_email(self, read: Callable[[sa.Select], Raw], keys: set[str]) -> list[str]:
-        """CONTACTIDs of visible contacts with one of ``keys`` in an email column (R1, R7)."""
+    def _ids_with_email(
+        self, read: Callable[[sa.Select], Raw], keys: set[str], where: sa.ColumnElement[bool]
+    ) -> list[str]:
+        """CONTACTIDs of visible contacts (R1) meeting ``where`` with one of ``keys`` in an
+        email column (R7)."""
         c = self.tables.contact
         rights = rights_subquery(self.tables, self.user)
         stmt = sa.select(c.c.CONTACTID, *(c.c[col] for col in EMAIL_COLUMNS)).select_from(
-            c.join(rights, rights.c.seccodeid == c.c.SECCODEID))
+            c.join(rights, rights.c.seccodeid == c.c.SECCODEID)).where(where)
         emails = _as_frame(read(stmt))
         hit = pd.Series(False, index=emails.index)
         for col in EMAIL_COLUMNS:

@@ -191,3 +191,29 @@ def test_values_are_bound_never_pasted_into_the_sql() -> None:
     assert "O'Brien     " in params and "Group'; DROP TABLE CONTACT; --" in params
     assert '"SECRIGHTS"."ACCESSID" = $' in sql and "::BPCHAR" in sql  # R1 in the SQL, CHAR-typed
     assert model.pad_user("O'Brien") == "O'Brien     "
+
+
+# --- the R7 candidate read of a first sync (issue 15 goal 3) ------------------------------
+@pytest.mark.parametrize("scan", [False, True], ids=["in-lists", "one-scan"])
+def test_r7_candidates_outside_the_group_are_the_candidates_less_its_members(
+    crm_engine: sa.Engine, scan: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle reads the group's members once (the group frame): the candidate read
+    leaves them out, and what remains is row for row what it gave before, less them."""
+    if scan:
+        monkeypatch.setattr(extract_mod, "SCAN_THRESHOLD", 0)
+    lee = CrmReader(crm_engine, schema=None, user_id=LEE)
+    members = set(lee.extract_group(GROUP)["crm_id"])
+    emails = ["ana.lopez@contoso.example", "info@fabrikam.example", "jonas.weber@proseware.example",
+              " Ben.Carter@Fabrikam.example "]
+    everyone = lee.candidates_by_email(emails)
+    assert everyone["in_group"].any() and (~everyone["in_group"]).any()  # both kinds present
+    outside = lee.candidates_by_email(emails, outside_group=True)
+    assert not outside["in_group"].any() and not set(outside["crm_id"]) & members
+    want = everyone[~everyone["in_group"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(outside.sort_values("crm_id").reset_index(drop=True),
+                                  want.sort_values("crm_id").reset_index(drop=True))
+    # no group looked up by this reader: nothing to leave out
+    nobody = CrmReader(crm_engine, schema=None, user_id="ADMIN")
+    pd.testing.assert_frame_equal(nobody.candidates_by_email(emails, outside_group=True),
+                                  nobody.candidates_by_email(emails))
