@@ -8,7 +8,7 @@ the user ``bench.harness.USER`` and its group of 75 % of N.
 Figures, each the old way and the new in one run (CPU seconds of this process, the RSS
 the result holds after a collection, their ratios), the load average before and after:
 - ``group_read_postgres``: the group read on PostgreSQL (the same data copied into a
-  throw-away server, tests/fixtures/postgres.py's helpers), SQLAlchemy's psycopg against
+  throw-away server, bench/fleet.py's), SQLAlchemy's psycopg against
   ADBC (crm/arrow_read.py). Skipped where the server binaries are absent.
 - ``group_read_sqlite``: the group read on SQLite, which stays on sqlite3 (arrow_read's
   docstring says why): one figure, the floor the other ways are measured against.
@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -66,28 +65,12 @@ def _pair(old: dict[str, float], new: dict[str, float]) -> dict[str, Any]:
 
 @contextmanager
 def _postgres() -> Iterator[str | None]:
-    from tests.fixtures.postgres import _free_port, _pg_bin, _run_as_postgres_user
+    """A throw-away PostgreSQL server's empty database (bench/fleet.py's, made for the
+    Prefect server: the same server, read here with psycopg and ADBC)."""
+    from bench.fleet import prefect_postgres
 
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        yield None
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="contactsync-crmread-pg-"))
-    prefix = _run_as_postgres_user()
-    if prefix:
-        shutil.chown(tmp, user="nobody")
-    port = _free_port()
-    subprocess.run([*prefix, initdb, "-D", str(tmp / "data"), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    subprocess.run([*prefix, pg_ctl, "-D", str(tmp / "data"), "-l", str(tmp / "log"), "-w", "-o",
-                    f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(tmp / "data"), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with prefect_postgres() as url:
+        yield None if url is None else url.replace("+asyncpg", "+psycopg")
 
 
 def _copy_to_postgres(sqlite_path: Path, url: str) -> None:
