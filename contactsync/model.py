@@ -203,6 +203,13 @@ def conform(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+#: The dtype the rules' text operations run in: Python's own ``str`` methods. With pyarrow
+#: installed, pandas' default ``str`` dtype runs ``.str`` methods in Arrow, whose Unicode
+#: rules differ from Python's ("İ".lower() is "i̇" in Python, "i" in Arrow; Python strips
+#: U+001C..U+001F, Arrow does not), and a match key (R7) must be the same on every path.
+PY_TEXT = pd.StringDtype("python", na_value=np.nan)
+
+
 def normalise(frame: pd.DataFrame, fields: Iterable[str] = FIELDS) -> pd.DataFrame:
     """Comparison values of ``fields``: trimmed, empty == missing (NA), emails lower-case.
 
@@ -217,7 +224,7 @@ def normalise(frame: pd.DataFrame, fields: Iterable[str] = FIELDS) -> pd.DataFra
 def normalise_series(values: pd.Series, *, email: bool = False) -> pd.Series:
     """One column's comparison values (see :func:`normalise`)."""
     s = values.astype(object)
-    s = s.where(s.notna(), "").astype(str).str.replace("\r\n", "\n", regex=False).str.strip()
+    s = s.where(s.notna(), "").astype(PY_TEXT).str.replace("\r\n", "\n", regex=False).str.strip()
     if email:
         s = s.str.lower()
     s = s.astype(object)
@@ -267,7 +274,7 @@ def compact_emails(frame: pd.DataFrame) -> pd.DataFrame:
         # no missing slot followed by a present one: nothing to move, unless a value is
         # only whitespace, which the full check below treats as missing
         whitespace = frame[list(EMAIL_FIELDS)].apply(
-            lambda col: col.astype(object).where(col.notna(), "x").astype(str).str.isspace()
+            lambda col: col.astype(object).where(col.notna(), "x").astype(PY_TEXT).str.isspace()
         ).to_numpy()
         if not whitespace.any():
             return frame
