@@ -156,7 +156,7 @@ def gather_inputs(
     out = outlook.frame
     emails = candidate_emails(out, links)
     candidates = (
-        model.compact_emails(sides.reader.candidates_by_email(emails))
+        model.compact_emails(sides.reader.candidates_by_email(emails, outside_group=True))
         if emails
         else model.empty_frame(model.CRM_COLUMNS)
     )
@@ -173,7 +173,7 @@ def gather_inputs(
         crm=crm.frame, outlook=out, links=links,
         crm_candidates=candidates, crm_gone=gone, accounts=accounts,
     )
-    release(len(out) + len(crm.frame))  # the candidates read (a first sync reads the matched members again): freed
+    release(len(out) + len(crm.frame))  # the candidates read's garbage: freed
     return inputs
 
 
