@@ -214,10 +214,17 @@ def normalise(frame: pd.DataFrame, fields: Iterable[str] = FIELDS) -> pd.DataFra
     return out
 
 
+#: Text whose ``.str`` methods are Python's own ``str`` methods. With pyarrow installed,
+#: pandas' default ``str`` dtype is Arrow's, whose strip, lower and isspace differ from
+#: Python's on a few characters (``"İ".lower()``; ``"\x1c"`` is whitespace to Python
+#: only), and every comparison of the sync is Python's (plan.frames.norm).
+PY_TEXT = pd.StringDtype("python", na_value=np.nan)
+
+
 def normalise_series(values: pd.Series, *, email: bool = False) -> pd.Series:
     """One column's comparison values (see :func:`normalise`)."""
     s = values.astype(object)
-    s = s.where(s.notna(), "").astype(str).str.replace("\r\n", "\n", regex=False).str.strip()
+    s = s.where(s.notna(), "").astype(PY_TEXT).str.replace("\r\n", "\n", regex=False).str.strip()
     if email:
         s = s.str.lower()
     s = s.astype(object)
@@ -267,7 +274,7 @@ def compact_emails(frame: pd.DataFrame) -> pd.DataFrame:
         # no missing slot followed by a present one: nothing to move, unless a value is
         # only whitespace, which the full check below treats as missing
         whitespace = frame[list(EMAIL_FIELDS)].apply(
-            lambda col: col.astype(object).where(col.notna(), "x").astype(str).str.isspace()
+            lambda col: col.astype(object).where(col.notna(), "x").astype(PY_TEXT).str.isspace()
         ).to_numpy()
         if not whitespace.any():
             return frame

@@ -72,6 +72,43 @@ def as_objects(values: pd.Series | np.ndarray | Sequence[object]) -> np.ndarray:
     return arr
 
 
+def positions(ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Where each of ``targets`` is in ``ids`` (-1: absent), as ``pd.Index(ids).get_indexer``.
+
+    A cycle's links are stored in CRM id order and the CRM group is read in that order,
+    so the two id columns are usually the same array: one comparison of the columns
+    (about 3 ms at 100,000) says so without hashing. Otherwise one ``factorize`` of both
+    columns: a third of the Index's cost (which hashes ``ids`` twice, once to check that
+    they are unique), 25 ms against 70-80 ms at 100,000 (issue 15).
+    """
+    n = len(ids)
+    if n == len(targets) and n and bool(np.asarray(ids == targets, dtype=bool).all()):
+        return np.arange(n, dtype=np.intp)
+    if n == 0 or len(targets) == 0:
+        return np.full(len(targets), -1, dtype=np.intp)
+    codes, uniques = pd.factorize(np.concatenate([ids, targets]), use_na_sentinel=False)
+    own = codes[:n]
+    if np.bincount(own, minlength=len(uniques)).max() > 1:
+        return pd.Index(ids).get_indexer(targets)  # ids not unique: the Index's own error
+    at = np.full(len(uniques), -1, dtype=np.intp)
+    at[own] = np.arange(n, dtype=np.intp)
+    return at[codes[n:]]
+
+
+def member(values: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """``pd.Series(values).isin(among)`` as a bool array: the same two shortcuts as
+    :func:`positions` (the same column: all True; else one ``factorize`` of both)."""
+    n = len(values)
+    if n == len(among) and n and bool(np.asarray(values == among, dtype=bool).all()):
+        return np.ones(n, dtype=bool)
+    if n == 0 or len(among) == 0:
+        return np.zeros(n, dtype=bool)
+    codes, uniques = pd.factorize(np.concatenate([values, among]), use_na_sentinel=False)
+    hit = np.zeros(len(uniques), dtype=bool)
+    hit[codes[n:]] = True
+    return hit[codes[:n]]
+
+
 def _as_text(values: list[object]) -> list[str]:
     """The values as str (a contract column holds str; anything else is shown as str)."""
     return [v if type(v) is str else str(v) for v in values]
