@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -181,6 +182,13 @@ USERID_LENGTH = 12
 
 def empty_frame(columns: Sequence[str]) -> pd.DataFrame:
     """An empty frame with the right dtypes, so concatenation never degrades dtypes."""
+    return _empty_frame(tuple(columns)).copy()
+
+
+@lru_cache(maxsize=16)
+def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    """Built once per column list: 20 ms each through :func:`conform`, asked for several
+    times a cycle (no candidates, no accounts, no delta), whatever the cycle's size."""
     return conform(pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), columns)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -18,14 +17,9 @@ from contactsync.model import EMAIL_FIELDS, FIELDS, conform, empty_frame
 from contactsync.plan.schema import ACTION_COLUMNS, CONFLICT_COLUMNS, SNAPSHOT_COLUMNS
 
 
-@lru_cache(maxsize=8)
-def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
-    return empty_frame(columns)
-
-
 def empty(columns: tuple[str, ...]) -> pd.DataFrame:
-    """An empty contract frame (cached: building one costs milliseconds; copies are free)."""
-    return _empty(columns).copy()
+    """An empty contract frame (``model.empty_frame``: built once, copied)."""
+    return empty_frame(columns)
 
 
 def text(values: np.ndarray | pd.Series) -> np.ndarray:
