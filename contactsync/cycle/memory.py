@@ -42,13 +42,17 @@ def _libc() -> Any:
 RELEASE_MIN_ROWS = 10_000
 
 
-def release(rows: int | None = None) -> bool:
+def release(rows: int | None = None, *, collect: bool = True) -> bool:
     """Collect cyclic garbage and return free heap pages to the OS; True if trimmed.
 
-    ``rows``: the size of what the step read (None: always release)."""
+    ``rows``: the size of what the step read (None: always release). ``collect=False``:
+    trim only, for a step whose garbage goes with its last reference: after the CRM read
+    and the Outlook extract at 100,000 contacts the collection found nothing (0 and 2
+    objects) for 0.06-0.08 s of CPU each, while the trim gave back 5-65 MB (issue 15)."""
     if rows is not None and rows < RELEASE_MIN_ROWS:
         return False
-    gc.collect()
+    if collect:
+        gc.collect()
     libc = _libc()
     if libc is None:
         return False

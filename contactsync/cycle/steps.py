@@ -56,7 +56,7 @@ def extract_crm(sides: Sides, *, create_group: bool) -> CrmSide:
         return CrmSide(None, model.empty_frame(model.CRM_COLUMNS))
     side = CrmSide(group_id, model.compact_emails(frame))
     del frame
-    release(len(side.frame))  # the driver's rows and the raw frame: freed, given back (cycle.memory)
+    release(len(side.frame), collect=False)  # the driver's rows and the raw frame: freed, given back (cycle.memory)
     return side
 
 
@@ -98,7 +98,7 @@ def extract_outlook(
             changed=None if result.full else result.changed,
             removed_ids=result.removed_ids, full=result.full,
         )
-    release(len(result.frame))
+    release(len(result.frame), collect=False)  # (the delta's items and the old mirror: no cycle among them)
     return OutlookSide(folder_id, result)
 
 
