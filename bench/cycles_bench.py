@@ -329,6 +329,11 @@ def floor() -> int:
                 _ = (crm[f].to_numpy(dtype=object)[c_at] == snap) & (outlook[f].to_numpy(dtype=object)[o_at] == snap)
 
         figures["plan_of_which_field_comparisons"] = _best(compare_every_field)
+
+        def hash_one_side() -> None:  # a per-row hash of the compared fields, of one side only
+            pd.util.hash_pandas_object(crm[list(rules.fields)], index=False)
+
+        figures["row_hashes_of_the_crm_side_instead"] = _best(hash_one_side)
         figures["settled_fingerprint"] = _best(lambda: fingerprint(crm, rules, user=user, group="g", folder="f"))
         figures["settled_fingerprint_per_cell_hashes"] = _best(
             lambda: np.sort(pd.util.hash_pandas_object(crm, index=False).to_numpy()))
