@@ -144,7 +144,8 @@ def link_fates(
     ))
     relink = stopped & o_here & c_here
 
-    stopped_snap = links.loc[keep, ["crm_id", "outlook_id", *FIELDS]].copy()
+    # (rows first, then columns: a mask and a column list at once copy every link, 0.05 s)
+    stopped_snap = links.iloc[np.flatnonzero(keep)][["crm_id", "outlook_id", *FIELDS]].copy()
     stopped_snap.insert(2, "new_key", None)
     stopped_snap.insert(3, "status", LINK_STATUS_STOPPED)
 
@@ -158,7 +159,7 @@ def link_fates(
     reserved_o_rows[o_at[o_here]] = True
     merge = active & c_here & o_here
     return LinkFate(
-        merge=links[merge],
+        merge=links if merge.all() else links[merge],  # (usually every link: no copy of them)
         relink=links[relink],
         merge_pos=(c_at[merge], o_at[merge]),
         relink_pos=(c_at[relink], o_at[relink]),
