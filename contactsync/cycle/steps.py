@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from contactsync import model
-from contactsync.cycle.memory import release
+from contactsync.cycle.memory import RELEASE_MIN_ROWS, release
 from contactsync.cycle.outcome import empty_counts
 from contactsync.plan import candidate_lookups
 from contactsync.plan.frames import as_objects, member
@@ -177,9 +177,10 @@ def gather_inputs(
         crm=crm.frame, outlook=out, links=links,
         crm_candidates=candidates, crm_gone=gone, accounts=accounts,
     )
-    # The candidates read (a first sync reads the matched members again): freed. Only
-    # after a read of that size: a full collection costs 0.05-0.1 s at any size of cycle.
-    release(read)
+    # What the links load and the candidates read (a first sync reads the matched members
+    # again) left: given back; collected only after a big candidate read (a full collection
+    # costs 0.05-0.1 s at any size of cycle, and found nothing here at 100,000 otherwise).
+    release(len(out) + len(crm.frame), collect=read >= RELEASE_MIN_ROWS)
     return inputs
 
 
