@@ -216,6 +216,13 @@ def conform(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+#: The dtype the rules' text operations run in: Python's own ``str`` methods. With pyarrow
+#: installed, pandas' default ``str`` dtype runs ``.str`` methods in Arrow, whose Unicode
+#: rules differ from Python's ("İ".lower() is "i̇" in Python, "i" in Arrow; Python strips
+#: U+001C..U+001F, Arrow does not), and a match key (R7) must be the same on every path.
+PY_TEXT = pd.StringDtype("python", na_value=np.nan)
+
+
 def normalise(frame: pd.DataFrame, fields: Iterable[str] = FIELDS) -> pd.DataFrame:
     """Comparison values of ``fields``: trimmed, empty == missing (NA), emails lower-case.
 
@@ -225,13 +232,6 @@ def normalise(frame: pd.DataFrame, fields: Iterable[str] = FIELDS) -> pd.DataFra
     for field in fields:
         out[field] = normalise_series(frame[field], email=field in EMAIL_FIELDS)
     return out
-
-
-#: Text whose ``.str`` methods are Python's own ``str`` methods. With pyarrow installed,
-#: pandas' default ``str`` dtype is Arrow's, whose strip, lower and isspace differ from
-#: Python's on a few characters (``"İ".lower()``; ``"\x1c"`` is whitespace to Python
-#: only), and every comparison of the sync is Python's (plan.frames.norm).
-PY_TEXT = pd.StringDtype("python", na_value=np.nan)
 
 
 def normalise_series(values: pd.Series, *, email: bool = False) -> pd.Series:

@@ -97,3 +97,32 @@ def test_worst_exit_code_order_is_failed_then_guard_then_locked() -> None:
     line = o("ok").json_line()
     assert set(line) == {"user", "status", "dry_run", "counts", "conflicts", "quarantined", "run_id"}
     assert set(line["counts"]["crm"]) == {"create", "update", "unlink", "group_add", "group_remove"}
+
+
+#: Where Arrow's Unicode rules and Python's differ: a dotted capital I (lower-cased to
+#: "i" + U+0307 by Python, to "i" by Arrow) and U+001C..U+001F (whitespace to Python only).
+DIFFERING_TEXT = ["İNCE@EXAMPLE.COM", "\x1cann@example.com\x1f", "Ö\x1e", "  \x1d "]
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_match_keys_follow_pythons_text_rules_whatever_pandas_stores_strings_in(dtype: object) -> None:
+    """R7: a key computed from a column pandas stores in Arrow (pyarrow installed: the
+    default ``str`` dtype) equals the key of the same text held as Python objects, and the
+    planning kernel's, so CRM and Outlook emails match on every path."""
+    from contactsync.plan.frames import norm
+
+    column = pd.Series(DIFFERING_TEXT, dtype=dtype)  # type: ignore[call-overload]
+    want = [v.strip().lower() or None for v in DIFFERING_TEXT]
+    assert model.email_key(column).tolist() == want
+    assert norm(column.to_numpy(dtype=object), email=True).tolist() == want
+    assert model.normalise_series(column).tolist() == [v.strip() or None for v in DIFFERING_TEXT]
+
+
+def test_street_lines_are_trimmed_by_pythons_rules() -> None:
+    """The CRM street's trailing blanks go as Python strips them (U+001C included), the
+    same whether pandas stores the lines in Arrow or as objects."""
+    from contactsync.crm.extract import street_from_lines
+
+    lines = pd.DataFrame({"a": pd.Series(["1 Main St\x1c", "x"], dtype="str"),
+                          "b": pd.Series([None, "\x1d"], dtype="str")})
+    assert street_from_lines(lines).tolist() == ["1 Main St", "x"]

@@ -89,8 +89,11 @@ def describe(row: dict[str, Any]) -> str:
 def _ever_linked(store: Any, users: Sequence[str], *, email: str | None, crm_id: str | None,
                  outlook_id: str | None) -> bool:
     """The contact is (or was, as a stopped link) a synced pair, though no history is kept."""
-    from contactsync.model import EMAIL_FIELDS
+    import pandas as pd
 
+    from contactsync.model import EMAIL_FIELDS, email_key
+
+    wanted = None if email is None else email_key(pd.Series([email], dtype=object)).iat[0]
     for user in users:
         links = store.load_links(user)
         if links.empty:
@@ -101,7 +104,7 @@ def _ever_linked(store: Any, users: Sequence[str], *, email: str | None, crm_id:
             return True
         if email is not None:
             for col in EMAIL_FIELDS:
-                if links[col].dropna().astype(str).str.strip().str.lower().eq(email.strip().lower()).any():
+                if wanted is not None and email_key(links[col]).eq(wanted).any():
                     return True
     return False
 

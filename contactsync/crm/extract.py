@@ -399,11 +399,11 @@ def street_from_lines(lines: pd.DataFrame) -> pd.Series:
     more = lines[cols[1:]].notna().to_numpy().any(axis=1) if len(cols) > 1 else None
     if more is not None and more.any():
         sub = lines.loc[more]
-        filled = [sub[c].astype(object).where(sub[c].notna(), "").astype(str) for c in cols]
+        filled = [sub[c].astype(object).where(sub[c].notna(), "").astype(model.PY_TEXT) for c in cols]
         joined = filled[0]
         for col in filled[1:]:
             joined = joined + "\n" + col
         street = street.copy()
         street.loc[more] = joined.astype(object)
-    street = street.astype(str).str.rstrip().astype(object)  # trailing blank lines (and blanks) go
+    street = street.astype(model.PY_TEXT).str.rstrip().astype(object)  # trailing blank lines (and blanks) go
     return street.where(street != "", None)

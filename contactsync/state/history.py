@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from contactsync.model import EMAIL_FIELDS, FIELDS
+from contactsync.model import EMAIL_FIELDS, FIELDS, email_key
 from contactsync.state.base import Store
 from contactsync.state.rows import bulk_insert
 from contactsync.state.schema import history_table
@@ -54,7 +54,7 @@ def _emails_of(frame: pd.DataFrame | None, key: str, ids: set[str] | None = None
     cols = [c for c in EMAIL_FIELDS if c in frame]
     for col in cols:
         sub = frame[[key, col]].dropna()
-        for ident, addr in zip(sub[key].astype(str), sub[col].astype(str).str.strip().str.lower(), strict=True):
+        for ident, addr in zip(sub[key].astype(str), email_key(sub[col]).fillna(""), strict=True):
             if addr:
                 out[ident] = (*out.get(ident, ()), addr)
     return out

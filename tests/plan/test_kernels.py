@@ -38,8 +38,8 @@ def test_norm_equals_the_pandas_string_formulation(values, email):
     """norm(): trimmed, "" -> None; text CRLF -> LF (model.normalise_series exactly);
     emails lower-cased, line breaks kept (a match key: one pass less, as before)."""
     got = norm(np.array(values, dtype=object), email=email).tolist()
-    # Python's str methods (the formulation norm replaced), whichever storage pandas' "str"
-    # dtype has (with pyarrow: Arrow's, which lower-cases "İ" otherwise)
+    # Python's text rules (model.PY_TEXT), not Arrow's, which pandas uses for "str"
+    # when pyarrow is installed ("İ".lower() differs)
     s = pd.Series([v for v in values if v is not None], dtype=PY_TEXT)
     s = s.str.strip().str.lower() if email else s.str.replace("\r\n", "\n", regex=False).str.strip()
     done = iter(s.tolist())
