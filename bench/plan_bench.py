@@ -260,8 +260,9 @@ def measure(
     return entry
 
 
-#: main before this round's memory work (issue 15 goal 3): the "old" whole first sync.
-WHOLE_BASE = "777ba1a"
+#: main before this round's work (issue 15 goals 2 and 3, fourth round): the "old" whole
+#: first sync (777ba1a before the third round's memory work).
+WHOLE_BASE = "ee528d2"
 WHOLE_RESULTS = Path(__file__).parent / "results" / "first_sync_memory.json"
 
 
@@ -296,7 +297,7 @@ def whole_first_sync(n: int, base: str, out: Path) -> dict[str, object]:
             finally:
                 emu.stop()
             keep = ("status", "peak_rss_mb", "rss_mb_at_start", "peak_rss_mb_after_step", "rss_mb_after_step",
-                    "steps_cpu_s", "cycle_cpu_s", "counts", "errors", "emulator_cpu_s")
+                    "steps_cpu_s", "cycle_cpu_s", "counts", "errors", "emulator_cpu_s", "pyarrow")
             runs[label] = {k: r.get(k) for k in keep}
             print(f"whole first sync [{label}]: peak RSS {r['peak_rss_mb']} MB, plan {r['steps_cpu_s'].get('plan')} s CPU",
                   flush=True)

@@ -29,7 +29,7 @@ import pandas as pd
 from contactsync.config import Settings, UserSettings
 from contactsync.cycle import load as load_step
 from contactsync.cycle import steps
-from contactsync.cycle.memory import kept_through_the_loads, release
+from contactsync.cycle.memory import RELEASE_MIN_ROWS, kept_through_the_loads, release
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.settled import SUMMARY_KEY, is_settled
 from contactsync.cycle.sides import Sides, open_sides, plan_settings
@@ -208,9 +208,11 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
         inputs = run.gather_inputs(sides, crm, out, relink=options.relink, repair=options.repair, since=since)
         planned = run.plan(inputs, rules)
         planned, problems = run.quarantine(planned, inputs)
-        # The plan's own working frames and the unfiltered plan: freed (cycle.memory); a
-        # small cycle's are too small to pay a full collection for, before its first write.
-        release(len(inputs.crm) + len(inputs.outlook))
+        # The plan's own working frames and the unfiltered plan: freed and given back
+        # (cycle.memory). Both grow with the plan (only the pairs that changed are merged):
+        # a small plan's are not worth a full collection (0.05-0.1 s at any size).
+        planned_rows = len(planned.actions) + len(planned.snapshots)
+        release(len(inputs.crm) + len(inputs.outlook), collect=planned_rows >= RELEASE_MIN_ROWS)
         gx = (
             run.validate(inputs, planned, str(data_docs_dir(sides.settings, sides.user)))
             if sides.settings.sync.gx_validation
@@ -247,7 +249,9 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
                 check.crm = steps.CrmSide(group_id, history_crm.iloc[:0])  # never fingerprinted: no settling
             prepared.read = (history_crm, outlook_rows)  # history kept as the writes commit (cycle.record)
             del inputs, crm, out
-            release(rows_read)
+            # (freed by their references going, given back; with a full collection only where
+            # the loads ahead are big enough to raise the peak: a first sync's)
+            release(rows_read, collect=len(prepared.actions) >= RELEASE_MIN_ROWS)
             if options.overlap:
                 crm_results, out_results = _load_both(run, prepared, group_id, folder_id, outlook_rows)
             else:

@@ -6,7 +6,7 @@ side must read for it. The contract (inputs, action/snapshot/conflict columns) i
 """
 
 from contactsync.plan.cycle import plan_cycle
-from contactsync.plan.lookups import candidate_company_names, candidate_emails
+from contactsync.plan.lookups import candidate_company_names, candidate_emails, candidate_lookups
 from contactsync.plan.schema import (
     ACTION_COLUMNS,
     CONFLICT_COLUMNS,
@@ -29,5 +29,6 @@ __all__ = [
     "PlanSettings",
     "candidate_company_names",
     "candidate_emails",
+    "candidate_lookups",
     "plan_cycle",
 ]

@@ -22,7 +22,7 @@ from contactsync.plan.frames import (
 from contactsync.plan.guard import r16_guard
 from contactsync.plan.lifecycle import link_fates
 from contactsync.plan.match import match_free
-from contactsync.plan.merge import merge_pairs
+from contactsync.plan.merge import merge_pairs, quiet_links
 from contactsync.plan.schema import (
     LINK_COLUMNS,
     LINK_STATUS_ACTIVE,
@@ -134,7 +134,15 @@ def plan_cycle(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
         return _plan(inputs, settings)
 
 
-def _plan(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
+def plan_every_pair(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
+    """The plan with every linked pair merged field by field, quiet or not: what
+    :func:`plan_cycle` must equal (tests/plan's property test), at the cost of a merge
+    of every pair."""
+    with _collector_paused():
+        return _plan(inputs, settings, limit=False)
+
+
+def _plan(inputs: PlanInputs, settings: PlanSettings, *, limit: bool = True) -> PlanResult:
     crm = _with_columns(inputs.crm, CRM_COLUMNS)
     outlook = _with_columns(inputs.outlook, OUTLOOK_COLUMNS)
     links = _with_columns(inputs.links, LINK_COLUMNS)
@@ -147,7 +155,7 @@ def _plan(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
     crm_all = pd.concat([crm, candidates], ignore_index=True) if len(candidates) else crm
 
     fate = link_fates(
-        links, pd.Index(crm["crm_id"]), pd.Index(outlook["outlook_id"]), inputs.crm_gone,
+        links, as_objects(crm["crm_id"]), as_objects(outlook["outlook_id"]), inputs.crm_gone,
         settings,
     )
     # Free = in no link (rows of crm_all / outlook, by position: the frames have a
@@ -167,8 +175,12 @@ def _plan(inputs: PlanInputs, settings: PlanSettings) -> PlanResult:
         link_rule="R12", crm_pos=fate.relink_pos[0], outlook_pos=fate.relink_pos[1])
     no_snapshot = dict.fromkeys(FIELDS)  # None, not NaN: NaN would count as a value
     new_pairs = [p.assign(**no_snapshot) for p in (relink, matches)]
-    linked = fate.merge.assign(link_rule=None, crm_pos=fate.merge_pos[0],
-                               outlook_pos=fate.merge_pos[1])
+    c_pos, o_pos = fate.merge_pos
+    linked = fate.merge
+    if limit:  # R8: only the linked pairs that changed on a side are merged field by field
+        busy = ~quiet_links(linked, crm_all, outlook, c_pos, o_pos, settings)
+        linked, c_pos, o_pos = linked[busy], c_pos[busy], o_pos[busy]
+    linked = linked.assign(link_rule=None, crm_pos=c_pos, outlook_pos=o_pos)
     for_merge = [linked, *new_pairs]
     pairs = pd.concat([p for p in for_merge if len(p)] or for_merge[:1], ignore_index=True)
     table = _pair_table(pairs, crm_all, outlook)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from contactsync.model import FIELDS
-from contactsync.plan.frames import as_objects, make_actions, text
+from contactsync.plan.frames import as_objects, make_actions, positions, text
 from contactsync.plan.schema import LINK_STATUS_ACTIVE, LINK_STATUS_STOPPED, PlanSettings
 
 
@@ -59,18 +59,20 @@ def _reason(prefix: str, crm_id: np.ndarray, outlook_id: np.ndarray, suffix: str
 
 def link_fates(
     links: pd.DataFrame,
-    crm_ids: pd.Index,
-    outlook_ids: pd.Index,
+    crm_ids: np.ndarray,
+    outlook_ids: np.ndarray,
     crm_gone: pd.DataFrame | None,
     settings: PlanSettings,
 ) -> LinkFate:
-    """Classify every link and plan R11/R12/R13 and the stopped pairs' fate."""
+    """Classify every link and plan R11/R12/R13 and the stopped pairs' fate.
+
+    ``crm_ids`` / ``outlook_ids``: the id columns of the cycle's frames (object arrays)."""
     status = as_objects(links["status"])
     active = (status == LINK_STATUS_ACTIVE) | pd.isna(status)
     stopped = status == LINK_STATUS_STOPPED
     if len(links):
-        c_at = crm_ids.get_indexer(as_objects(links["crm_id"]))
-        o_at = outlook_ids.get_indexer(as_objects(links["outlook_id"]))
+        c_at = positions(crm_ids, as_objects(links["crm_id"]))
+        o_at = positions(outlook_ids, as_objects(links["outlook_id"]))
     else:  # a first sync: no hash table of every id (15 ms a side at 100,000) for no link
         c_at = o_at = np.zeros(0, dtype=np.intp)
     c_here, o_here = c_at >= 0, o_at >= 0
@@ -142,20 +144,22 @@ def link_fates(
     ))
     relink = stopped & o_here & c_here
 
-    stopped_snap = links.loc[keep, ["crm_id", "outlook_id", *FIELDS]].copy()
+    # (rows first, then columns: a mask and a column list at once copy every link, 0.05 s)
+    stopped_snap = links.iloc[np.flatnonzero(keep)][["crm_id", "outlook_id", *FIELDS]].copy()
     stopped_snap.insert(2, "new_key", None)
     stopped_snap.insert(3, "status", LINK_STATUS_STOPPED)
 
     # Reserved: every id of a link, except CRM ids freed by a forgotten stopped pair.
-    reserved_c = pd.Index(as_objects(links.loc[~forget, "crm_id"]))
-    reserved_o = pd.Index(as_objects(links["outlook_id"]))
+    # (object Indexes: inferring them as str would copy every id into Arrow, 15 ms each)
+    reserved_c = pd.Index(as_objects(links["crm_id"])[~forget], dtype=object)
+    reserved_o = pd.Index(as_objects(links["outlook_id"]), dtype=object)
     reserved_c_rows = np.zeros(len(crm_ids), dtype=bool)
     reserved_c_rows[c_at[c_here & ~forget]] = True
     reserved_o_rows = np.zeros(len(outlook_ids), dtype=bool)
     reserved_o_rows[o_at[o_here]] = True
     merge = active & c_here & o_here
     return LinkFate(
-        merge=links[merge],
+        merge=links if merge.all() else links[merge],  # (usually every link: no copy of them)
         relink=links[relink],
         merge_pos=(c_at[merge], o_at[merge]),
         relink_pos=(c_at[relink], o_at[relink]),

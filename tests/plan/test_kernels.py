@@ -113,3 +113,28 @@ def test_actions_frame_equals_the_concatenation_of_one_frame_per_part(parts):
     want = want.where(want.notna(), None)
     pd.testing.assert_frame_equal(got, want)
     assert set(got.dtypes) == {np.dtype(object)} and len(FIELDS) + 12 == got.shape[1]
+
+
+IDS = st.sampled_from(["C1", "C2", "c1", "C1 ", "AAkALgAA-x=", "", None])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(IDS, unique=True, max_size=6), st.lists(IDS, max_size=8), st.booleans())
+def test_positions_and_member_equal_the_index_and_isin(ids, targets, same_column):
+    """frames.positions / member (the links' rows in the cycle's frames, issue 15) say
+    what ``pd.Index.get_indexer`` and ``Series.isin`` say, on the same column or not."""
+    from contactsync.plan.frames import member, positions
+
+    if same_column:
+        targets = list(ids)
+    a, b = np.array(ids, dtype=object), np.array(targets, dtype=object)
+    # (ids are keys, never missing: the Index finds a missing target in [None] but not
+    # in ["C1", None]; positions finds it nowhere)
+    present = np.array([v for v in ids if v is not None], dtype=object)
+    want = pd.Index(present, dtype=object).get_indexer(b)
+    want[pd.isna(b)] = -1
+    assert positions(present, b).tolist() == want.tolist()
+    if same_column:
+        assert positions(present, present).tolist() == list(range(len(present)))
+    assert member(b, a).tolist() == pd.Series(b, dtype=object).isin(a).tolist()
+    assert member(a, b).tolist() == pd.Series(a, dtype=object).isin(b).tolist()
