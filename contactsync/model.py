@@ -30,6 +30,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+#: Text pandas infers (``str`` dtype) is stored as Python objects, as without pyarrow.
+#: pyarrow is a dependency (the state store's LZ4 codec, Arrow look-ups, PostgreSQL's ADBC
+#: read), and with it installed pandas 3 stores inferred text in Arrow by default: every
+#: ``pd.Index`` of ids, ``astype(str)`` and frame built from strings then converts to and
+#: from Arrow, and the whole first sync at 100,000 peaked at 848 MB against 691 MB with
+#: this (bench.cycles_bench's first sync, 2026-12-02). Set once here, where the canonical
+#: frames are defined and which every path that builds one imports.
+pd.set_option("mode.string_storage", "python")
+
 # --- THE field registry, in FIELD_MAP.md order ---------------------------------------
 #: How a field's values behave: ``text`` (one string), ``email`` (an address, one slot of
 #: Graph's list), ``phone``, ``date`` (ISO date; a datetime column in the CRM), ``lines``
