@@ -107,6 +107,13 @@ def old_code(base: str, into: Path) -> Path:
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     shutil.copy2(Path(__file__), into / "bench" / "cycles_bench.py")
+    model = into / "contactsync" / "model.py"
+    if "mode.string_storage" not in model.read_text():
+        # A base from before pyarrow was a dependency: with pyarrow installed its inferred
+        # text would be Arrow-stored, which this tree pins to Python storage (contactsync.model);
+        # the same pin for the base, so that the two codes differ by their code alone.
+        (into / "sitecustomize.py").write_text(
+            'import pandas as pd\npd.set_option("mode.string_storage", "python")\n')
     return into
 
 
