@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contactsync import model
+from contactsync.crm.values import to_utc
 
 #: Every character Python's ``str.rstrip()`` removes (``str.isspace``), so the street is
-#: trimmed in Arrow exactly as ``extract.street_from_lines`` trims it in pandas.
+#: trimmed in Arrow exactly as ``values.street_from_lines`` trims it in pandas.
 PY_WHITESPACE = "".join(chr(c) for c in (
     *range(0x09, 0x0E), *range(0x1C, 0x21), 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
     0x2028, 0x2029, 0x202F, 0x205F, 0x3000))
@@ -75,7 +76,7 @@ def _times(table: pa.Table, name: str) -> pa.Array:
     parsed = utc_times(table.column(name))
     if parsed is not None:
         return parsed
-    fallback = to_utc_objects(texts(table.column(name)))
+    fallback = to_utc(texts(table.column(name)))
     return pa.array(fallback.astype("datetime64[us, UTC]"), type=_UTC)
 
 
@@ -93,7 +94,7 @@ def _text(col: pa.ChunkedArray) -> pa.Array:
 
 def street(table: pa.Table, columns: list[str]) -> pd.Series:
     """ADDRESS1..4 joined with "\\n", trailing blank lines and blanks dropped, None if empty
-    (``extract.street_from_lines``)."""
+    (``values.street_from_lines``)."""
     lines = [pc.fill_null(_text(table.column(c)), "") for c in columns]
     joined = pc.binary_join_element_wise(*lines, "\n") if len(lines) > 1 else lines[0]
     trimmed = pc.utf8_rtrim(joined, characters=PY_WHITESPACE)
@@ -102,13 +103,8 @@ def street(table: pa.Table, columns: list[str]) -> pd.Series:
 
 def _series_of_times(arr: pa.Array) -> pd.Series:
     if arr.null_count == len(arr):  # pandas gives a column of NaT its own unit: the same here
-        return to_utc_objects(pd.Series([None] * len(arr), dtype=object))
+        return to_utc(pd.Series([None] * len(arr), dtype=object))
     return pd.Series(arr.to_pandas(), dtype="datetime64[us, UTC]")
-
-
-def to_utc_objects(values: pd.Series) -> pd.Series:
-    """``extract.to_utc`` (not imported: extract imports this module)."""
-    return pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
 
 
 def canonical(table: pa.Table, street_columns: list[str]) -> pd.DataFrame:
