@@ -183,7 +183,9 @@ OUTLOOK_COLUMNS: tuple[str, ...] = OUTLOOK_META + FIELDS
 #: Accounts lookup (crm.lookup_accounts): visible accounts by exact name (R5b).
 ACCOUNT_COLUMNS: tuple[str, ...] = ("account_id", "account_name", "account_created")
 
-DATETIME_COLUMNS = frozenset({"crm_created", "crm_modified", "outlook_created", "outlook_modified", "account_created"})
+#: The Outlook frame's time columns (tz-aware UTC), the rest of it being text.
+OUTLOOK_TIMES: tuple[str, ...] = ("outlook_created", "outlook_modified")
+DATETIME_COLUMNS = frozenset({"crm_created", "crm_modified", *OUTLOOK_TIMES, "account_created"})
 BOOL_COLUMNS = frozenset({"read_only", "in_group"})
 
 USERID_LENGTH = 12

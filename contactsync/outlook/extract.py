@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from contactsync.errors import SideUnreachable
-from contactsync.model import OUTLOOK_COLUMNS, conform, empty_frame
+from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform, empty_frame
 from contactsync.outlook.client import GraphClient, GraphRequestError, GraphTransientError
 from contactsync.outlook.mapping import (
     ADDRESS_PROPS,
@@ -278,27 +278,24 @@ def merge_items(items: list[dict[str, Any]], snapshot: pd.DataFrame | None) -> p
         keep_old = is_known & ~carried.get(col, np.zeros(len(items), dtype=bool))
         if col == "outlook_id" or not keep_old.any():
             out[col] = new[col]
-        elif col in _TIMES:
+        elif col in OUTLOOK_TIMES:
             out[col] = new[col].where(~keep_old, old[col].to_numpy())
         else:  # object columns, None for missing, on both sides: no conform needed
             out[col] = np.where(keep_old, old[col].to_numpy(dtype=object), new[col].to_numpy(dtype=object))
     return _frame(out, len(items))
 
 
-_TIMES = ("outlook_created", "outlook_modified")
-
-
 def _frame(columns: dict[str, Any], rows: int) -> pd.DataFrame:
     """Conformed columns as a frame in ``OUTLOOK_COLUMNS`` order: text as one object
     block (pandas 3 would infer Arrow-backed ``str`` from object arrays, and ``conform``
     turn it back), times as they are."""
-    texts = [c for c in OUTLOOK_COLUMNS if c not in _TIMES]
+    texts = [c for c in OUTLOOK_COLUMNS if c not in OUTLOOK_TIMES]
     block = np.empty((len(texts), rows), dtype=object)
     for j, col in enumerate(texts):
         value = columns[col]
         block[j] = value.to_numpy(dtype=object) if isinstance(value, pd.Series) else value
     frame = pd.DataFrame(block.T, columns=texts, dtype=object, copy=False)
-    for col in _TIMES:
+    for col in OUTLOOK_TIMES:
         value = columns[col]
         frame[col] = value.reset_index(drop=True) if isinstance(value, pd.Series) else value
     return frame[list(OUTLOOK_COLUMNS)]
@@ -387,7 +384,7 @@ def _conformed(frame: pd.DataFrame) -> bool:
     the store loads): then it needs no ``conform`` of its 100,000 rows again."""
     return list(frame.columns) == list(OUTLOOK_COLUMNS) and all(
         str(frame[c].dtype).startswith("datetime64[") and str(frame[c].dtype).endswith(", UTC]")
-        if c in _TIMES else frame[c].dtype == object for c in OUTLOOK_COLUMNS)
+        if c in OUTLOOK_TIMES else frame[c].dtype == object for c in OUTLOOK_COLUMNS)
 
 
 def _applied(snapshot: pd.DataFrame, changed: pd.DataFrame, removed: list[str]) -> pd.DataFrame:
@@ -402,7 +399,7 @@ def _applied(snapshot: pd.DataFrame, changed: pd.DataFrame, removed: list[str]) 
     order = np.concatenate([kept, len(snapshot) + np.arange(len(changed))])
     out: dict[str, Any] = {}
     for col in OUTLOOK_COLUMNS:
-        if col in _TIMES:
+        if col in OUTLOOK_TIMES:
             out[col] = pd.concat([snapshot[col], changed[col]], ignore_index=True).take(order)
         else:
             out[col] = np.concatenate([snapshot[col].to_numpy(dtype=object),

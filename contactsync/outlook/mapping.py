@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from contactsync.model import FIELD_REGISTRY, FIELDS, OUTLOOK_COLUMNS, conform
+from contactsync.model import FIELD_REGISTRY, FIELDS, OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform
 
 #: The project's fixed property-set GUID of the CRM contact id tag (R7a). Never change it:
 #: contacts tagged by earlier versions would no longer be recognised.
@@ -111,7 +111,7 @@ def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """
     # dtype=object: pandas 3 would infer Arrow-backed str, which conform turns back
     frame = pd.DataFrame(list(rows), columns=list(OUTLOOK_COLUMNS), dtype=object)
-    for col in ("outlook_created", "outlook_modified"):
+    for col in OUTLOOK_TIMES:
         frame[col] = pd.to_datetime(frame[col], utc=True, errors="coerce", format="ISO8601")
     return conform(frame, OUTLOOK_COLUMNS)
 

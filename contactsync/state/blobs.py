@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from contactsync.model import OUTLOOK_COLUMNS, conform
+from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state.columnar import Reader, decode, encode, encode_columns, time_ns
 from contactsync.state.rows import chunks, now_iso, read_frame
@@ -31,7 +31,6 @@ from contactsync.state.schema import blobs_table, links_table, outlook_table
 
 #: A delta of up to this many rows never forces a compaction.
 COMPACT_MIN = 2_000
-OUTLOOK_TIMES = ("outlook_created", "outlook_modified")
 #: A missing time in a blob's time column (columnar's format).
 MISSING_NS = np.iinfo(np.int64).min
 

@@ -16,13 +16,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from contactsync.model import OUTLOOK_COLUMNS, conform
+from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform
 from contactsync.state import blobs
 from contactsync.state.base import Store
 from contactsync.state.rows import bulk_insert, chunks, iso_series, now_iso, tuples
 from contactsync.state.schema import delta_table, outlook_table
-
-_OUTLOOK_TIMES = ("outlook_created", "outlook_modified")
 
 
 class MirrorStore(Store):
@@ -96,7 +94,7 @@ class MirrorStore(Store):
         """Upsert rows into the delta (rows of the same contacts replaced)."""
         t = outlook_table
         data = data.copy()
-        for col in _OUTLOOK_TIMES:
+        for col in OUTLOOK_TIMES:
             data[col] = iso_series(data[col])
         rows = tuples(data, OUTLOOK_COLUMNS, user, folder_id)
         where = (t.c.crm_user == user, t.c.folder_id == folder_id)
