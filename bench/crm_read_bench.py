@@ -12,6 +12,11 @@ the result holds after a collection, their ratios), the load average before and 
   ADBC (crm/arrow_read.py). Skipped where the server binaries are absent.
 - ``group_read_sqlite``: the group read on SQLite, which stays on sqlite3 (arrow_read's
   docstring says why): one figure, the floor the other ways are measured against.
+- ``group_read_sqlite_vs_base``: the group read, the settled fingerprint of its frame
+  and the driver's bare ``fetchall`` (the floor), for the base commit's code
+  (``BENCH_CRM_READ_BASE``, default ``BASE``; its ``contactsync/`` by ``git archive``)
+  beside this tree's, each in child processes taken in turn (``BENCH_CRM_READ_ROUNDS``
+  rounds, the best of each): ratios old / new.
 - ``first_sync_candidates_sqlite``: the first sync's R7 candidate read of every
   contact's email (a first sync's folder holds mostly the group's own people), all
   matches against those outside the group only (``outside_group=True``, issue 15 goal 3).
@@ -25,6 +30,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +44,8 @@ import psutil
 from bench.harness import RESULTS, USER, log, machine
 
 GROUP = "Outlook Sync"
+BASE = "ac65e3d"  # main before issue 15 goal 2's sixth round (crm6)
+PY = sys.executable
 
 
 def _measure(label: str, make: Callable[[], Any], runs: int = 3) -> dict[str, float]:
@@ -94,6 +103,54 @@ def _copy_to_postgres(sqlite_path: Path, url: str) -> None:
     src.close()
 
 
+def _child_figures(db: str) -> None:
+    """In a child process (``_group DB``): the group read, the fingerprint of its frame
+    and the bare fetchall of its statement, CPU seconds (best of 3), as JSON."""
+    import sqlite3
+
+    from contactsync import model
+    from contactsync.crm.extract import CrmReader
+    from contactsync.cycle.settled import fingerprint
+    from contactsync.db import make_engine
+    from contactsync.plan.schema import PlanSettings
+
+    reader = CrmReader(make_engine(f"sqlite:///{db}"), schema=None, user_id=USER)
+    frame = model.compact_emails(reader.read_group(GROUP)[0])
+    sql = str(reader.group_statement(GROUP).compile(reader.engine, compile_kwargs={"literal_binds": True}))
+    con = sqlite3.connect(db)
+    out = {
+        "fetchall": _measure("fetchall", lambda: con.execute(sql).fetchall())["cpu_s"],
+        "read_group": _measure("read_group", lambda: reader.read_group(GROUP))["cpu_s"],
+        "fingerprint": _measure("fingerprint", lambda: fingerprint(
+            frame, PlanSettings(), user=USER, group=GROUP, folder="Outlook Sync"))["cpu_s"],
+        "members": len(frame),
+    }
+    print(json.dumps(out))
+
+
+def _versus_base(db: Path, work: Path) -> dict[str, Any]:
+    """The base commit's code beside this tree's, child processes in turn (module docstring)."""
+    from bench.cycles_bench import old_code
+
+    base = os.environ.get("BENCH_CRM_READ_BASE", BASE)
+    old_dir = old_code(base, work / "old")
+    shutil.copy2(Path(__file__), old_dir / "bench" / "crm_read_bench.py")
+    codes = {"old": old_dir, "new": Path(__file__).resolve().parent.parent}
+    runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+    for _ in range(int(os.environ.get("BENCH_CRM_READ_ROUNDS", "2"))):
+        for code, where in codes.items():
+            proc = subprocess.run([PY, "-m", "bench.crm_read_bench", "_group", str(db)], cwd=where,
+                                  env={**os.environ, "PYTHONPATH": str(where)}, capture_output=True,
+                                  text=True, check=True)
+            runs[code].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    best = {code: {k: min(r[k] for r in rs) for k in ("fetchall", "read_group", "fingerprint")}
+            for code, rs in runs.items()}
+    return {"base": base, **best,
+            "ratios_old_over_new": {k: round(best["old"][k] / best["new"][k], 2) if best["new"][k] else None
+                                    for k in best["new"]},
+            "read_above_fetchall_s": {c: round(b["read_group"] - b["fetchall"], 3) for c, b in best.items()}}
+
+
 def main() -> None:
     from contactsync.crm.extract import CrmReader
     from contactsync.db import make_engine
@@ -114,6 +171,12 @@ def main() -> None:
         members = len(reader.read_group(GROUP)[0])
         result["group_members"] = members
         result["group_read_sqlite"] = _measure("group read, SQLite", lambda: reader.read_group(GROUP))
+        synced = cached.parent / "after-first-new" / "crm.db"  # the echo's and the 1 % cycle's CRM
+        if synced.exists():
+            shutil.copy2(synced, work / "synced.db")
+        result["group_read_sqlite_vs_base"] = _versus_base(
+            work / ("synced.db" if synced.exists() else "crm.db"), work)
+        log(f"crm_read: versus base: {result['group_read_sqlite_vs_base']}")
         with sqlite3.connect(work / "crm.db") as con:
             emails = [e for (e,) in con.execute('SELECT "EMAIL" FROM "CONTACT" WHERE "EMAIL" IS NOT NULL')]
         result["candidate_emails"] = len(emails)
@@ -160,4 +223,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["_group"]:
+        _child_figures(sys.argv[2])
+    else:
+        main()
