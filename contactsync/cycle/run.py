@@ -194,7 +194,7 @@ def _locked_cycle(sides: Sides, options: CycleOptions, run: CycleSteps) -> Cycle
             # without ``overlap``, the order before it, for the benchmark).
             check.crm = crm = run.extract_crm(sides, create_group=not dry_run)
             out = run.extract_outlook(sides, create_folder=not dry_run, full=options.full,
-                                      settled_if_quiet=options.may_settle and check.unchanged())
+                                      settled_if_quiet=check.unchanged if options.may_settle else False)
         else:
             crm, out = _extract_both(run, sides, options)
             check.crm = crm
