@@ -12,8 +12,10 @@ the result holds after a collection, their ratios), the load average before and 
   ADBC (crm/arrow_read.py). Skipped where the server binaries are absent.
 - ``group_read_sqlite``: the group read on SQLite, which stays on sqlite3 (arrow_read's
   docstring says why): one figure, the floor the other ways are measured against.
-- ``group_read_sqlite_vs_base``: the group read, the settled fingerprint of its frame
-  and the driver's bare ``fetchall`` (the floor), for the base commit's code
+- ``group_read_sqlite_vs_base``: the group read (CPU; and the first read's peak RSS
+  above the process's before it, and what its frame holds after a collection), the
+  settled fingerprint of its frame and the driver's bare ``fetchall`` (the floor), for
+  the base commit's code
   (``BENCH_CRM_READ_BASE``, default ``BASE``; its ``contactsync/`` by ``git archive``)
   beside this tree's, each in child processes taken in turn (``BENCH_CRM_READ_ROUNDS``
   rounds, the best of each): ratios old / new.
@@ -103,6 +105,14 @@ def _copy_to_postgres(sqlite_path: Path, url: str) -> None:
     src.close()
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set so far (VmHWM), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return float("nan")
+
+
 def _child_figures(db: str) -> None:
     """In a child process (``_group DB``): the group read, the fingerprint of its frame
     and the bare fetchall of its statement, CPU seconds (best of 3), as JSON."""
@@ -115,7 +125,13 @@ def _child_figures(db: str) -> None:
     from contactsync.plan.schema import PlanSettings
 
     reader = CrmReader(make_engine(f"sqlite:///{db}"), schema=None, user_id=USER)
-    frame = model.compact_emails(reader.read_group(GROUP)[0])
+    proc = psutil.Process()
+    gc.collect()
+    base_mb = proc.memory_info().rss / 1e6
+    frame = model.compact_emails(reader.read_group(GROUP)[0])  # the first read: its peak is the process's
+    gc.collect()
+    peak = {"peak_added_mb": round(_peak_rss_mb() - base_mb, 1),
+            "held_mb": round(proc.memory_info().rss / 1e6 - base_mb, 1)}
     sql = str(reader.group_statement(GROUP).compile(reader.engine, compile_kwargs={"literal_binds": True}))
     con = sqlite3.connect(db)
     out = {
@@ -124,6 +140,7 @@ def _child_figures(db: str) -> None:
         "fingerprint": _measure("fingerprint", lambda: fingerprint(
             frame, PlanSettings(), user=USER, group=GROUP, folder="Outlook Sync"))["cpu_s"],
         "members": len(frame),
+        **peak,
     }
     print(json.dumps(out))
 
@@ -143,7 +160,8 @@ def _versus_base(db: Path, work: Path) -> dict[str, Any]:
                                   env={**os.environ, "PYTHONPATH": str(where)}, capture_output=True,
                                   text=True, check=True)
             runs[code].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    best = {code: {k: min(r[k] for r in rs) for k in ("fetchall", "read_group", "fingerprint")}
+    best = {code: {k: min(r[k] for r in rs)
+                   for k in ("fetchall", "read_group", "fingerprint", "peak_added_mb", "held_mb")}
             for code, rs in runs.items()}
     return {"base": base, **best,
             "ratios_old_over_new": {k: round(best["old"][k] / best["new"][k], 2) if best["new"][k] else None

@@ -49,7 +49,7 @@ def objects(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def frame_of_objects(table: pa.Table) -> pd.DataFrame:
-    """A table as a frame of object columns with None (what ``extract._read_frame`` gives)."""
+    """A table as a frame of object columns with None (what ``rows.read_frame`` gives)."""
     return pd.DataFrame({name: texts(table.column(name)) for name in table.column_names},
                         columns=table.column_names)
 

@@ -24,24 +24,19 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from contactsync import model
 from contactsync.crm import arrow_frame, arrow_read
+from contactsync.crm.rows import read_frame
 from contactsync.crm.schema import CrmTables, crm_tables
-from contactsync.crm.values import street_from_lines, street_of, strings, to_utc  # noqa: F401 (street_from_lines: imported from here)
+from contactsync.crm.values import dates, flag, newest, street_of, strings, to_utc
+from contactsync.crm.values import street_from_lines as street_from_lines  # (imported from here)
 from contactsync.errors import FatalError
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-try:  # the C loop pandas itself builds a frame of tuples with (public: none as fast)
-    from pandas._libs.lib import to_object_array_tuples as _object_rows
-except ImportError:  # pragma: no cover - a pandas without it: numpy's slower discovery
-    def _object_rows(rows: list[tuple[Any, ...]]) -> np.ndarray:
-        return np.array(rows, dtype=object)
 
 IN_CHUNK = 500  # values per IN list: 3 lists of 500 stay under SQL Server's 2,100 parameters
 #: Above this many distinct emails, one scan of the visible emails beats IN lists.
@@ -63,26 +58,6 @@ log = logging.getLogger(__name__)
 def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> list[list[Any]]:
     seen = list(dict.fromkeys(v for v in values if v is not None))
     return [seen[i : i + size] for i in range(0, len(seen), size)]
-
-
-def _read_frame(conn: sa.Connection, stmt: sa.Select) -> pd.DataFrame:
-    """Run ``stmt`` into a frame from the driver's plain tuples (fast: no Row objects).
-
-    The selected columns carry no result processors (datetimes are coerced to strings and
-    parsed by pandas), so the driver's tuples are already the values.
-    """
-    result = conn.execute(stmt)
-    columns = list(result.keys())
-    rows = result.cursor.fetchall() if result.cursor is not None else []
-    result.close()
-    if not rows:
-        return pd.DataFrame(columns=columns, dtype=object)
-    # One C pass into a rows x columns object array, the frame a view of it (its
-    # columns strided): pandas' own DataFrame(rows) makes the same array and then
-    # copies its transpose (0.17 s against 0.07 s at 100,000 rows, issue 15 goal 2).
-    matrix = _object_rows(rows)
-    del rows  # the tuples go now; their values live on in the matrix
-    return pd.DataFrame(matrix, columns=columns, dtype=object, copy=False)  # object: None stays None
 
 
 def rights_subquery(t: CrmTables, user: str, name: str = "rights") -> sa.Subquery:
@@ -125,7 +100,7 @@ class CrmReader:
                     yield functools.partial(source.read, conn)
                     return
         with self.engine.connect() as sa_conn:
-            yield lambda stmt: _read_frame(sa_conn, stmt)
+            yield lambda stmt: read_frame(sa_conn, stmt)
 
     # --- groups and owner --------------------------------------------------------------
     def group_id(self, group_name: str) -> str | None:
@@ -368,7 +343,7 @@ class CrmReader:
         """Turn the query's columns into canonical values (model docstring), vectorised.
 
         The frame is built in its final shape at once: the driver's values are str or
-        None already (``_read_frame``), so only the times and flags are converted, and
+        None already (``rows.read_frame``), so only the times and flags are converted, and
         ``model.conform`` (which would scan all 35 columns again, ~0.15 s at 75,000 rows)
         would change nothing (tests/crm: held equal to it).
         """
@@ -380,10 +355,10 @@ class CrmReader:
         made: dict[str, pd.Series] = {
             "crm_created": to_utc(raw["crm_created"]),
             # R9: newest of CONTACT, ADDRESS, ACCOUNT
-            "crm_modified": _newest([to_utc(raw[c]) for c in ("_c_mod", "_ad_mod", "_a_mod")]),
-            "read_only": _flag(raw["_ro"]),
-            "in_group": _flag(raw["in_group"]),
-            "birthday": _dates(raw["_birthday"]),
+            "crm_modified": newest([to_utc(raw[c]) for c in ("_c_mod", "_ad_mod", "_a_mod")]),
+            "read_only": flag(raw["_ro"]),
+            "in_group": flag(raw["in_group"]),
+            "birthday": dates(raw["_birthday"]),
             "street": pd.Series(street_of([raw[f"_{c}"].to_numpy() for c in STREET_COLUMNS]), dtype=object),
         }
         columns = {c: made[c] if c in made else strings(raw[c]) for c in model.CRM_COLUMNS}
@@ -437,33 +412,6 @@ class CrmReader:
                 for r in conn.execute(sa.select(a.c.ACCOUNTID, a.c.ACCOUNT).where(a.c.ACCOUNTID.in_(chunk))):
                     names[str(r[0]).rstrip()] = r[1]
         return names
-
-
-def _newest(times: list[pd.Series]) -> pd.Series:
-    """Row by row the newest of ``times`` (missing ones skipped; all missing: NaT), as
-    ``DataFrame.max(axis=1)`` gives it, in one numpy pass when the units agree (NaT is
-    int64's least value, so it never wins over a time)."""
-    if len({t.dtype for t in times}) != 1 or not isinstance(times[0].dtype, pd.DatetimeTZDtype):
-        return pd.concat(times, axis=1).max(axis=1)
-    naive = [t.dt.tz_convert(None).to_numpy() for t in times]
-    newest = np.maximum.reduce([n.view(np.int64) for n in naive]).view(naive[0].dtype)
-    return pd.Series(newest).dt.tz_localize("UTC")
-
-
-def _flag(values: pd.Series) -> pd.Series:
-    """A 0/1 column from SQL (None: 0) as bool."""
-    return values.fillna(0).astype(int) == 1
-
-
-def _dates(values: pd.Series) -> pd.Series:
-    """Birthdays as canonical 'YYYY-MM-DD' text (None when missing): only the rows that
-    have one are parsed (most contacts have none)."""
-    out = np.full(len(values), None, dtype=object)
-    present = values.notna().to_numpy()
-    if present.any():
-        parsed = to_utc(values[present])
-        out[present] = parsed.dt.strftime("%Y-%m-%d").astype(object).where(parsed.notna(), None).to_numpy()
-    return pd.Series(out, dtype=object)
 
 
 def _as_frame(raw: Raw) -> pd.DataFrame:

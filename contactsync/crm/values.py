@@ -57,3 +57,30 @@ def street_of(lines: Sequence[np.ndarray]) -> np.ndarray:
 def _text(value: object) -> str:
     """A line that the driver did not give as text (a number typed into it), as text."""
     return value if isinstance(value, str) else str(value)
+
+
+def newest(times: list[pd.Series]) -> pd.Series:
+    """Row by row the newest of ``times`` (missing ones skipped; all missing: NaT), as
+    ``DataFrame.max(axis=1)`` gives it, in one numpy pass when the units agree (NaT is
+    int64's least value, so it never wins over a time)."""
+    if len({t.dtype for t in times}) != 1 or not isinstance(times[0].dtype, pd.DatetimeTZDtype):
+        return pd.concat(times, axis=1).max(axis=1)
+    naive = [t.dt.tz_convert(None).to_numpy() for t in times]
+    newest = np.maximum.reduce([n.view(np.int64) for n in naive]).view(naive[0].dtype)
+    return pd.Series(newest).dt.tz_localize("UTC")
+
+
+def flag(values: pd.Series) -> pd.Series:
+    """A 0/1 column from SQL (None: 0) as bool."""
+    return values.fillna(0).astype(int) == 1
+
+
+def dates(values: pd.Series) -> pd.Series:
+    """Birthdays as canonical 'YYYY-MM-DD' text (None when missing): only the rows that
+    have one are parsed (most contacts have none)."""
+    out = np.full(len(values), None, dtype=object)
+    present = values.notna().to_numpy()
+    if present.any():
+        parsed = to_utc(values[present])
+        out[present] = parsed.dt.strftime("%Y-%m-%d").astype(object).where(parsed.notna(), None).to_numpy()
+    return pd.Series(out, dtype=object)

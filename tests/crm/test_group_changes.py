@@ -126,3 +126,16 @@ def test_a_fingerprint_made_in_another_process_is_the_same() -> None:
     rows = [{"crm_id": f"C{i:03d}", "first_name": "Ana", "email1": f"a{i}@x", "city": None} for i in range(40)]
     here = fingerprint(model.conform(pd.DataFrame(rows), model.CRM_COLUMNS), PlanSettings(), **KEYS)
     assert made == here
+
+
+def test_the_rows_read_in_batches_make_the_same_frame(crm_engine: sa.Engine, monkeypatch) -> None:
+    """The driver's rows are fetched FETCH_ROWS at a time into one array (crm/rows.py):
+    batches of 500, a last one part full, give the frame one fetch gives."""
+    from contactsync.crm import rows
+
+    _grow_group(crm_engine)
+    whole, fp_whole = _read(crm_engine)
+    monkeypatch.setattr(rows, "FETCH_ROWS", 500)
+    batched, fp_batched = _read(crm_engine)
+    pd.testing.assert_frame_equal(batched, whole)
+    assert fp_batched == fp_whole and len(whole) == N + 9
