@@ -189,10 +189,7 @@ class Reader:
 
     def times(self, name: str) -> pd.Series:
         """A time column as UTC datetimes (NaT for missing)."""
-        ns = self.time_ns(name)
-        stamps = ns.view("datetime64[ns]").copy()
-        stamps[ns == _NAT] = np.datetime64("NaT")
-        return pd.Series(stamps).dt.tz_localize("UTC")
+        return utc_times(self.time_ns(name))
 
     def text_into(self, name: str, out: np.ndarray) -> None:
         """A text column's values (None for missing) written into ``out`` (rows long)."""
@@ -231,6 +228,14 @@ class Reader:
         return out
 
 
+def utc_times(ns: np.ndarray) -> pd.Series:
+    """Stored int64 nanoseconds (missing = the smallest int64) as UTC datetimes, NaT for
+    missing (model conventions)."""
+    stamps = ns.view("datetime64[ns]").copy()
+    stamps[ns == _NAT] = np.datetime64("NaT")
+    return pd.Series(stamps).dt.tz_localize("UTC")
+
+
 def decode(blob: bytes, columns: Sequence[str] | None = None,
            patch: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None] | None = None) -> pd.DataFrame:
     """The frame a blob holds: text columns as object arrays with None for missing, time
@@ -250,8 +255,6 @@ def decode(blob: bytes, columns: Sequence[str] | None = None,
     if patch is not None:
         patch({name: table[j] for j, name in enumerate(text_names)}, times)
     frame = pd.DataFrame(table.T, columns=text_names, dtype=object, copy=False)
-    for name, ns in times.items():
-        stamps = ns.view("datetime64[ns]").copy()
-        stamps[ns == _NAT] = np.datetime64("NaT")
-        frame[name] = pd.Series(stamps).dt.tz_localize("UTC")
-    return frame[wanted] if list(frame.columns) != wanted else frame
+    for name, ns in times.items():  # in place: a reorder of the columns would copy the block
+        frame.insert(wanted.index(name), name, utc_times(ns))
+    return frame

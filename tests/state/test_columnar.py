@@ -23,7 +23,8 @@ from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state import StateStore, blobs, meta_table
 from contactsync.state.columnar import Reader, decode, encode, encode_columns
-from contactsync.state.schema import blobs_table
+from contactsync.state.rows import bulk_insert, iso_series, now_iso, tuples
+from contactsync.state.schema import blobs_table, segments_table
 
 from .conftest import USER
 
@@ -167,6 +168,16 @@ def test_mirror_reads_back_as_a_plain_table_would_hold_it(tmp_path_factory, monk
         store.close()
 
 
+def _as_rows(conn: sa.Connection, kind: blobs.Kind, user: str, folder: str, frame: pd.DataFrame) -> None:
+    """Rows as a version 2-4 program wrote them to the row tables (times as ISO text)."""
+    frame = frame.copy()
+    for col in kind.times:
+        frame[col] = iso_series(frame[col])
+    lead = {"crm_user": user, **({"folder_id": folder} if kind is blobs.MIRROR else {"updated_at": now_iso()})}
+    rows = tuples(frame, kind.columns, *lead.values())
+    bulk_insert(conn, kind.table, (*lead, *kind.columns), rows)
+
+
 def test_a_version_2_store_is_folded_into_blobs_and_keeps_every_row(store_url: str) -> None:
     """Migration 4: the rows an older program wrote become each user's base."""
     store = StateStore(store_url)
@@ -180,9 +191,11 @@ def test_a_version_2_store_is_folded_into_blobs_and_keeps_every_row(store_url: s
     with engine.begin() as conn:  # what version 2 left: the same data as rows, no blobs
         link_rows, mirror_rows = blobs.read(conn, blobs.LINKS, USER), blobs.read(conn, blobs.MIRROR, USER, "F")
         conn.execute(sa.delete(blobs_table))
-        StateStore._save_link_rows(conn, USER, link_rows)
-        StateStore._save_mirror_rows(conn, USER, "F", mirror_rows)
+        conn.execute(sa.delete(segments_table))
+        _as_rows(conn, blobs.LINKS, USER, "", link_rows)
+        _as_rows(conn, blobs.MIRROR, USER, "F", mirror_rows)
         conn.execute(sa.text("DROP TABLE state_blobs"))
+        conn.execute(sa.text("DROP TABLE state_segments"))
         conn.execute(sa.update(meta_table).values(value="2"))
     engine.dispose()
     store = StateStore(store_url)
