@@ -141,7 +141,10 @@ def read_delta(
 
 
 def _legacy_layer(conn: Connection, kind: Kind, user: str, folder_id: str) -> pd.DataFrame:
-    """The rows a version-4 program wrote to the row tables, tombstones included."""
+    """The rows a version-4 program wrote to the row tables, tombstones included (counted
+    first: an empty frame of 30 columns costs more than the count)."""
+    if not _legacy_rows(conn, kind, user, folder_id):
+        return pd.DataFrame()
     t = kind.table
     found = read_frame(conn.execute(
         sa.select(*[t.c[c] for c in kind.columns]).where(*_delta_where(kind, user, folder_id))
@@ -207,9 +210,9 @@ def add_rows(
         size += segs[-1 - take][1]
         take += 1
     seq = segs[-1][0] + 1 if segs else 1
-    if take:
+    if take or legacy:
         s = segments_table
-        first = segs[-take][0]
+        first = segs[-take][0] if take else seq
         found = conn.execute(sa.select(s.c.data).where(*_segment_where(kind, user, folder_id), s.c.seq >= first)
                              .order_by(s.c.seq)).scalars().all()
         older = [_legacy_layer(conn, kind, user, folder_id)] if legacy else []
@@ -347,61 +350,56 @@ def _order(
     """The merged rows as positions in [base rows; delta rows], in key order (both in key
     order); None when the delta changes nothing. Found from the key columns alone, so the
     same order serves a merge of frames (:func:`merged`) and one column at a time
-    (:func:`compact`)."""
+    (:func:`compact`, :func:`read`). One binary search of the delta's keys in the base's
+    serves every part: no hash of the base's keys (ids of 48 characters, 100,000 of them)."""
     if not len(delta_keys) and not len(removed):
         return None
-    replaced = _rows_replaced_in_place(base_keys, base_unique, delta_keys, delta_unique, kind, removed)
+    n, d = len(base_keys), len(delta_keys)
+    at = np.searchsorted(base_keys, delta_keys) if n and d else np.zeros(d, dtype=np.int64)
+    hit = (at < n) & (base_keys[np.minimum(at, n - 1)] == delta_keys) if n and d else np.zeros(d, dtype=bool)
+    holders = _holders(base_unique, delta_unique)
+    replaced = _rows_replaced_in_place(n, at, hit, holders, removed)
     if replaced is not None:
         return replaced
-    gone = pd.Index(base_keys, dtype=object).isin(np.concatenate([delta_keys, np.asarray(removed, dtype=object)]))
-    if base_unique is not None and delta_unique is not None:
-        moved = delta_unique[~pd.isna(delta_unique)]
-        if moved.size:
-            gone |= pd.Series(base_unique, dtype=object).isin(moved).to_numpy()
+    gone = np.zeros(n, dtype=bool)
+    gone[at[hit]] = True
+    if len(removed) and n:
+        out = np.sort(np.asarray(removed, dtype=object))
+        where = np.minimum(np.searchsorted(base_keys, out), n - 1)
+        gone[where[base_keys[where] == out]] = True
+    gone[holders] = True  # R7: a base row whose Outlook contact a delta row takes goes
     kept = np.flatnonzero(~gone)
-    at = np.searchsorted(base_keys[kept], delta_keys)  # the kept row each delta row goes before
+    at = at - np.concatenate([[0], np.cumsum(gone)])[at]  # the kept row each delta row goes before
     before = np.zeros(len(kept) + 1, dtype=np.int64)
     np.add.at(before, at, 1)
-    final = np.concatenate([np.arange(len(kept)) + np.cumsum(before)[:-1], at + np.arange(len(delta_keys))])
+    final = np.concatenate([np.arange(len(kept)) + np.cumsum(before)[:-1], at + np.arange(d)])
     order = np.empty(len(final), dtype=np.int64)
-    order[final] = np.concatenate([kept, len(base_keys) + np.arange(len(delta_keys))])
+    order[final] = np.concatenate([kept, n + np.arange(d)])
     return order
 
 
+def _holders(base_unique: np.ndarray | None, delta_unique: np.ndarray | None) -> np.ndarray:
+    """The base rows holding an Outlook contact a delta row holds (links, R7)."""
+    if base_unique is None or delta_unique is None:
+        return np.array([], dtype=np.int64)
+    moved = delta_unique[~pd.isna(delta_unique)]
+    if not moved.size:
+        return np.array([], dtype=np.int64)
+    return np.flatnonzero(pd.Series(base_unique, dtype=object).isin(moved).to_numpy())
+
+
 def _rows_replaced_in_place(
-    base_keys: np.ndarray, base_unique: np.ndarray | None, delta_keys: np.ndarray,
-    delta_unique: np.ndarray | None, kind: Kind, removed: Sequence[str],
+    n: int, at: np.ndarray, hit: np.ndarray, holders: np.ndarray, removed: Sequence[str],
 ) -> np.ndarray | None:
     """The usual cycle's case: every delta row replaces the base row of its key (1 %
     edits), none is new, none removed, no Outlook contact moves to another CRM id (R7):
     the base's order with those rows swapped, no search over the kept rows. None = not
     this case."""
-    at = _replaced_at(base_keys, base_unique, delta_keys, delta_unique, removed)
-    if at is None:
+    if len(removed) or not len(at) or not bool(hit.all()) or not bool(np.isin(holders, at).all()):
         return None
-    order = np.arange(len(base_keys))
-    order[at] = len(base_keys) + np.arange(len(delta_keys))
+    order = np.arange(n)
+    order[at] = n + np.arange(len(at))
     return order
-
-
-def _replaced_at(
-    base_keys: np.ndarray, base_unique: np.ndarray | None, delta_keys: np.ndarray,
-    delta_unique: np.ndarray | None, removed: Sequence[str],
-) -> np.ndarray | None:
-    """The base row each delta row replaces, when each replaces one of its key and no
-    Outlook contact moves to another CRM id (R7); None otherwise."""
-    if len(removed) or not len(delta_keys):
-        return None
-    at = np.searchsorted(base_keys, delta_keys)
-    if bool((at >= len(base_keys)).any()) or not bool((base_keys[at] == delta_keys).all()):
-        return None  # a new key
-    if base_unique is not None and delta_unique is not None:
-        moved = delta_unique[~pd.isna(delta_unique)]
-        if moved.size:
-            holders = np.flatnonzero(pd.Series(base_unique, dtype=object).isin(moved).to_numpy())
-            if not bool(np.isin(holders, at).all()):
-                return None  # R7: a base row whose Outlook contact moves goes
-    return at
 
 
 def read(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> pd.DataFrame:
