@@ -125,11 +125,14 @@ def read_base(
 
 
 def read_delta(
-    conn: Connection, kind: Kind, user: str, folder_id: str = ""
+    conn: Connection, kind: Kind, user: str, folder_id: str = "", columns: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The delta: its rows as a conformed frame in key order, and the keys it removes."""
+    """The delta: its rows as a conformed frame in key order, and the keys it removes;
+    of the segments, only ``columns`` (and those the fold needs) when given."""
+    wanted = None if columns is None else {*columns, kind.key, kind.gone[0], *((kind.also_unique,) if kind.also_unique else ())}
     layers = [_legacy_layer(conn, kind, user, folder_id)]
-    layers += [decode(data) for _, _, data in _segments(conn, kind, user, folder_id, with_data=True)]
+    layers += [decode(data, None if wanted is None else [c for c in kind.columns if c in wanted])
+               for _, _, data in _segments(conn, kind, user, folder_id, with_data=True)]
     found = _fold(layers, kind)
     removed = np.array([], dtype=object)
     if len(found):
@@ -236,8 +239,23 @@ def _layer(rows: pd.DataFrame | None, removed: Sequence[str], kind: Kind) -> pd.
         parts.append(rows.reindex(columns=list(kind.columns)))
     if not parts:
         return conform(pd.DataFrame(), kind.columns)
-    layer = conform(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True), kind.columns)
-    return _fold([layer], kind)
+    return _fold([_conformed(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True), kind)], kind)
+
+
+def _conformed(frame: pd.DataFrame, kind: Kind) -> pd.DataFrame:
+    """``conform(frame, kind.columns)`` for a save's rows, as one object block and the
+    times: ``conform`` costs ~3 ms per column whatever the rows (0.1 s for a save of 10)."""
+    frame = frame.reindex(columns=list(kind.columns))
+    texts = [c for c in kind.columns if c not in kind.times]
+    block = np.empty((len(texts), len(frame)), dtype=object)
+    for j, col in enumerate(texts):
+        values = frame[col].to_numpy(dtype=object)
+        block[j] = values
+        block[j][pd.isna(values)] = None
+    out = pd.DataFrame(block.T, columns=texts, dtype=object, copy=False)
+    for col in kind.times:
+        out.insert(kind.columns.index(col), col, pd.to_datetime(frame[col], utc=True, errors="coerce").reset_index(drop=True))
+    return out
 
 
 def write_base(conn: Connection, kind: Kind, user: str, folder_id: str, frame: pd.DataFrame) -> None:

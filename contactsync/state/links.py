@@ -73,7 +73,7 @@ class LinkStore(Store):
         if new.empty:
             return False
         held = [blobs.read_base(conn, blobs.LINKS, user, columns=("crm_id", "outlook_id")),
-                blobs.read_delta(conn, blobs.LINKS, user)[0]]
+                blobs.read_delta(conn, blobs.LINKS, user, columns=("crm_id", "outlook_id"))[0]]
         new_oids = new["outlook_id"].astype(str)
         for pairs in held:
             if pairs is None or pairs.empty:
