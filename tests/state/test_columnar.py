@@ -297,3 +297,84 @@ def test_version_3_codes_few_distinct_values_and_version_2_blobs_still_read():
     assert len({id(v) for v in oslo}) == 1  # one object per distinct value
     assert decode(new, ("city",))["city"].tolist() == frame["city"].tolist()
     assert str(back.dtypes["t"]) == "datetime64[ns, UTC]" and (back["t"] == frame["t"]).all()
+
+
+@pytest.mark.parametrize("kind_name", ["links", "mirror"])
+def test_a_change_in_the_middle_of_a_big_unchanged_set_reads_back_without_a_compaction(
+    store: StateStore, kind_name: str
+) -> None:
+    """Issue 15's cheaper path: a small save goes to a delta segment (the base is not
+    rewritten) and reads back merged in key order: edits in the middle, a new key between
+    two stored ones, and (mirror) a removed one; then, after many saves, segments stay few."""
+    n = 5_000
+    if kind_name == "links":
+        store.save_pairs(USER, pd.DataFrame([_link(f"C{i:05d}", f"O{i:05d}", "t") for i in range(n)]))
+        store.save_pairs(USER, pd.DataFrame([_link(f"C{i:05d}", f"O{i:05d}", "new") for i in (2500, 2501)]
+                                            + [_link("C02500x", "O99999", "added")]))
+        got = store.load_links(USER)
+        kind, folder = blobs.LINKS, ""
+    else:
+        store.save_outlook(USER, "F", "t1", frame=pd.DataFrame([_contact(f"O{i:05d}", "c") for i in range(n)]),
+                           full=True)
+        store.save_outlook(USER, "F", "t2", changed=pd.DataFrame(
+            [_contact(f"O{i:05d}", "new") for i in (2500, 2501)] + [_contact("O02500x", "added")]),
+            removed_ids=["O04000"])
+        got = store.load_outlook(USER, "F")[1]
+        kind, folder = blobs.MIRROR, "F"
+    with store.engine.connect() as conn:
+        assert blobs.base_rows(conn, kind, USER, folder) == n  # not compacted
+        assert blobs.delta_rows(conn, kind, USER, folder) == 3 + (kind is blobs.MIRROR)
+    keys = got[kind.key].tolist()
+    assert keys == sorted(keys) and len(keys) == n + 1 - (kind is blobs.MIRROR)
+    column = "job_title" if kind is blobs.LINKS else "city"
+    at = keys.index(kind.key[0].upper() + "02500")
+    assert got[column].iloc[at - 1:at + 4].tolist() == ["c" if column == "city" else "t", "new", "added", "new",
+                                                       "c" if column == "city" else "t"]
+    assert (kind is blobs.LINKS) or "O04000" not in keys
+    for k in range(40):  # many small saves: the newest segments are folded into each new one
+        if kind is blobs.LINKS:
+            store.save_pairs(USER, pd.DataFrame([_link(f"C{k:05d}", f"O{k:05d}", f"s{k}")]))
+        else:
+            store.save_outlook(USER, "F", f"u{k}", changed=pd.DataFrame([_contact(f"O{k:05d}", f"s{k}")]))
+    with store.engine.connect() as conn:
+        assert len(blobs._segments(conn, kind, USER, folder)) <= 7
+    got = store.load_links(USER) if kind is blobs.LINKS else store.load_outlook(USER, "F")[1]
+    assert got[column].iloc[:40].tolist() == [f"s{k}" for k in range(40)]
+    assert got[column].iloc[40] == ("t" if kind is blobs.LINKS else "c")
+
+
+def test_a_version_4_delta_in_the_row_tables_reads_back_and_moves_to_a_segment_at_the_next_save(
+    store_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Schema 5: the rows a version-4 program left in ``links`` / ``outlook_contacts``
+    (tombstones included) still read, and the next save folds them into a segment."""
+    store = StateStore(store_url)
+    with monkeypatch.context() as m:  # the bases alone, no segment: what version 4 kept
+        m.setattr(blobs, "COMPACT_MIN", 1)
+        store.save_pairs(USER, pd.DataFrame([_link(f"C{i}", f"O{i}", "t") for i in range(6)]))
+    store.save_outlook(USER, "F", "tok", frame=pd.DataFrame([_contact(f"O{i}", "Oslo") for i in range(6)]),
+                       full=True)
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:  # what a version-4 save left: rows in the row tables
+        _as_rows(conn, blobs.LINKS, USER, "", conform(pd.DataFrame([_link("C2", "O2", "v4")]), LINK_COLUMNS))
+        mirror = pd.DataFrame([_contact("O3", "Bergen"), {"outlook_id": "O4", "change_key": blobs.MIRROR_GONE}])
+        _as_rows(conn, blobs.MIRROR, USER, "F", conform(mirror, OUTLOOK_COLUMNS))
+    engine.dispose()
+    try:
+        links, mirror = store.load_links(USER), store.load_outlook(USER, "F")[1]
+        assert links.set_index("crm_id")["job_title"].to_dict() == {**{f"C{i}": "t" for i in range(6)}, "C2": "v4"}
+        assert mirror.set_index("outlook_id")["city"].to_dict() == {
+            "O0": "Oslo", "O1": "Oslo", "O2": "Oslo", "O3": "Bergen", "O5": "Oslo"}
+        store.save_pairs(USER, pd.DataFrame([_link("C5", "O5", "later")]))
+        store.save_outlook(USER, "F", "tok2", changed=pd.DataFrame([_contact("O0", "later")]))
+        with store.engine.connect() as conn:
+            for kind, folder in ((blobs.LINKS, ""), (blobs.MIRROR, "F")):
+                assert blobs._legacy_rows(conn, kind, USER, folder) == 0
+                assert len(blobs._segments(conn, kind, USER, folder)) == 1
+        links, mirror = store.load_links(USER), store.load_outlook(USER, "F")[1]
+        assert links.set_index("crm_id")["job_title"].to_dict() == {
+            **{f"C{i}": "t" for i in range(6)}, "C2": "v4", "C5": "later"}
+        assert mirror.set_index("outlook_id")["city"].to_dict() == {
+            "O0": "later", "O1": "Oslo", "O2": "Oslo", "O3": "Bergen", "O5": "Oslo"}
+    finally:
+        store.close()
