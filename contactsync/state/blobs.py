@@ -30,7 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform
+from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform, empty_frame
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state.columnar import Reader, decode, encode, encode_columns, time_ns, utc_times
 from contactsync.state.rows import now_iso, read_frame
@@ -179,7 +179,7 @@ def _fold(layers: Sequence[pd.DataFrame], kind: Kind) -> pd.DataFrame:
     once (links.LinkStore.save_pairs) instead of reaching the delta."""
     frames = [f for f in layers if len(f)]
     if not frames:
-        return conform(pd.DataFrame(), kind.columns)
+        return empty_frame(kind.columns)  # (conform of no rows costs ~0.07 s: 30 columns)
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     keys = frame[kind.key].to_numpy(dtype=object)
     keep = ~pd.Index(keys, dtype=object).duplicated(keep="last")
