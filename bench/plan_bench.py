@@ -276,15 +276,15 @@ _WHOLE_KEEP = ("status", "pyarrow", "peak_rss_mb", "rss_mb_at_start", "peak_rss_
 
 
 def _peak_step(run: dict[str, object]) -> str | None:
-    """The step in which the process reached its peak: the first whose peak-so-far is the
-    highest of the steps' ("after the steps" when the run record after them went higher)."""
+    """The step in which the process reached its peak: the first whose peak-so-far is within
+    1 MB of the highest ("after the steps" when the run record after them went higher)."""
     after: dict[str, float] = run.get("peak_rss_mb_after_step") or {}  # type: ignore[assignment]
     if not after:
         return None
     top = max(after.values())
-    if float(run.get("peak_rss_mb") or 0) > top + 0.05:  # type: ignore[arg-type]
+    if float(run.get("peak_rss_mb") or 0) > top + 1.0:  # type: ignore[arg-type]
         return "after the steps"
-    return next(step for step, mb in after.items() if mb == top)
+    return next(step for step, mb in after.items() if mb >= top - 1.0)
 
 
 def _step_table(runs: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
