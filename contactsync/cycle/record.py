@@ -259,6 +259,7 @@ class StateRecorder:
                 sides.store.save_outlook(sides.user_id, self.folder_id, self._delta_link[0], changed=rows)
                 self.mirrored += len(rows)
                 self.mirrored_ids.update(rows["outlook_id"].astype(str))
+                self.writer.forget_written(self.mirrored)  # stored: not held to the load's end
         prepared.pair_states.record(sides, new)
         if prepared.read is not None:  # the history of the writes that committed (`explain`)
             ok = new[new["status"].isin(OK_STATUSES) & ~new["action_id"].isin(prepared.history_kept)]
