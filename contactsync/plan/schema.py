@@ -21,6 +21,8 @@ Inputs (all frames conform to ``contactsync.model`` columns):
   Existence is all that is read of such a row (R1).
 - ``accounts``: visible accounts whose name equals a company name of a new Outlook
   contact (``model.ACCOUNT_COLUMNS``), for R5b.
+- ``link_rows`` (optional): the links' rows in ``crm`` and ``outlook``
+  (:class:`contactsync.plan.lookups.LinkRows`), found once for the look-ups and the plan.
 
 Output: :class:`PlanResult`.
 """
@@ -28,12 +30,16 @@ Output: :class:`PlanResult`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from contactsync.model import FIELDS
 from contactsync.vocab import SIDES as SIDES  # re-exported: the action frame's sides
 from contactsync.vocab import Direction, Policy, TagLinks
+
+if TYPE_CHECKING:
+    from contactsync.plan.lookups import LinkRows
 
 # --- links / snapshots -----------------------------------------------------------------
 LINK_STATUS_ACTIVE = "active"
@@ -153,6 +159,10 @@ class PlanInputs:
     crm_candidates: pd.DataFrame | None = None
     crm_gone: pd.DataFrame | None = None
     accounts: pd.DataFrame | None = None
+    #: where each link's records are in ``crm`` and ``outlook``, when the caller found
+    #: them already for its look-ups (``lookups.link_rows`` of these very frames, as the
+    #: cycle's gather_inputs does); None, or rows of other frames: the plan finds them
+    link_rows: LinkRows | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
