@@ -230,14 +230,16 @@ def quarantine(plan: PlanResult, inputs: PlanInputs) -> tuple[PlanResult, pd.Dat
     acts = plan.actions
     if acts.empty:
         return plan, empty_problems()
-    crm_all = inputs.crm if inputs.crm_candidates is None else pd.concat([inputs.crm, inputs.crm_candidates], ignore_index=True)
+    # Only the records the plan acts on are checked (a cycle's changes, not its 100,000
+    # contacts): picked from each frame before any concatenation (issue 15).
+    crm_ids, outlook_ids = set(acts["crm_id"].dropna()), set(acts["outlook_id"].dropna())
+    crm_parts = [f[f["crm_id"].isin(crm_ids)] for f in (inputs.crm, inputs.crm_candidates) if f is not None and len(f)]
+    acted_crm = pd.concat(crm_parts, ignore_index=True) if len(crm_parts) > 1 else crm_parts[0] if crm_parts else inputs.crm
     problems = pd.concat(
         [
-            record_problems(
-                inputs.outlook[inputs.outlook["outlook_id"].isin(set(acts["outlook_id"].dropna()))],
-                side="outlook", id_column="outlook_id",
-            ),
-            record_problems(crm_all[crm_all["crm_id"].isin(set(acts["crm_id"].dropna()))], side="crm", id_column="crm_id"),
+            record_problems(inputs.outlook[inputs.outlook["outlook_id"].isin(outlook_ids)],
+                            side="outlook", id_column="outlook_id"),
+            record_problems(acted_crm, side="crm", id_column="crm_id"),
             plan_problems(acts),
         ],
         ignore_index=True,
