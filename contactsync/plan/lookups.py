@@ -5,54 +5,18 @@ plan may need: CRM contacts outside the group that an unlinked Outlook contact c
 match by email (R7), and accounts whose name a new contact's company could equal (R5b).
 Both are supersets (they ignore matching, which needs the CRM rows themselves).
 
-Where each link's records are in the cycle's frames (:class:`LinkRows`) is found here
+Where each link's records are in the cycle's frames (``schema.LinkRows``) is found here
 too, once for both the look-ups and the plan (``PlanInputs.link_rows``).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from contactsync.model import EMAIL_FIELDS
 from contactsync.plan.frames import as_objects, member, norm, positions
-
-
-@dataclass(frozen=True, eq=False)
-class LinkRows:
-    """The row of each link's CRM contact in ``crm`` and of its Outlook contact in
-    ``outlook`` (-1: not in that frame), for the very frames it was found in.
-
-    The Outlook frame is in the mirror's order and the links in CRM id order, so finding
-    the Outlook rows hashes every Outlook id: ~0.1 s at 100,000 (issue 15), which the
-    unlinked contacts' look-ups (R7, R5b) and the plan's link fates (R11-R14) both need.
-    Found once, before the look-ups, and handed to the plan in ``PlanInputs``; the frames
-    are kept (by reference, compared by identity) so that rows found for other frames
-    are never used (:meth:`fits`).
-    """
-
-    crm_rows: np.ndarray
-    outlook_rows: np.ndarray
-    crm: pd.DataFrame
-    outlook: pd.DataFrame
-    links: pd.DataFrame
-
-    def fits(self, crm: pd.DataFrame | None, outlook: pd.DataFrame | None, links: pd.DataFrame | None) -> bool:
-        """Whether these rows were found for exactly these frames (the same objects)."""
-        return crm is self.crm and outlook is self.outlook and links is self.links
-
-    def linked_outlook(self) -> np.ndarray | None:
-        """Per row of ``outlook``: whether a link names it (``frames.member`` of its id in
-        the links' ids), or None where that cannot be read off the rows (a row with no id:
-        ``member`` matches a missing id to a link's missing one, the rows never do)."""
-        ids = as_objects(self.outlook["outlook_id"])
-        if pd.isna(ids).any():
-            return None
-        out = np.zeros(len(ids), dtype=bool)
-        out[self.outlook_rows[self.outlook_rows >= 0]] = True
-        return out
+from contactsync.plan.schema import LinkRows
 
 
 def link_rows(crm: pd.DataFrame, outlook: pd.DataFrame, links: pd.DataFrame) -> LinkRows:
