@@ -22,17 +22,19 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
 
 from contactsync import model
-from contactsync.crm import arrow_frame, arrow_read
+from contactsync.crm import arrow_read
 from contactsync.crm.schema import CrmTables, crm_tables
 from contactsync.crm.values import street_from_lines, strings, to_utc
 from contactsync.errors import FatalError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 IN_CHUNK = 500  # values per IN list: 3 lists of 500 stay under SQL Server's 2,100 parameters
 #: Above this many distinct emails, one scan of the visible emails beats IN lists.
@@ -47,7 +49,7 @@ CONTACT_FIELD_COLUMNS: dict[str, str] = model.crm_field_columns("CONTACT")
 ADDRESS_FIELD_COLUMNS: dict[str, str] = model.crm_field_columns("ADDRESS")
 STREET_COLUMNS: tuple[str, ...] = model.FIELD["street"].crm_columns
 #: What one read gives: an Arrow table (ADBC) or a frame of object columns (SQLAlchemy).
-Raw = pa.Table | pd.DataFrame
+Raw: TypeAlias = "pa.Table | pd.DataFrame"  # (pyarrow: only with ADBC, arrow_read's docstring)
 log = logging.getLogger(__name__)
 
 
@@ -164,7 +166,7 @@ class CrmReader:
             raw = read(stmt)
         if len(raw) == 0:
             return model.empty_frame(model.CRM_COLUMNS), self.group_id(group_name)
-        if isinstance(raw, pa.Table):
+        if arrow_read.is_table(raw):
             gid = str(raw.column("_group_id")[0].as_py())
         else:
             gid = str(raw["_group_id"].iat[0])
@@ -240,7 +242,7 @@ class CrmReader:
                     raws.append(read(stmt))
         if not raws:
             return model.empty_frame(model.CRM_COLUMNS)
-        if isinstance(raws[0], pa.Table):
+        if arrow_read.is_table(raws[0]):
             frame = self._canonical(arrow_read.concat(raws))
             return frame.drop_duplicates("crm_id").reset_index(drop=True)
         return self._canonical(pd.concat(raws, ignore_index=True).drop_duplicates("crm_id"))
@@ -356,8 +358,8 @@ class CrmReader:
         ``model.conform`` (which would scan all 35 columns again, ~0.15 s at 75,000 rows)
         would change nothing (tests/crm: held equal to it).
         """
-        if isinstance(raw, pa.Table):
-            return arrow_frame.canonical(raw, [f"_{c}" for c in STREET_COLUMNS])
+        if arrow_read.is_table(raw):
+            return arrow_read.frames().canonical(raw, [f"_{c}" for c in STREET_COLUMNS])
         if raw.empty:
             return model.empty_frame(model.CRM_COLUMNS)
         mods = pd.concat([to_utc(raw["_c_mod"]), to_utc(raw["_ad_mod"]), to_utc(raw["_a_mod"])], axis=1)
@@ -425,4 +427,4 @@ class CrmReader:
 
 def _as_frame(raw: Raw) -> pd.DataFrame:
     """A read's rows as object columns with None, whichever way they were read."""
-    return arrow_frame.frame_of_objects(raw) if isinstance(raw, pa.Table) else raw
+    return arrow_read.frames().frame_of_objects(raw) if arrow_read.is_table(raw) else raw
