@@ -157,12 +157,19 @@ def equal_values(a: np.ndarray, b: np.ndarray, *, email: bool = False) -> np.nda
 
 
 def is_empty(values: np.ndarray) -> np.ndarray:
-    """True where a raw value is missing or blank (normalised empty, text or email)."""
+    """True where a raw value is missing or blank (normalised empty, text or email).
+
+    The lengths of the stripped values through ``map`` (no Python frame per value: a third
+    of a comprehension's cost, issue 15); a value that is not a str takes the slow way.
+    """
     missing = np.asarray(pd.isna(values), dtype=bool)
     todo = np.flatnonzero(~missing)
     if todo.size:
         present = np.asarray(values, dtype=object)[todo].tolist()
-        missing[todo] = [not (v if type(v) is str else str(v)).strip() for v in present]
+        try:
+            missing[todo] = np.fromiter(map(len, map(str.strip, present)), dtype=np.int64, count=len(present)) == 0
+        except TypeError:  # a value that is not a str
+            missing[todo] = [not (v if type(v) is str else str(v)).strip() for v in present]
     return missing
 
 
