@@ -61,8 +61,9 @@ def _config(folder: Path, graph_url: str, upn: str) -> Path:
     return cfg
 
 
-def _child(code_dir: Path, config: Path, profile: Path | None) -> dict[str, Any]:
-    """One timed cycle in a child process running the code in ``code_dir``."""
+def _child(code_dir: Path, config: Path, profile: Path | None, *, arrow: bool = True) -> dict[str, Any]:
+    """One timed cycle in a child process running the code in ``code_dir`` (``arrow=False``:
+    as the default install, without pyarrow, bench/no_pyarrow.py)."""
     args = [PY, "-m", "bench.cycles_bench", "_cycle", str(config), USER]
     if profile is not None:
         args.append(str(profile))
@@ -70,11 +71,15 @@ def _child(code_dir: Path, config: Path, profile: Path | None) -> dict[str, Any]
     # (with the overlap, the CRM read's thread would count in the Outlook extract's too).
     env = {**os.environ, "BENCH_CLIENT_WINDOW": f"{UNLIMITED}/600", "PYTHONPATH": str(code_dir),
            "BENCH_OVERLAP": "0"}
+    if not arrow:
+        from bench import no_pyarrow
+
+        env = no_pyarrow.env(config.parent / "no-pyarrow", env)
     proc = subprocess.run(args, capture_output=True, text=True, cwd=code_dir, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"cycle child failed:\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if not result.get("pyarrow"):  # pandas' str dtype is Arrow's only with it: old and new alike
+    if arrow and not result.get("pyarrow"):  # pandas' str dtype is Arrow's only with it: old and new alike
         raise RuntimeError(f"pyarrow is not importable by {PY}: install it (pip install pyarrow), "
                            "the two codes are compared with it installed")
     return result

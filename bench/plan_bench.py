@@ -18,8 +18,11 @@ plans must be identical frame for frame (``same_result_as_before``). The load av
 recorded at the start and the end.
 
 ``python -m bench.plan_bench --whole-first-sync`` measures instead the peak RSS of the whole
-first sync at 100,000 people (goal: 500 MB), the code before this round beside this tree
-(bench/results/first_sync_memory.json).
+first sync at 100,000 people (goal: 500 MB) and the RSS after each of its steps, in turn:
+this tree as the default install has it (pyarrow refused: bench/no_pyarrow.py), this tree
+with the ``arrow`` extra (pyarrow imported by pandas), and the code at ``--whole-base``
+(main before this round, pyarrow a dependency), each a full first sync in a fresh process
+(~3-4 min each; ``--whole-ways`` picks some) -> bench/results/first_sync_memory.json.
 """
 
 from __future__ import annotations
@@ -260,31 +263,71 @@ def measure(
     return entry
 
 
-#: main before this round's work (issue 15 goals 2 and 3, fourth round): the "old" whole
-#: first sync (777ba1a before the third round's memory work).
-WHOLE_BASE = "ee528d2"
+#: main before this round's work (issue 15 goal 3, sixth round: pyarrow still a dependency):
+#: the "base" whole first sync.
+WHOLE_BASE = "ac65e3d"
 WHOLE_RESULTS = Path(__file__).parent / "results" / "first_sync_memory.json"
+#: The ways the whole first sync is measured, in the order run: this tree as the default
+#: install has it (pyarrow refused, bench/no_pyarrow.py), this tree with the ``arrow``
+#: extra installed, the base commit with it (as main had it: a dependency).
+WHOLE_WAYS = ("default", "arrow", "base")
+_WHOLE_KEEP = ("status", "pyarrow", "peak_rss_mb", "rss_mb_at_start", "peak_rss_mb_after_step",
+               "rss_mb_after_step", "steps_cpu_s", "cycle_cpu_s", "counts", "errors", "emulator_cpu_s")
 
 
-def whole_first_sync(n: int, base: str, out: Path) -> dict[str, object]:
-    """The peak RSS (VmHWM) of the whole first sync at ``n`` contacts (``bench.cycles_bench``'s
-    seeded data, read-only cache; its first sync: window lifted, no latency, the steps one
-    after another), with the code at git ``base`` ("old") and this tree ("new"), one after
-    the other in one run, each in a fresh process from a fresh copy of the same data."""
+def _peak_step(run: dict[str, object]) -> str | None:
+    """The step in which the process reached its peak: the first whose peak-so-far is within
+    1 MB of the highest ("after the steps" when the run record after them went higher)."""
+    after: dict[str, float] = run.get("peak_rss_mb_after_step") or {}  # type: ignore[assignment]
+    if not after:
+        return None
+    top = max(after.values())
+    if float(run.get("peak_rss_mb") or 0) > top + 1.0:  # type: ignore[arg-type]
+        return "after the steps"
+    return next(step for step, mb in after.items() if mb >= top - 1.0)
+
+
+def _step_table(runs: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Per step: each way's RSS after it and its growth over the step before, side by side."""
+    table: dict[str, dict[str, object]] = {}
+    last = {way: r.get("rss_mb_at_start") for way, r in runs.items()}
+    table["start (imports)"] = dict(last)
+    steps = next(iter(runs.values())).get("rss_mb_after_step") or {}
+    for step in steps:  # type: ignore[union-attr]
+        row: dict[str, object] = {}
+        for way, r in runs.items():
+            now = (r.get("rss_mb_after_step") or {}).get(step)  # type: ignore[union-attr]
+            row[way] = now
+            if isinstance(now, float) and isinstance(last[way], float):
+                row[f"{way}_growth"] = round(now - last[way], 1)  # type: ignore[operator]
+            last[way] = now
+        table[step] = row
+    return table
+
+
+def whole_first_sync(n: int, base: str, out: Path, ways: tuple[str, ...] = WHOLE_WAYS) -> dict[str, object]:
+    """The peak RSS (VmHWM) and the RSS after each step of the whole first sync at ``n``
+    contacts (``bench.cycles_bench``'s seeded data, read-only cache; its first sync: window
+    lifted, no latency, the steps one after another) in ``ways`` (:data:`WHOLE_WAYS`), one
+    after the other in one run, each in a fresh process from a fresh copy of the same data,
+    so that the figures differ by the install and the code alone (issue 15 goal 3)."""
     import shutil
 
     from bench import cycles_bench as cb
     from bench.harness import UNLIMITED, Emulator
 
+    if "base" in ways and not base:
+        ways = tuple(w for w in ways if w != "base")
     cache = cb.seeded_cache(n)
     manifest = json.loads((cache / "manifest.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="plan-bench-first-sync-"))
     load_before = os.getloadavg()
     runs: dict[str, dict[str, object]] = {}
+    here = Path(__file__).resolve().parent.parent
     try:
-        codes = {"old": cb.old_code(base, work / "old-code"), "new": Path(__file__).resolve().parent.parent}
-        for label, code in codes.items():
-            folder = work / label
+        for way in ways:
+            code = cb.old_code(base, work / "base-code") if way == "base" else here
+            folder = work / way
             folder.mkdir()
             for name in ("crm.db", "graph.db"):
                 shutil.copy2(cache / name, folder / name)
@@ -292,33 +335,39 @@ def whole_first_sync(n: int, base: str, out: Path) -> dict[str, object]:
             try:
                 emu.limits(requests_per_window=UNLIMITED, window_s=600.0)
                 cpu = emu.cpu_s()
-                r = cb._child(code, cb._config(folder, emu.graph_url, manifest["upn"]), None)
+                r = cb._child(code, cb._config(folder, emu.graph_url, manifest["upn"]), None,
+                              arrow=way != "default")
                 r["emulator_cpu_s"] = round(emu.cpu_s() - cpu, 2)
             finally:
                 emu.stop()
-            keep = ("status", "peak_rss_mb", "rss_mb_at_start", "peak_rss_mb_after_step", "rss_mb_after_step",
-                    "steps_cpu_s", "cycle_cpu_s", "counts", "errors", "emulator_cpu_s", "pyarrow")
-            runs[label] = {k: r.get(k) for k in keep}
-            print(f"whole first sync [{label}]: peak RSS {r['peak_rss_mb']} MB, plan {r['steps_cpu_s'].get('plan')} s CPU",
-                  flush=True)
+            runs[way] = {k: r.get(k) for k in _WHOLE_KEEP}
+            runs[way]["peak_in_step"] = _peak_step(r)
+            print(f"whole first sync [{way}]: peak RSS {r['peak_rss_mb']} MB (in {runs[way]['peak_in_step']}), "
+                  f"{r.get('rss_mb_at_start')} MB at the start, pyarrow {r.get('pyarrow')}, "
+                  f"load {[round(x, 2) for x in os.getloadavg()]}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    old_peak, new_peak = float(runs["old"]["peak_rss_mb"]), float(runs["new"]["peak_rss_mb"])  # type: ignore[arg-type]
+    peaks = {way: float(r["peak_rss_mb"]) for way, r in runs.items()}  # type: ignore[arg-type]
     report: dict[str, object] = {
-        "what": f"issue 15 goal 3: peak RSS of the whole first sync of {n:,} people (bench.cycles_bench data), "
-                f"the code at {base} ('old') beside this tree ('new'), one run",
-        "how_to_run": "python -m bench.plan_bench --whole-first-sync",
-        "goal_mb": 500, "contacts": n, "base": base,
+        "what": f"issue 15 goal 3: peak RSS of the whole first sync of {n:,} people (bench.cycles_bench "
+                "data): this tree as the default install has it (no pyarrow: 'default'), this tree with "
+                f"the arrow extra ('arrow'), and the code at {base} with pyarrow ('base'), one run",
+        "how_to_run": "python -m bench.plan_bench --whole-first-sync  (--whole-ways, --whole-base)",
+        "goal_mb": 500, "contacts": n, "base": base or None, "ways": list(ways),
         "load_average_at_start": [round(x, 2) for x in load_before],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "peak_rss_mb": {"old": old_peak, "new": new_peak},
-        "old_over_new": round(old_peak / max(new_peak, 1e-9), 2),
+        "peak_rss_mb": peaks,
+        "goal_met": {way: mb <= 500 for way, mb in peaks.items()},
+        "ratios": {f"{a}_over_{b}": round(peaks[a] / max(peaks[b], 1e-9), 3)
+                   for a, b in (("arrow", "default"), ("base", "default"), ("base", "arrow"))
+                   if a in peaks and b in peaks},
+        "rss_mb_by_step": _step_table(runs),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "runs": runs,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    print(f"whole first sync: old {old_peak} MB, new {new_peak} MB; load {report['load_average_at_start']} -> "
+    print(f"whole first sync: peak RSS {peaks} MB; load {report['load_average_at_start']} -> "
           f"{report['load_average_at_end']}; -> {out}")
     return report
 
@@ -332,12 +381,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="git ref of the planning to compare with ('' = none)")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-way RSS children")
     parser.add_argument("--whole-first-sync", action="store_true",
-                        help="only the whole first sync's peak RSS, old code beside new (minutes)")
-    parser.add_argument("--whole-base", default=WHOLE_BASE, help="git ref of the 'old' whole first sync")
+                        help="only the whole first sync's peak RSS, each way in turn (minutes each)")
+    parser.add_argument("--whole-base", default=WHOLE_BASE,
+                        help="git ref of the 'base' whole first sync ('' = none)")
+    parser.add_argument("--whole-ways", default=",".join(WHOLE_WAYS),
+                        help="which of default (no pyarrow), arrow, base to run, comma-separated")
     parser.add_argument("--rss-child", nargs=2, metavar=("WAY", "SCENARIO"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.whole_first_sync:
-        whole_first_sync(args.n, args.whole_base, WHOLE_RESULTS if args.out == RESULTS else args.out)
+        ways = tuple(w for w in args.whole_ways.split(",") if w)
+        if unknown := set(ways) - set(WHOLE_WAYS):
+            parser.error(f"--whole-ways: unknown {sorted(unknown)}; choose among {', '.join(WHOLE_WAYS)}")
+        whole_first_sync(args.n, args.whole_base, WHOLE_RESULTS if args.out == RESULTS else args.out, ways)
         return 0
     before = plan_at(args.before) if args.before else None
     if args.rss_child:

@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 RESULTS = Path(__file__).parent / "results" / "state.json"
-BEFORE_REF = "ee528d2"  # main before this round (state5's format 3 and column-wise compaction)
+BEFORE_REF = "ac65e3d"  # main before the sixth round (state6: the delta as columnar segments)
 USER, FOLDER = "ULEE00000001", "AAMkFolder=="
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,19 +25,28 @@ built from those columns (``crm/arrow_frame.py``).
   ``after_cursor_execute`` listeners as SQLAlchemy would show it (with no connection
   object), so what counts or times the CRM's statements (bench/driver.py,
   bench/fleet_child.py, tests/crm's R1 checks) sees these reads too.
+- **pyarrow is optional** (the ``arrow`` extra, with the ADBC driver): nothing here or in
+  the SQLAlchemy path imports it. It is imported only once an engine reads through ADBC,
+  so a process without it, or on SQLite, never pays its ~60 MB (pandas imports pyarrow
+  whenever it can; issue 15 goal 3). :func:`is_table` tells a read's Arrow table from a
+  frame without importing it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +122,23 @@ def _dollar_dialect() -> sa.Dialect:
     return Dialect(paramstyle="numeric_dollar")
 
 
+def is_table(raw: object) -> bool:
+    """Whether a read gave an Arrow table (ADBC) rather than a frame: without importing
+    pyarrow, since a table exists only once something imported it."""
+    arrow = sys.modules.get("pyarrow")
+    return arrow is not None and isinstance(raw, arrow.Table)
+
+
+def frames() -> ModuleType:
+    """``crm/arrow_frame.py`` (which imports pyarrow), for a read that gave a table."""
+    from contactsync.crm import arrow_frame
+
+    return arrow_frame
+
+
 def _nulls_typed_null(table: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
     for i, field in enumerate(table.schema):
         col = table.column(i)
         if col.null_count == len(col) and not pa.types.is_null(field.type):
@@ -124,6 +149,8 @@ def _nulls_typed_null(table: pa.Table) -> pa.Table:
 def concat(tables: list[pa.Table]) -> pa.Table:
     """The chunks of one read as one table (a column typed null in one chunk takes the
     type another chunk found)."""
+    import pyarrow as pa
+
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
 
 

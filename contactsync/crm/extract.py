@@ -28,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from contactsync import model
-from contactsync.crm import arrow_frame, arrow_read
+from contactsync.crm import arrow_read
 from contactsync.crm.rows import read_frame
 from contactsync.crm.schema import CrmTables, crm_tables
 from contactsync.crm.values import dates, flag, newest, street_of, strings, to_utc
@@ -51,7 +51,7 @@ CONTACT_FIELD_COLUMNS: dict[str, str] = model.crm_field_columns("CONTACT")
 ADDRESS_FIELD_COLUMNS: dict[str, str] = model.crm_field_columns("ADDRESS")
 STREET_COLUMNS: tuple[str, ...] = model.FIELD["street"].crm_columns
 #: What one read gives: an Arrow table (ADBC) or a frame of object columns (SQLAlchemy).
-Raw: TypeAlias = "pa.Table | pd.DataFrame"
+Raw: TypeAlias = "pa.Table | pd.DataFrame"  # (pyarrow: only with ADBC, arrow_read's docstring)
 log = logging.getLogger(__name__)
 
 
@@ -155,7 +155,7 @@ class CrmReader:
             raw = read(stmt)
         if len(raw) == 0:
             return model.empty_frame(model.CRM_COLUMNS), self.group_id(group_name)
-        if not isinstance(raw, pd.DataFrame):
+        if arrow_read.is_table(raw):
             gid = str(raw.column("_group_id")[0].as_py())
         else:
             gid = str(raw["_group_id"].iat[0])
@@ -231,7 +231,7 @@ class CrmReader:
                     raws.append(read(stmt))
         if not raws:
             return model.empty_frame(model.CRM_COLUMNS)
-        if not isinstance(raws[0], pd.DataFrame):
+        if arrow_read.is_table(raws[0]):
             frame = self._canonical(arrow_read.concat(raws))
             return frame.drop_duplicates("crm_id").reset_index(drop=True)
         return self._canonical(pd.concat(raws, ignore_index=True).drop_duplicates("crm_id"))
@@ -347,8 +347,8 @@ class CrmReader:
         ``model.conform`` (which would scan all 35 columns again, ~0.15 s at 75,000 rows)
         would change nothing (tests/crm: held equal to it).
         """
-        if not isinstance(raw, pd.DataFrame):
-            return arrow_frame.canonical(raw, [f"_{c}" for c in STREET_COLUMNS])
+        if arrow_read.is_table(raw):
+            return arrow_read.frames().canonical(raw, [f"_{c}" for c in STREET_COLUMNS])
         if raw.empty:
             return model.empty_frame(model.CRM_COLUMNS)
         raw = raw.reset_index(drop=True)  # (candidates' reads after drop_duplicates: made columns align)
@@ -416,4 +416,4 @@ class CrmReader:
 
 def _as_frame(raw: Raw) -> pd.DataFrame:
     """A read's rows as object columns with None, whichever way they were read."""
-    return raw if isinstance(raw, pd.DataFrame) else arrow_frame.frame_of_objects(raw)
+    return arrow_read.frames().frame_of_objects(raw) if arrow_read.is_table(raw) else raw

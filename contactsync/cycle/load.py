@@ -134,6 +134,7 @@ class Prepared:
         #: Every write's result as journaled, for the rounds of ``StateRecorder`` that
         #: record the state during the load (cycle.record).
         self._results: list[dict] = []
+        self._results_dropped = 0  # the results ``results_since`` let go (before its start)
         self.recorder: StateRecorder | None = None
         self._pair_states: PairStates | None = None
         #: The CRM and Outlook frames as read (set by the cycle): with them the rounds keep
@@ -150,9 +151,16 @@ class Prepared:
 
     def results_since(self, start: int) -> tuple[pd.DataFrame, int]:
         """The results journaled from the ``start``-th on (each final for its action), and
-        where the next call starts."""
+        where the next call starts.
+
+        Each result is read once: the rounds' one reader moves on, so what it was given
+        is let go, not held to the load's end (a first sync's 50,000 result dicts, issue
+        15 goal 3); ``start`` is where the previous call said to start.
+        """
         with self._lock:
-            rows = self._results[start:]
+            rows = self._results[max(0, start - self._results_dropped):]
+            self._results_dropped += len(self._results)
+            self._results = []
         return _norm_results(pd.DataFrame(rows)), start + len(rows)
 
     def journal_rest(self, rest: pd.DataFrame) -> None:

@@ -98,14 +98,21 @@ class PairStates:
         self._unlink_pairs = set(pair[(small["op"] == "unlink").to_numpy()].dropna())
         self.all_ok = True
         self.recorded: set[str] = set()
-        snaps = plan.snapshots.copy()
+        snaps = plan.snapshots
         if not snaps.empty:
-            # Pairs created in CRM this cycle: their crm_id is the allocated one.
+            # Pairs created in CRM this cycle: their crm_id is the allocated one. (A new
+            # column on the plan's frame, not a copy of it: a first sync's 50,000 snapshots
+            # copied whole were held through its Outlook load, issue 15 goal 3.)
             key_to_id = small.dropna(subset=["new_key", "crm_id"]).drop_duplicates("new_key").set_index(
                 "new_key")["crm_id"]
-            need = snaps["crm_id"].isna() & snaps["new_key"].notna()
-            snaps.loc[need, "crm_id"] = snaps.loc[need, "new_key"].map(key_to_id)
-            snaps = snaps[snaps["crm_id"].notna()]
+            need = (snaps["crm_id"].isna() & snaps["new_key"].notna()).to_numpy()
+            if need.any():
+                crm_ids = snaps["crm_id"].to_numpy(dtype=object).copy()
+                crm_ids[need] = snaps.loc[need, "new_key"].map(key_to_id).to_numpy(dtype=object)
+                snaps = snaps.assign(crm_id=crm_ids)
+            known = snaps["crm_id"].notna().to_numpy()
+            if not known.all():
+                snaps = snaps[known]
             if "status" not in snaps:
                 snaps = snaps.assign(status=LINK_STATUS_ACTIVE)
         self._snaps = snaps
@@ -259,6 +266,7 @@ class StateRecorder:
                 sides.store.save_outlook(sides.user_id, self.folder_id, self._delta_link[0], changed=rows)
                 self.mirrored += len(rows)
                 self.mirrored_ids.update(rows["outlook_id"].astype(str))
+                self.writer.forget_written(self.mirrored)  # stored: not held to the load's end
         prepared.pair_states.record(sides, new)
         if prepared.read is not None:  # the history of the writes that committed (`explain`)
             ok = new[new["status"].isin(OK_STATUSES) & ~new["action_id"].isin(prepared.history_kept)]

@@ -249,7 +249,9 @@ _PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def merge_items(items: list[dict[str, Any]], snapshot: pd.DataFrame | None) -> pd.DataFrame:
+def merge_items(
+    items: list[dict[str, Any]], snapshot: pd.DataFrame | None, at: np.ndarray | None = None
+) -> pd.DataFrame:
     """Delta items as rows, each merged over its stored copy where there is one.
 
     "Updated instances are represented by their id with at least the properties that have
@@ -257,13 +259,13 @@ def merge_items(items: list[dict[str, Any]], snapshot: pd.DataFrame | None) -> p
     the properties an item carries are taken from it; an absent property keeps the stored
     value, one sent as null is cleared. Column by column: each column is the item's value
     where the item carries a property of that column or is not stored, else the stored one
-    (issue 15: no stored row turned into a dict).
+    (issue 15: no stored row turned into a dict). ``at``: each item's row in ``snapshot``
+    (:func:`stored_rows`), when the caller has it already.
     """
     new = contacts_to_frame(items)
     if snapshot is None or snapshot.empty or new.empty:
         return new
-    ids = new["outlook_id"].astype(str).to_numpy(dtype=object)
-    known = stored_rows(snapshot, ids)
+    known = at if at is not None else stored_rows(snapshot, new["outlook_id"].astype(str).to_numpy(dtype=object))
     is_known = known >= 0
     if not is_known.any():
         return new
@@ -301,7 +303,9 @@ def _frame(columns: dict[str, Any], rows: int) -> pd.DataFrame:
     return frame[list(OUTLOOK_COLUMNS)]
 
 
-def known_versions(upserts: list[dict[str, Any]], snapshot: pd.DataFrame | None) -> np.ndarray:
+def known_versions(
+    upserts: list[dict[str, Any]], snapshot: pd.DataFrame | None, at: np.ndarray | None = None
+) -> np.ndarray:
     """Which delta items the mirror holds already, in that very version: same id, same
     ``changeKey``. Graph gives a contact a new changeKey on every change
     (learn.microsoft.com/graph/api/resources/contact: "Identifies the version of the
@@ -309,26 +313,36 @@ def known_versions(upserts: list[dict[str, Any]], snapshot: pd.DataFrame | None)
     with the key the mirror stored is the copy stored: above all the echo of the sync's own
     writes, which the writer recorded with the key Graph answered (outlook.load). A
     person's edit after that write has a new key and is merged as ever (R8/R9); an item
-    without a key (a partial one) is never taken as known."""
+    without a key (a partial one) is never taken as known. ``at``: each item's row in
+    ``snapshot`` (:func:`stored_rows`), when the caller has it already."""
     if snapshot is None or snapshot.empty or not upserts:
         return np.zeros(len(upserts), dtype=bool)
-    at = stored_rows(snapshot, np.array([str(c.get("id")) for c in upserts], dtype=object))
+    if at is None:
+        at = stored_rows(snapshot, np.array([str(c.get("id")) for c in upserts], dtype=object))
     keys = np.array([c.get("changeKey") for c in upserts], dtype=object)
     mine = np.where(at >= 0, snapshot["change_key"].to_numpy(dtype=object)[np.maximum(at, 0)], None)
     return (keys == mine) & pd.notna(keys) & pd.notna(mine)
 
 
-def stored_rows(snapshot: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
+def stored_rows(snapshot: pd.DataFrame, ids: np.ndarray, index: pd.Index | None = None) -> np.ndarray:
     """The mirror's row of each id (its last one, -1 where not stored), found on the id
     column alone: taking the whole 100,000-row mirror apart (``drop_duplicates``,
-    ``set_index``) to look up the few ids of a delta round cost a copy of every column."""
+    ``set_index``) to look up the few ids of a delta round cost a copy of every column.
+    ``index``: :func:`id_index` of ``snapshot``, made once per round (a hash of 100,000
+    ids costs ~15 ms, and a round looks ids up three times)."""
     stored = snapshot["outlook_id"].to_numpy(dtype=object)
-    index = pd.Index(stored, dtype=object)  # not inferred as Arrow str (pandas 3): a copy of every id
+    if index is None:
+        index = id_index(snapshot)
     if index.is_unique:
         return index.get_indexer(ids)
     last = ~index.duplicated(keep="last")
     at = pd.Index(stored[last], dtype=object).get_indexer(ids)
     return np.where(at >= 0, np.flatnonzero(last)[np.maximum(at, 0)], -1)
+
+
+def id_index(snapshot: pd.DataFrame) -> pd.Index:
+    """The mirror's ids as an object Index (not inferred as Arrow str, pandas 3)."""
+    return pd.Index(snapshot["outlook_id"].to_numpy(dtype=object), dtype=object)
 
 
 def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> OutlookExtract:
@@ -339,27 +353,31 @@ def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> Outl
     cycle after 25,000 writes then costs what one after none does (issue 15).
     """
     upserts = [c for c in changes.items.values() if c is not None]
-    if upserts and not changes.full and not changes.rows:
-        known = known_versions(upserts, snapshot)
+    removed = [cid for cid, c in changes.items.items() if c is None]
+    index = at = None
+    if upserts and not changes.full and not changes.rows and snapshot is not None and not snapshot.empty:
+        index = id_index(snapshot)  # one hash of the mirror's ids serves every look-up below
+        at = stored_rows(snapshot, np.array([str(c.get("id")) for c in upserts], dtype=object), index)
+        known = known_versions(upserts, snapshot, at)
         if known.any():
             upserts = [c for c, k in zip(upserts, known.tolist(), strict=True) if not k]
-    removed = [cid for cid, c in changes.items.items() if c is None]
+            at = at[~known]
     if upserts and not changes.full and changes.read_tags is not None:
         # Only contacts the mirror does not hold: a stored one's tag is known, None
         # included (every full read reads every tag; a tag changes only by this sync's
         # writes, which the mirror takes, or another app's, which waits for the next full
         # read: README "R7a"). At 1 % edits of pairs whose Outlook side was never written
         # (tag_links with-write) re-reading those None tags cost 50 $batch GETs a cycle.
-        held = () if snapshot is None else snapshot["outlook_id"].to_numpy(dtype=object)
-        asked = np.array([str(c["id"]) for c in upserts if "singleValueExtendedProperties" not in c], dtype=object)
-        untagged = sorted(set(asked[~pd.Series(asked, dtype=object).isin(held).to_numpy()]))
+        held = np.zeros(len(upserts), dtype=bool) if at is None else at >= 0
+        untagged = sorted({str(c["id"]) for c, h in zip(upserts, held.tolist(), strict=True)
+                           if not h and "singleValueExtendedProperties" not in c})
         _with_tags(changes.items, changes.read_tags(untagged, 0 if snapshot is None else len(snapshot)))
     if not upserts:
         changed = empty_frame(OUTLOOK_COLUMNS)
     elif changes.rows:
         changed = rows_to_frame(upserts)
     else:
-        changed = merge_items(upserts, None if changes.full else snapshot)
+        changed = merge_items(upserts, None if changes.full else snapshot, at)
     if changes.full:
         frame = changed
         removed = []
@@ -368,7 +386,7 @@ def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> Outl
     elif not upserts and not removed:
         frame = snapshot  # a quiet round: the mirror as stored (already conformed)
     else:
-        frame = _applied(snapshot, changed, removed)
+        frame = _applied(snapshot, changed, removed, index, at)
     return OutlookExtract(
         frame=frame,
         delta_link=changes.delta_link,
@@ -387,24 +405,42 @@ def _conformed(frame: pd.DataFrame) -> bool:
         if c in OUTLOOK_TIMES else frame[c].dtype == object for c in OUTLOOK_COLUMNS)
 
 
-def _applied(snapshot: pd.DataFrame, changed: pd.DataFrame, removed: list[str]) -> pd.DataFrame:
+def _applied(
+    snapshot: pd.DataFrame, changed: pd.DataFrame, removed: list[str],
+    index: pd.Index | None = None, at: np.ndarray | None = None,
+) -> pd.DataFrame:
     """The stored rows neither removed nor changed, then the changed rows (the order a
-    concat of the two gives), as one take per column of the mirror: no mask copy, no
-    concat, no ``conform`` of 100,000 rows that both inputs already conform to (at 1 %
-    edits that was ~0.25 s of every cycle, issue 15)."""
+    concat of the two gives), as one take per column of the mirror straight into the
+    frame's one block: no mask copy, no concat of frames, no ``conform`` of 100,000 rows
+    that both inputs already conform to (at 1 % edits that was ~0.25 s of every cycle,
+    issue 15). ``index``/``at``: the mirror's :func:`id_index` and each changed row's
+    place in it, when the caller has them (then no second hash of its ids)."""
     if not _conformed(snapshot):
         snapshot = conform(snapshot, OUTLOOK_COLUMNS)
-    drop = np.concatenate([np.asarray(removed, dtype=object), changed["outlook_id"].to_numpy(dtype=object)])
-    kept = np.flatnonzero(~pd.Index(snapshot["outlook_id"].to_numpy(dtype=object), dtype=object).isin(drop))
+        index = at = None
+    if index is None:
+        index = id_index(snapshot)
+    if index.is_unique:  # the store's mirror: each id once, so rows go by their places
+        gone = np.zeros(len(snapshot), dtype=bool)
+        if at is None or len(at) != len(changed):
+            at = index.get_indexer(changed["outlook_id"].to_numpy(dtype=object))
+        out = index.get_indexer(np.asarray(removed, dtype=object)) if removed else np.array([], dtype=np.int64)
+        for places in (at, out):
+            gone[places[places >= 0]] = True
+    else:
+        drop = np.concatenate([np.asarray(removed, dtype=object), changed["outlook_id"].to_numpy(dtype=object)])
+        gone = index.isin(drop)
+    kept = np.flatnonzero(~gone)
     order = np.concatenate([kept, len(snapshot) + np.arange(len(changed))])
-    out: dict[str, Any] = {}
-    for col in OUTLOOK_COLUMNS:
-        if col in OUTLOOK_TIMES:
-            out[col] = pd.concat([snapshot[col], changed[col]], ignore_index=True).take(order)
-        else:
-            out[col] = np.concatenate([snapshot[col].to_numpy(dtype=object),
-                                       changed[col].to_numpy(dtype=object)])[order]
-    return _frame(out, len(order))
+    texts = [c for c in OUTLOOK_COLUMNS if c not in OUTLOOK_TIMES]
+    block = np.empty((len(texts), len(order)), dtype=object)
+    for j, col in enumerate(texts):
+        block[j] = np.concatenate([snapshot[col].to_numpy(dtype=object), changed[col].to_numpy(dtype=object)])[order]
+    frame = pd.DataFrame(block.T, columns=texts, dtype=object, copy=False)
+    for col in OUTLOOK_TIMES:
+        times = pd.concat([snapshot[col], changed[col]], ignore_index=True).take(order).reset_index(drop=True)
+        frame.insert(OUTLOOK_COLUMNS.index(col), col, times)
+    return frame
 
 
 def extract(

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import numpy as np
 import pandas as pd
 
 from contactsync.model import FIELDS
@@ -45,6 +46,10 @@ STALE = "stale"
 #: contact's current collection first, so unmapped entries (names, other phones) stay.
 _COLLECTION_FIELDS = frozenset({"email1", "email2", "email3", "work_phone", "home_phone"})
 _RAW_SELECT = "emailAddresses,businessPhones,homePhones"
+#: The operations that become a request (the others answer at once).
+_SENT_OPS = ("create", "update", "delete")
+#: Action rows turned into dicts at a time, as the batches go out (``_batches``).
+ROWS_AT_ONCE = 1000
 
 
 def _text(value: Any) -> str | None:
@@ -93,6 +98,8 @@ class OutlookWriter:
         self._tag_filter_ok: bool | None = None
         #: Canonical rows of the contacts as this writer's committed writes left them.
         self._written: list[dict] = []
+        #: how many kept rows ``forget_written`` dropped (``written``'s start counts them)
+        self._forgotten = 0
         self._written_lock = threading.Lock()
 
     # -- public ---------------------------------------------------------------------------
@@ -115,8 +122,7 @@ class OutlookWriter:
         and updates write the CrmContactId tag (R7a); an update with no fields writes
         only the tag. A record that fails is reported and the rest goes on; only an unreachable Graph (SideUnreachable) stops the load.
         """
-        rows = frame_records(actions)
-        total = len(rows)
+        total = len(actions)
         results: list[dict] = []
         done = 0
 
@@ -125,13 +131,12 @@ class OutlookWriter:
             if on_result is not None:
                 on_result(result)
 
-        work: list[dict] = []
-        for row in rows:
+        ops = actions["op"] if total else pd.Series(dtype=object)
+        sent = ops.isin(_SENT_OPS).to_numpy()
+        for row in frame_records(actions[~sent]):
             op = row.get("op")
             if op == "skip":
                 finish(self._result(row, "noop", outlook_id=_text(row.get("outlook_id"))))
-            elif op in ("create", "update", "delete"):
-                work.append(row)
             else:
                 finish(self._result(row, "failed", error=f"action {row.get('action_id')}: unknown Outlook operation {op!r}; fix the plan"))
         done = len(results)
@@ -139,15 +144,18 @@ class OutlookWriter:
             progress(done, total)
         # Only updates and deletes read the stored copy (untouched address lines, etag):
         # a first sync's creates need none of the folder's rows turned into dicts.
-        current_by_id = self._index(current, {_text(r.get("outlook_id")) for r in work if r.get("op") != "create"})
-        chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
+        stored = actions.loc[sent & (ops != "create").to_numpy(), "outlook_id"] if total else []
+        current_by_id = self._index(current, {_text(v) for v in stored})
+        batches = self._batches(actions, np.flatnonzero(sent))
+        crm_map = dict(crm_ids or {})
         with ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="graph-batch") as pool:
-            queue = list(reversed(chunks))
+            upcoming = next(batches, None)
             running: set[Future] = set()
             try:
-                while queue or running:
-                    while queue and len(running) < self.max_in_flight:
-                        running.add(pool.submit(self._run_chunk, queue.pop(), current_by_id, dict(crm_ids or {})))
+                while upcoming is not None or running:
+                    while upcoming is not None and len(running) < self.max_in_flight:
+                        running.add(pool.submit(self._run_chunk, upcoming, current_by_id, crm_map))
+                        upcoming = next(batches, None)
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         for result in fut.result():
@@ -156,12 +164,21 @@ class OutlookWriter:
                         if progress is not None:
                             progress(done, total)
             except BaseException:
-                queue.clear()
                 for fut in running:
                     fut.cancel()
                 raise
         frame = pd.DataFrame(results, columns=list(RESULT_COLUMNS))
         return frame.astype(object).where(frame.notna(), None)
+
+    def _batches(self, actions: pd.DataFrame, at: np.ndarray) -> Iterator[list[dict]]:
+        """The writes (the rows of ``actions`` at positions ``at``) as batches of row dicts,
+        in plan order, made ``ROWS_AT_ONCE`` rows at a time as the batches go out: a first
+        sync's 25,000 creates as dicts at once were tens of MB of its peak (issue 15 goal
+        3), and a batch needs its own 20 only."""
+        for start in range(0, len(at), ROWS_AT_ONCE):
+            rows = frame_records(actions.iloc[at[start : start + ROWS_AT_ONCE]])
+            for i in range(0, len(rows), self.batch_size):
+                yield rows[i : i + self.batch_size]
 
     # -- one batch ----------------------------------------------------------------------
     def _run_chunk(
@@ -248,8 +265,19 @@ class OutlookWriter:
         delta is known by its changeKey and skipped (outlook.extract.known_versions).
         ``start``: from the start-th kept (the list only grows: cycle.load stores it in rounds)."""
         with self._written_lock:
-            rows = self._written[start:]
+            rows = self._written[max(0, start - self._forgotten):]
         return rows_to_frame(rows)
+
+    def forget_written(self, upto: int) -> None:
+        """Drop the kept contacts before the ``upto``-th (counted from the first ever
+        kept): the caller has stored them in the mirror (cycle.record), so a first sync's
+        25,000 created contacts are not all held to the load's end (issue 15 goal 3).
+        ``written(start)`` keeps counting from the first row ever kept."""
+        with self._written_lock:
+            drop = min(len(self._written), upto - self._forgotten)
+            if drop > 0:
+                del self._written[:drop]
+                self._forgotten += drop
 
     def _fetch_collections(self, chunk: Sequence[dict]) -> dict[str, dict]:
         """The current email/phone collections of the updates that write one of them."""

@@ -14,9 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from contactsync.model import FIELD_REGISTRY, FIELDS, OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform
+from contactsync.model import FIELD_REGISTRY, FIELDS, OUTLOOK_COLUMNS, OUTLOOK_TIMES, empty_frame
 
 #: The project's fixed property-set GUID of the CRM contact id tag (R7a). Never change it:
 #: contacts tagged by earlier versions would no longer be recognised.
@@ -105,15 +106,26 @@ def contacts_to_frame(contacts: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Rows of :func:`contact_to_row` as a conformed Outlook frame.
 
-    Graph sends whole seconds (``2026-11-29T08:15:02Z``, learn.microsoft.com/graph/api/
-    contact-get), other servers fractions: every time is parsed as ISO 8601 whatever its
-    precision, so mixed precisions never turn a time into a missing one.
+    Built column by column into one object block, the times parsed, and no ``conform``:
+    the rows' text values are str or None already (:func:`text_or_none`), and ``conform``
+    of 30 columns costs ~0.1 s whatever the rows (a 1 %-edits delta round's 1,000 items,
+    issue 15). Graph sends whole seconds (``2026-11-29T08:15:02Z``, learn.microsoft.com/
+    graph/api/contact-get), other servers fractions: every time is parsed as ISO 8601
+    whatever its precision, so mixed precisions never turn a time into a missing one.
     """
-    # dtype=object: pandas 3 would infer Arrow-backed str, which conform turns back
-    frame = pd.DataFrame(list(rows), columns=list(OUTLOOK_COLUMNS), dtype=object)
+    if not rows:
+        return empty_frame(OUTLOOK_COLUMNS)
+    texts = [c for c in OUTLOOK_COLUMNS if c not in OUTLOOK_TIMES]
+    block = np.empty((len(texts), len(rows)), dtype=object)
+    for j, col in enumerate(texts):
+        block[j] = [row.get(col) for row in rows]
+    # dtype=object: pandas 3 would infer Arrow-backed str from the values
+    frame = pd.DataFrame(block.T, columns=texts, dtype=object, copy=False)
     for col in OUTLOOK_TIMES:
-        frame[col] = pd.to_datetime(frame[col], utc=True, errors="coerce", format="ISO8601")
-    return conform(frame, OUTLOOK_COLUMNS)
+        values = pd.Series([row.get(col) for row in rows], dtype=object)
+        frame.insert(OUTLOOK_COLUMNS.index(col), col,
+                     pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601"))
+    return frame
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -154,9 +154,11 @@ def _plan(inputs: PlanInputs, settings: PlanSettings, *, limit: bool = True) -> 
         candidates = candidates[~candidates["crm_id"].isin(crm["crm_id"])]
     crm_all = pd.concat([crm, candidates], ignore_index=True) if len(candidates) else crm
 
+    found = inputs.link_rows  # (found for the look-ups already: not hashed twice)
+    rows = (found.crm_rows, found.outlook_rows) if found is not None and found.fits(inputs.crm, inputs.outlook, inputs.links) else None
     fate = link_fates(
         links, as_objects(crm["crm_id"]), as_objects(outlook["outlook_id"]), inputs.crm_gone,
-        settings,
+        settings, rows,
     )
     # Free = in no link (rows of crm_all / outlook, by position: the frames have a
     # RangeIndex); candidates outside the group are checked by id (link_fates sees the

@@ -72,9 +72,10 @@ def positions(ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
     A cycle's links are stored in CRM id order and the CRM group is read in that order,
     so the two id columns are usually the same array: one comparison of the columns
-    (about 3 ms at 100,000) says so without hashing. Otherwise Arrow's ``index_in`` on
-    the ids as Arrow text, 30 ms against the Index's 70-130 ms at 100,000 (which hashes
-    ``ids`` twice, once to check that they are unique; issue 15).
+    (about 3 ms at 100,000) says so without hashing. Otherwise the object Index: one hash
+    of ``ids`` (its uniqueness comes from the same table) and one probe per target, 42-48
+    ms at 100,000 against 64 ms for Arrow's ``index_in`` measured beside it (pyarrow is
+    not a dependency: issue 15 goal 3).
     """
     n = len(ids)
     if n == 0 or len(targets) == 0:
@@ -82,40 +83,20 @@ def positions(ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
     if n == len(targets) and bool(np.asarray(ids == targets, dtype=bool).all()):
         found = np.arange(n, dtype=np.intp)
     else:
-        found = _index_in(targets, ids, unique=True)
-        if found is None:
-            return pd.Index(ids).get_indexer(targets)
+        found = pd.Index(ids, dtype=object).get_indexer(targets)
     found[pd.isna(targets)] = -1  # a missing id is found nowhere (as the Index says)
     return found
 
 
 def member(values: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """``pd.Series(values).isin(among)`` as a bool array, with :func:`positions`' two
-    shortcuts (the same column: all True; else Arrow's ``index_in``)."""
+    """``pd.Series(values).isin(among)`` as a bool array, with :func:`positions`' shortcut
+    (the same column: all True) before pandas' hash of ``among``."""
     n = len(values)
     if n == len(among) and n and bool(np.asarray(values == among, dtype=bool).all()):
         return np.ones(n, dtype=bool)
     if n == 0 or len(among) == 0:
         return np.zeros(n, dtype=bool)
-    found = _index_in(values, among, unique=False)
-    return pd.Series(values, dtype=object).isin(among).to_numpy() if found is None else found >= 0
-
-
-def _index_in(values: np.ndarray, among: np.ndarray, *, unique: bool) -> np.ndarray | None:
-    """Arrow's position of each of ``values`` in ``among`` (-1: absent; missing values
-    match missing ones, as in pandas), or None when the values are not all text (or
-    ``among`` is not unique and ``unique`` was asked): the caller's pandas way then."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        a = pa.array(values, type=pa.string(), from_pandas=True)
-        b = pa.array(among, type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if unique and pc.count_distinct(b, mode="all").as_py() != len(b):
-        return None
-    return pc.index_in(a, value_set=b).fill_null(-1).to_numpy().astype(np.intp, copy=False)
+    return pd.Series(values, dtype=object).isin(among).to_numpy()
 
 
 def _as_text(values: list[object]) -> list[str]:
@@ -176,12 +157,19 @@ def equal_values(a: np.ndarray, b: np.ndarray, *, email: bool = False) -> np.nda
 
 
 def is_empty(values: np.ndarray) -> np.ndarray:
-    """True where a raw value is missing or blank (normalised empty, text or email)."""
+    """True where a raw value is missing or blank (normalised empty, text or email).
+
+    The lengths of the stripped values through ``map`` (no Python frame per value: a third
+    of a comprehension's cost, issue 15); a value that is not a str takes the slow way.
+    """
     missing = np.asarray(pd.isna(values), dtype=bool)
     todo = np.flatnonzero(~missing)
     if todo.size:
         present = np.asarray(values, dtype=object)[todo].tolist()
-        missing[todo] = [not (v if type(v) is str else str(v)).strip() for v in present]
+        try:
+            missing[todo] = np.fromiter(map(len, map(str.strip, present)), dtype=np.int64, count=len(present)) == 0
+        except TypeError:  # a value that is not a str
+            missing[todo] = [not (v if type(v) is str else str(v)).strip() for v in present]
     return missing
 
 

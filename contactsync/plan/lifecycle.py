@@ -63,14 +63,18 @@ def link_fates(
     outlook_ids: np.ndarray,
     crm_gone: pd.DataFrame | None,
     settings: PlanSettings,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> LinkFate:
     """Classify every link and plan R11/R12/R13 and the stopped pairs' fate.
 
-    ``crm_ids`` / ``outlook_ids``: the id columns of the cycle's frames (object arrays)."""
+    ``crm_ids`` / ``outlook_ids``: the id columns of the cycle's frames (object arrays);
+    ``rows``: each link's row in them, when already found (``lookups.LinkRows``)."""
     status = as_objects(links["status"])
     active = (status == LINK_STATUS_ACTIVE) | pd.isna(status)
     stopped = status == LINK_STATUS_STOPPED
-    if len(links):
+    if rows is not None:
+        c_at, o_at = rows
+    elif len(links):
         c_at = positions(crm_ids, as_objects(links["crm_id"]))
         o_at = positions(outlook_ids, as_objects(links["outlook_id"]))
     else:  # a first sync: no hash table of every id (15 ms a side at 100,000) for no link

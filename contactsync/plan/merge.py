@@ -101,6 +101,15 @@ def quiet_links(
     per-row hash of the compared fields is no cheaper test: hashing the 24 text columns of
     100,000 rows once (``pd.util.hash_array``) costs 2.0 s of CPU, the 48 comparisons
     0.13 s (issue 15; ``bench/README.md``).
+
+    What those comparisons cost is memory, not Python (issue 15): each one reads every
+    value's object, and the Outlook frame is in the mirror's order, not the links', so its
+    values are read in a random order (a cache miss each). Hence: a field that no row holds
+    on either side nor in the snapshot (``None`` throughout: ``list.count`` tests identity)
+    is not compared at all; an Outlook column is gathered and compared a block of rows at a
+    time (:func:`_same_at`), so the values a gather reads are still cached when compared;
+    and the R7a test reads the snapshot's email (equal to Outlook's on every pair still
+    quiet) for the pairs still quiet only.
     """
     n = len(snapshots)
     quiet = np.ones(n, dtype=bool)
@@ -111,14 +120,47 @@ def quiet_links(
     for f in settings.fields:
         s = as_objects(snapshots[f])
         c, o = as_objects(crm[f]), as_objects(outlook[f])
-        quiet &= np.asarray((c if c_rows is None else c[c_rows]) == s, dtype=bool)
-        quiet &= np.asarray((o if o_rows is None else o[o_rows]) == s, dtype=bool)
-    email1 = as_objects(outlook["email1"])
+        if _all_none(s) and _all_none(c) and _all_none(o):
+            continue  # None == None for every pair
+        quiet &= _same_at(c, c_rows, s)
+        quiet &= _same_at(o, o_rows, s)
+    todo = np.flatnonzero(quiet)
+    if todo.size == 0:
+        return quiet
+    # (on a quiet pair Outlook's email1 is the snapshot's: read in the links' order)
+    email1 = as_objects((snapshots if "email1" in settings.fields else outlook)["email1"])
+    e_rows = None if "email1" in settings.fields else o_rows
     tags = as_objects(outlook["crm_tag"])
-    crm_id = as_objects(snapshots["crm_id"])
-    quiet &= ~tag_needed(crm_id, tags if o_rows is None else tags[o_rows],
-                         email1 if o_rows is None else email1[o_rows], settings)
+    crm_id = as_objects(snapshots["crm_id"])[todo]
+    at = todo if o_rows is None else o_rows[todo]
+    quiet[todo] = ~tag_needed(crm_id, tags[at], email1[todo if e_rows is None else e_rows[todo]], settings)
     return quiet
+
+
+#: Rows per gather-and-compare block of :func:`_same_at`: small enough that the objects a
+#: block's gather reads are still in the cache when the comparison reads them again.
+SAME_BLOCK = 4096
+
+
+def _same_at(values: np.ndarray, rows: np.ndarray | None, expected: np.ndarray) -> np.ndarray:
+    """``values[rows] == expected`` as a bool array (``rows`` None: ``values`` as they are)."""
+    if rows is None:
+        return np.asarray(values == expected, dtype=bool)
+    out = np.empty(len(rows), dtype=bool)
+    for start in range(0, len(rows), SAME_BLOCK):
+        stop = start + SAME_BLOCK
+        out[start:stop] = values[rows[start:stop]] == expected[start:stop]
+    return out
+
+
+def _all_none(values: np.ndarray) -> bool:
+    """Every value is None (by identity: a NaN is not None, as in the raw comparisons).
+    A few values are looked at first: a column holding anything is usually told at once."""
+    if len(values) == 0:
+        return True
+    if any(v is not None for v in values[:: max(1, len(values) // 16)].tolist()):
+        return False
+    return values.tolist().count(None) == len(values)
 
 
 def _in_order(pos: np.ndarray, rows: int) -> bool:

@@ -21,6 +21,8 @@ Inputs (all frames conform to ``contactsync.model`` columns):
   Existence is all that is read of such a row (R1).
 - ``accounts``: visible accounts whose name equals a company name of a new Outlook
   contact (``model.ACCOUNT_COLUMNS``), for R5b.
+- ``link_rows`` (optional): the links' rows in ``crm`` and ``outlook``
+  (:class:`LinkRows`, found by ``lookups.link_rows``), found once for the look-ups and the plan.
 
 Output: :class:`PlanResult`.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from contactsync.model import FIELDS
@@ -145,6 +148,41 @@ class PlanSettings:
     fields: tuple[str, ...] = FIELDS  # the synced fields (the map is configuration)
 
 
+@dataclass(frozen=True, eq=False)
+class LinkRows:
+    """The row of each link's CRM contact in ``crm`` and of its Outlook contact in
+    ``outlook`` (-1: not in that frame), for the very frames it was found in.
+
+    The Outlook frame is in the mirror's order and the links in CRM id order, so finding
+    the Outlook rows hashes every Outlook id: ~0.1 s at 100,000 (issue 15), which the
+    unlinked contacts' look-ups (R7, R5b) and the plan's link fates (R11-R14) both need.
+    Found once, before the look-ups, and handed to the plan in ``PlanInputs``; the frames
+    are kept (by reference, compared by identity) so that rows found for other frames
+    are never used (:meth:`fits`).
+    """
+
+    crm_rows: np.ndarray
+    outlook_rows: np.ndarray
+    crm: pd.DataFrame
+    outlook: pd.DataFrame
+    links: pd.DataFrame
+
+    def fits(self, crm: pd.DataFrame | None, outlook: pd.DataFrame | None, links: pd.DataFrame | None) -> bool:
+        """Whether these rows were found for exactly these frames (the same objects)."""
+        return crm is self.crm and outlook is self.outlook and links is self.links
+
+    def linked_outlook(self) -> np.ndarray | None:
+        """Per row of ``outlook``: whether a link names it (``frames.member`` of its id in
+        the links' ids), or None where that cannot be read off the rows (a row with no id:
+        ``member`` matches a missing id to a link's missing one, the rows never do)."""
+        ids = self.outlook["outlook_id"].to_numpy(dtype=object)
+        if pd.isna(ids).any():
+            return None
+        out = np.zeros(len(ids), dtype=bool)
+        out[self.outlook_rows[self.outlook_rows >= 0]] = True
+        return out
+
+
 @dataclass(frozen=True)
 class PlanInputs:
     crm: pd.DataFrame
@@ -153,6 +191,10 @@ class PlanInputs:
     crm_candidates: pd.DataFrame | None = None
     crm_gone: pd.DataFrame | None = None
     accounts: pd.DataFrame | None = None
+    #: where each link's records are in ``crm`` and ``outlook``, when the caller found
+    #: them already for its look-ups (``lookups.link_rows`` of these very frames, as the
+    #: cycle's gather_inputs does); None, or rows of other frames: the plan finds them
+    link_rows: LinkRows | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,19 @@
 """A user's links and Outlook mirror: one columnar blob (the base) and the rows changed
-since it was written (the delta, in the ``links`` / ``outlook_contacts`` tables).
+since it was written (the delta: a few small columnar blobs, the ``state_segments``).
 
 Why: a cycle that cannot settle reads every link and mirror row; as 100,000 SQL rows that
 cost ~3 s of local work at 100,000 contacts (issue 15). The base is decoded in a fraction
 of that (contactsync.state.columnar), and a cycle that changes 1 % writes 1 % of the rows
-to the delta, not the whole base. When the delta grows past a tenth of the base (at
-least COMPACT_MIN rows), or rows must leave the base (unlinks, Outlook deletes, status
-changes), the two are merged into a new base in the same transaction (compaction).
+as one segment, not the whole base. When the delta grows past a quarter of the base (at
+least COMPACT_MIN rows), or rows must leave the base (unlinks, status changes, R7 moves),
+the two are merged into a new base in the same transaction (compaction).
+
+Segments are appended in ``seq`` order, a later row superseding an earlier one of the
+same key; a save folds the newest segments into its own while they are no bigger than it
+(a binary counter: ~log2 of the delta's saves stay, so a read decodes a handful and a
+save rewrites on average a few times its own rows). The ``links`` / ``outlook_contacts``
+rows a version-4 program left are read as the oldest layer and folded into a segment at
+that user's next save (schema version 5).
 
 Reading = base rows not superseded by a delta row (same key; for links also the same
 outlook_id, R7's one-to-one move) + the delta rows, in key order (what the row tables
@@ -23,14 +30,22 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform
+from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform, empty_frame
 from contactsync.plan.schema import LINK_COLUMNS
-from contactsync.state.columnar import Reader, decode, encode, encode_columns, time_ns
-from contactsync.state.rows import chunks, now_iso, read_frame
-from contactsync.state.schema import blobs_table, links_table, outlook_table
+from contactsync.state.columnar import Reader, decode, encode, encode_columns, time_ns, utc_times
+from contactsync.state.rows import now_iso, read_frame
+from contactsync.state.schema import blobs_table, links_table, outlook_table, segments_table
 
 #: A delta of up to this many rows never forces a compaction.
 COMPACT_MIN = 2_000
+#: The delta's share of the base from which a save compacts. Reading a delta costs its
+#: rows' decode only (the merge into the base costs the base's size whatever the delta's),
+#: while a compaction re-encodes the whole base (~0.5 s at 100,000 mirror rows): a quarter
+#: compacts a 1 %-edits cycle's saves once in ~12 cycles, a first sync's links ~15 times
+#: where a tenth made it ~27.
+COMPACT_SHARE = 4
+#: A save past this many segments folds them all into its own.
+MAX_SEGMENTS = 12
 #: A missing time in a blob's time column (columnar's format).
 MISSING_NS = np.iinfo(np.int64).min
 
@@ -61,7 +76,7 @@ MIRROR = Kind("mirror", outlook_table, OUTLOOK_COLUMNS, "outlook_id", times=OUTL
 
 def compact_limit(base_rows: int) -> int:
     """The delta size from which the next save folds it into the base."""
-    return max(COMPACT_MIN, base_rows // 10)
+    return max(COMPACT_MIN, base_rows // COMPACT_SHARE)
 
 
 def _blob_where(kind: Kind, user: str, folder_id: str) -> tuple[sa.ColumnElement[bool], ...]:
@@ -75,6 +90,11 @@ def _delta_where(kind: Kind, user: str, folder_id: str) -> tuple[sa.ColumnElemen
     return (*where, t.c.folder_id == folder_id) if kind is MIRROR else where
 
 
+def _segment_where(kind: Kind, user: str, folder_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    s = segments_table
+    return (s.c.crm_user == user, s.c.kind == kind.name, s.c.folder_id == folder_id)
+
+
 def base_rows(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> int:
     """How many rows the base holds (0 = none), without decoding it."""
     found = conn.execute(sa.select(blobs_table.c.rows).where(*_blob_where(kind, user, folder_id))).scalar()
@@ -82,6 +102,16 @@ def base_rows(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> i
 
 
 def delta_rows(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> int:
+    """The delta's rows as written (a row superseded by a later save counts twice): what
+    decides the next compaction."""
+    return _legacy_rows(conn, kind, user, folder_id) + int(conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(segments_table.c.rows), 0))
+        .where(*_segment_where(kind, user, folder_id))
+    ).scalar_one())
+
+
+def _legacy_rows(conn: Connection, kind: Kind, user: str, folder_id: str) -> int:
+    """Delta rows a version-4 program left in the row tables (0 once a save folded them)."""
     return int(conn.execute(
         sa.select(sa.func.count()).select_from(kind.table).where(*_delta_where(kind, user, folder_id))
     ).scalar_one())
@@ -95,41 +125,137 @@ def read_base(
 
 
 def read_delta(
-    conn: Connection, kind: Kind, user: str, folder_id: str = ""
+    conn: Connection, kind: Kind, user: str, folder_id: str = "", columns: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The delta: its rows as a conformed frame in key order, and the keys it removes."""
+    """The delta: its rows as a conformed frame in key order, and the keys it removes;
+    of the segments, only ``columns`` (and those the fold needs) when given."""
+    wanted = None if columns is None else {*columns, kind.key, kind.gone[0], *((kind.also_unique,) if kind.also_unique else ())}
+    layers = [_legacy_layer(conn, kind, user, folder_id)]
+    layers += [decode(data, None if wanted is None else [c for c in kind.columns if c in wanted])
+               for _, _, data in _segments(conn, kind, user, folder_id, with_data=True)]
+    found = _fold(layers, kind)
+    removed = np.array([], dtype=object)
+    if len(found):
+        tomb = (found[kind.gone[0]] == kind.gone[1]).to_numpy()
+        if tomb.any():
+            removed = found.loc[tomb, kind.key].to_numpy(dtype=object)
+            found = found[~tomb].reset_index(drop=True)
+    return found, removed
+
+
+def _legacy_layer(conn: Connection, kind: Kind, user: str, folder_id: str) -> pd.DataFrame:
+    """The rows a version-4 program wrote to the row tables, tombstones included (counted
+    first: an empty frame of 30 columns costs more than the count)."""
+    if not _legacy_rows(conn, kind, user, folder_id):
+        return pd.DataFrame()
     t = kind.table
     found = read_frame(conn.execute(
         sa.select(*[t.c[c] for c in kind.columns]).where(*_delta_where(kind, user, folder_id))
     ), plain=True)
-    removed = np.array([], dtype=object)
-    if not found.empty:
-        tomb = (found[kind.gone[0]] == kind.gone[1]).to_numpy()
-        if tomb.any():
-            removed = found.loc[tomb, kind.key].to_numpy(dtype=object)
-            found = found[~tomb]
+    if found.empty:
+        return found
     for col in kind.times:
-        if not found.empty:
-            found[col] = pd.to_datetime(found[col], utc=True, format="ISO8601")
-    frame = conform(found, kind.columns)
-    if len(frame) > 1:
-        frame = frame.take(np.argsort(frame[kind.key].to_numpy(dtype=object), kind="stable"))
-    return frame.reset_index(drop=True), removed
+        found[col] = pd.to_datetime(found[col], utc=True, format="ISO8601")
+    return conform(found, kind.columns)
 
 
-def add_tombstones(conn: Connection, kind: Kind, user: str, folder_id: str, keys: Sequence[str]) -> None:
-    """Delta rows saying these keys left (their changed rows, if any, go first)."""
-    t = kind.table
-    where = _delta_where(kind, user, folder_id)
-    keys = sorted(set(keys))
-    for chunk in chunks(keys):
-        conn.execute(sa.delete(t).where(*where, t.c[kind.key].in_(chunk)))
-    lead = {"crm_user": user, **({"folder_id": folder_id} if kind is MIRROR else {})}
-    if kind is LINKS:
-        lead["updated_at"] = now_iso()
-    rows = [{**lead, kind.key: k, kind.gone[0]: kind.gone[1]} for k in keys]
-    for chunk in chunks(rows):
-        conn.execute(t.insert(), chunk)
+def _segments(
+    conn: Connection, kind: Kind, user: str, folder_id: str, *, with_data: bool = False
+) -> list[tuple[int, int, bytes]]:
+    """The delta's segments in write order: (seq, rows, data; data b"" unless asked)."""
+    s = segments_table
+    cols = [s.c.seq, s.c.rows, *([s.c.data] if with_data else [])]
+    found = conn.execute(sa.select(*cols).where(*_segment_where(kind, user, folder_id)).order_by(s.c.seq))
+    return [(int(r[0]), int(r[1]), bytes(r[2]) if with_data else b"") for r in found]
+
+
+def _fold(layers: Sequence[pd.DataFrame], kind: Kind) -> pd.DataFrame:
+    """Layers (oldest first; tombstones are rows) as one: each key's last row, and for
+    links no two rows on one Outlook contact (the later wins, R7), in key order.
+
+    A row survives when no later row has its key or its outlook_id: what applying the
+    layers one by one gives, since a save never holds two rows of one key or one Outlook
+    contact, and a save that moves an Outlook contact to another CRM id is compacted at
+    once (links.LinkStore.save_pairs) instead of reaching the delta."""
+    frames = [f for f in layers if len(f)]
+    if not frames:
+        return empty_frame(kind.columns)  # (conform of no rows costs ~0.07 s: 30 columns)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    keys = frame[kind.key].to_numpy(dtype=object)
+    keep = ~pd.Index(keys, dtype=object).duplicated(keep="last")
+    if kind.also_unique is not None:
+        unique = frame[kind.also_unique].to_numpy(dtype=object)
+        held = np.flatnonzero(~pd.isna(unique))
+        if held.size:
+            keep[held[pd.Index(unique[held], dtype=object).duplicated(keep="last")]] = False
+    at = np.flatnonzero(keep)
+    at = at[np.argsort(keys[at], kind="stable")]
+    if len(frames) == 1 and len(at) == len(frame) and bool((at == np.arange(len(at))).all()):
+        return frame.reset_index(drop=True)
+    return frame.take(at).reset_index(drop=True)
+
+
+def add_rows(
+    conn: Connection, kind: Kind, user: str, folder_id: str,
+    rows: pd.DataFrame | None, removed: Sequence[str] = (),
+) -> None:
+    """Append ``rows`` (and tombstones of the ``removed`` keys, which the rows outdo) to
+    the delta as one segment, folding into it the newest segments no bigger than it (all
+    of them past MAX_SEGMENTS, and the row tables' rows of a version-4 program)."""
+    layer = _layer(rows, removed, kind)
+    if not len(layer):
+        return
+    segs = _segments(conn, kind, user, folder_id)
+    legacy = _legacy_rows(conn, kind, user, folder_id)
+    take = len(segs) if legacy or len(segs) >= MAX_SEGMENTS else 0
+    size = len(layer)
+    while take < len(segs) and segs[-1 - take][1] <= size:
+        size += segs[-1 - take][1]
+        take += 1
+    seq = segs[-1][0] + 1 if segs else 1
+    if take or legacy:
+        s = segments_table
+        first = segs[-take][0] if take else seq
+        found = conn.execute(sa.select(s.c.data).where(*_segment_where(kind, user, folder_id), s.c.seq >= first)
+                             .order_by(s.c.seq)).scalars().all()
+        older = [_legacy_layer(conn, kind, user, folder_id)] if legacy else []
+        layer = _fold([*older, *(decode(bytes(d)) for d in found), layer], kind)
+        conn.execute(sa.delete(s).where(*_segment_where(kind, user, folder_id), s.c.seq >= first))
+        if legacy:
+            conn.execute(sa.delete(kind.table).where(*_delta_where(kind, user, folder_id)))
+    conn.execute(segments_table.insert().values(
+        crm_user=user, kind=kind.name, folder_id=folder_id, seq=seq, rows=len(layer),
+        data=encode(layer, kind.times),
+    ))
+
+
+def _layer(rows: pd.DataFrame | None, removed: Sequence[str], kind: Kind) -> pd.DataFrame:
+    """One save's rows as a delta layer: the tombstones, then the rows (later wins)."""
+    parts = []
+    if len(removed):
+        gone = sorted({str(k) for k in removed})
+        parts.append(pd.DataFrame({kind.key: gone, kind.gone[0]: [kind.gone[1]] * len(gone)}, dtype=object))
+    if rows is not None and len(rows):
+        parts.append(rows.reindex(columns=list(kind.columns)))
+    if not parts:
+        return conform(pd.DataFrame(), kind.columns)
+    return _fold([_conformed(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True), kind)], kind)
+
+
+def _conformed(frame: pd.DataFrame, kind: Kind) -> pd.DataFrame:
+    """``conform(frame, kind.columns)`` for a save's rows, as one object block and the
+    times: ``conform`` costs ~3 ms per column whatever the rows (0.1 s for a save of 10)."""
+    frame = frame.reindex(columns=list(kind.columns))
+    texts = [c for c in kind.columns if c not in kind.times]
+    block = np.empty((len(texts), len(frame)), dtype=object)
+    for j, col in enumerate(texts):
+        values = frame[col].to_numpy(dtype=object)
+        block[j] = values
+        block[j][pd.isna(values)] = None
+    out = pd.DataFrame(block.T, columns=texts, dtype=object, copy=False)
+    for col in kind.times:
+        out.insert(kind.columns.index(col), col, pd.to_datetime(frame[col], utc=True, errors="coerce").reset_index(drop=True))
+    return out
 
 
 def write_base(conn: Connection, kind: Kind, user: str, folder_id: str, frame: pd.DataFrame) -> None:
@@ -148,6 +274,7 @@ def _store_base(conn: Connection, kind: Kind, user: str, folder_id: str, rows: i
         crm_user=user, kind=kind.name, folder_id=folder_id, rows=rows, data=data, updated_at=now_iso(),
     ))
     conn.execute(sa.delete(kind.table).where(*_delta_where(kind, user, folder_id)))
+    conn.execute(sa.delete(segments_table).where(*_segment_where(kind, user, folder_id)))
 
 
 def compact(
@@ -241,69 +368,64 @@ def _order(
     """The merged rows as positions in [base rows; delta rows], in key order (both in key
     order); None when the delta changes nothing. Found from the key columns alone, so the
     same order serves a merge of frames (:func:`merged`) and one column at a time
-    (:func:`compact`)."""
+    (:func:`compact`, :func:`read`). One binary search of the delta's keys in the base's
+    serves every part: no hash of the base's keys (ids of 48 characters, 100,000 of them)."""
     if not len(delta_keys) and not len(removed):
         return None
-    replaced = _rows_replaced_in_place(base_keys, base_unique, delta_keys, delta_unique, kind, removed)
+    n, d = len(base_keys), len(delta_keys)
+    at = np.searchsorted(base_keys, delta_keys) if n and d else np.zeros(d, dtype=np.int64)
+    hit = (at < n) & (base_keys[np.minimum(at, n - 1)] == delta_keys) if n and d else np.zeros(d, dtype=bool)
+    holders = _holders(base_unique, delta_unique)
+    replaced = _rows_replaced_in_place(n, at, hit, holders, removed)
     if replaced is not None:
         return replaced
-    gone = pd.Index(base_keys, dtype=object).isin(np.concatenate([delta_keys, np.asarray(removed, dtype=object)]))
-    if base_unique is not None and delta_unique is not None:
-        moved = delta_unique[~pd.isna(delta_unique)]
-        if moved.size:
-            gone |= pd.Series(base_unique, dtype=object).isin(moved).to_numpy()
+    gone = np.zeros(n, dtype=bool)
+    gone[at[hit]] = True
+    if len(removed) and n:
+        out = np.sort(np.asarray(removed, dtype=object))
+        where = np.minimum(np.searchsorted(base_keys, out), n - 1)
+        gone[where[base_keys[where] == out]] = True
+    gone[holders] = True  # R7: a base row whose Outlook contact a delta row takes goes
     kept = np.flatnonzero(~gone)
-    at = np.searchsorted(base_keys[kept], delta_keys)  # the kept row each delta row goes before
+    at = at - np.concatenate([[0], np.cumsum(gone)])[at]  # the kept row each delta row goes before
     before = np.zeros(len(kept) + 1, dtype=np.int64)
     np.add.at(before, at, 1)
-    final = np.concatenate([np.arange(len(kept)) + np.cumsum(before)[:-1], at + np.arange(len(delta_keys))])
+    final = np.concatenate([np.arange(len(kept)) + np.cumsum(before)[:-1], at + np.arange(d)])
     order = np.empty(len(final), dtype=np.int64)
-    order[final] = np.concatenate([kept, len(base_keys) + np.arange(len(delta_keys))])
+    order[final] = np.concatenate([kept, n + np.arange(d)])
     return order
 
 
+def _holders(base_unique: np.ndarray | None, delta_unique: np.ndarray | None) -> np.ndarray:
+    """The base rows holding an Outlook contact a delta row holds (links, R7)."""
+    if base_unique is None or delta_unique is None:
+        return np.array([], dtype=np.int64)
+    moved = delta_unique[~pd.isna(delta_unique)]
+    if not moved.size:
+        return np.array([], dtype=np.int64)
+    return np.flatnonzero(pd.Series(base_unique, dtype=object).isin(moved).to_numpy())
+
+
 def _rows_replaced_in_place(
-    base_keys: np.ndarray, base_unique: np.ndarray | None, delta_keys: np.ndarray,
-    delta_unique: np.ndarray | None, kind: Kind, removed: Sequence[str],
+    n: int, at: np.ndarray, hit: np.ndarray, holders: np.ndarray, removed: Sequence[str],
 ) -> np.ndarray | None:
     """The usual cycle's case: every delta row replaces the base row of its key (1 %
     edits), none is new, none removed, no Outlook contact moves to another CRM id (R7):
     the base's order with those rows swapped, no search over the kept rows. None = not
     this case."""
-    at = _replaced_at(base_keys, base_unique, delta_keys, delta_unique, removed)
-    if at is None:
+    if len(removed) or not len(at) or not bool(hit.all()) or not bool(np.isin(holders, at).all()):
         return None
-    order = np.arange(len(base_keys))
-    order[at] = len(base_keys) + np.arange(len(delta_keys))
+    order = np.arange(n)
+    order[at] = n + np.arange(len(at))
     return order
 
 
-def _replaced_at(
-    base_keys: np.ndarray, base_unique: np.ndarray | None, delta_keys: np.ndarray,
-    delta_unique: np.ndarray | None, removed: Sequence[str],
-) -> np.ndarray | None:
-    """The base row each delta row replaces, when each replaces one of its key and no
-    Outlook contact moves to another CRM id (R7); None otherwise."""
-    if len(removed) or not len(delta_keys):
-        return None
-    at = np.searchsorted(base_keys, delta_keys)
-    if bool((at >= len(base_keys)).any()) or not bool((base_keys[at] == delta_keys).all()):
-        return None  # a new key
-    if base_unique is not None and delta_unique is not None:
-        moved = delta_unique[~pd.isna(delta_unique)]
-        if moved.size:
-            holders = np.flatnonzero(pd.Series(base_unique, dtype=object).isin(moved).to_numpy())
-            if not bool(np.isin(holders, at).all()):
-                return None  # R7: a base row whose Outlook contact moves goes
-    return at
-
-
 def read(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> pd.DataFrame:
-    """The user's rows of ``kind``: base and delta merged (model conventions).
+    """The user's rows of ``kind``: base and delta merged (model conventions), in key order.
 
-    When every delta row replaces a base row of its key (a 1 % cycle's saves), they are
-    written into the decoded base's arrays before its frame is made; otherwise the base
-    and the delta are merged (:func:`merged`: a second copy of every column)."""
+    The merge's order comes from the base's key columns alone (:func:`_order`); then each
+    column is decoded and put in its place by one take, straight into the frame's one
+    block: no frame of the base is made only to be merged into a second one."""
     delta, removed = read_delta(conn, kind, user, folder_id)
     data = conn.execute(sa.select(blobs_table.c.data).where(*_blob_where(kind, user, folder_id))).scalar()
     if data is None:
@@ -311,25 +433,30 @@ def read(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> pd.Dat
     elif delta.empty and not len(removed):
         frame = decode(bytes(data))
     else:
-        done: list[bool] = []
-
-        def into_base(texts: dict[str, np.ndarray], times: dict[str, np.ndarray]) -> None:
-            unique = kind.also_unique
-            at = _replaced_at(texts[kind.key], None if unique is None else texts[unique],
-                              delta[kind.key].to_numpy(dtype=object),
-                              None if unique is None else delta[unique].to_numpy(dtype=object), removed)
-            if at is None or set(texts) | set(times) != set(delta.columns):
-                return
-            for col, values in texts.items():
-                values[at] = delta[col].to_numpy(dtype=object)
-            for col, ns in times.items():
-                ns[at] = time_ns(delta[col])
-            done.append(True)
-
-        frame = decode(bytes(data), patch=into_base)
-        if not done:
-            frame = merged(frame, delta, kind, removed)
+        frame = _merged_from(Reader(bytes(data)), delta, removed, kind)
     return frame if len(frame) else conform(frame, kind.columns)
+
+
+def _merged_from(base: Reader, delta: pd.DataFrame, removed: Sequence[str], kind: Kind) -> pd.DataFrame:
+    """``merged(decode(base), delta, kind, removed)`` (its rows and values), the base
+    decoded one column at a time into the merged order; columns in ``kind.columns`` order."""
+    n = base.rows
+    keys = _base_text(base, kind.key, n)
+    unique = None if kind.also_unique is None else _base_text(base, kind.also_unique, n)
+    order = _order(keys, unique, delta[kind.key].to_numpy(dtype=object),
+                   None if unique is None else delta[kind.also_unique].to_numpy(dtype=object), kind, removed)
+    if order is None:
+        order = np.arange(n)
+    texts = [c for c in kind.columns if c not in kind.times]
+    block = np.empty((len(texts), len(order)), dtype=object)
+    for j, col in enumerate(texts):
+        values = keys if col == kind.key else unique if col == kind.also_unique else _base_text(base, col, n)
+        block[j] = np.concatenate([values, delta[col].to_numpy(dtype=object)])[order]
+    frame = pd.DataFrame(block.T, columns=texts, dtype=object, copy=False)
+    for col in kind.times:  # put in place: a reorder of the columns would copy the block
+        stored = base.time_ns(col) if col in base.names else np.full(n, MISSING_NS, dtype=np.int64)
+        frame.insert(kind.columns.index(col), col, utc_times(np.concatenate([stored, time_ns(delta[col])])[order]))
+    return frame
 
 
 def fold_all(conn: Connection) -> None:

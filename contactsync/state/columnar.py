@@ -30,23 +30,39 @@ import json
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
+import lz4.frame
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 FORMAT_VERSION = 3
 #: Starts a blob of that version; a version-1 blob starts with zlib's header byte 0x78.
 MAGICS = {2: b"CSB2", 3: b"CSB3"}
 MAGIC = MAGICS[FORMAT_VERSION]
-#: Version 3's codec: LZ4 (pyarrow's, frame format) inflates a 100,000-contact mirror's
-#: columns in ~5 ms where zlib took ~60 ms, for blobs ~1.3x zlib's size.
-_LZ4 = pa.Codec("lz4")
 #: A dense text column with at most this share of distinct values is stored as codes.
 DICT_SHARE = 0.25
 _SEP = "\x1f"
 _NAT = np.iinfo(np.int64).min
 #: zlib level: 1 compresses a 100,000-contact mirror 6x at several hundred MB/s.
 LEVEL = 1
+
+
+def lz4_compress(body: bytes) -> bytes:
+    """Version 3's codec: one LZ4 frame (the standard frame format), which inflates a
+    100,000-contact mirror's columns in ~5 ms where zlib took ~60 ms, for blobs ~1.3x
+    zlib's size. The ``lz4`` package, not pyarrow's codec that wrote the first version-3
+    blobs: the same frame format (each reads the other's), without pyarrow's ~60 MB in
+    every process (issue 15 goal 3)."""
+    return lz4.frame.compress(body, store_size=True)
+
+
+def lz4_decompress(stored: bytes | memoryview, size: int) -> bytes:
+    """One column's LZ4 frame inflated; ``size`` (the header's ``raw``) is checked, so a
+    truncated or foreign body is an error here, not a wrong column further on. Frames
+    pyarrow wrote carry no content size: lz4 then grows its buffer as it inflates."""
+    body = lz4.frame.decompress(stored)
+    if len(body) != size:
+        raise ValueError(f"state blob column inflated to {len(body)} bytes, not {size}: the blob is damaged")
+    return body
 
 
 def _few_distinct(values: np.ndarray, sample: int = 2_000) -> bool:
@@ -137,7 +153,7 @@ def encode_columns(
                 values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values, dtype=object),
                 codes=version >= 3)
         del values
-        packed = _LZ4.compress(body, asbytes=True) if version >= 3 else zlib.compress(body, LEVEL)
+        packed = lz4_compress(body) if version >= 3 else zlib.compress(body, LEVEL)
         header["columns"].append(  # type: ignore[union-attr]
             {"name": name, **meta, "bytes": len(packed), **({"raw": len(body)} if version >= 3 else {})})
         bodies.append(packed)
@@ -180,7 +196,7 @@ class Reader:
         start, end = self._where[name]
         stored = self._raw[start:end]
         if self.version >= 3:
-            return _LZ4.decompress(stored, decompressed_size=int(self._meta[name]["raw"]), asbytes=True)
+            return lz4_decompress(stored, int(self._meta[name]["raw"]))
         return zlib.decompress(stored) if self._inflate else bytes(stored)
 
     def time_ns(self, name: str) -> np.ndarray:
@@ -189,10 +205,7 @@ class Reader:
 
     def times(self, name: str) -> pd.Series:
         """A time column as UTC datetimes (NaT for missing)."""
-        ns = self.time_ns(name)
-        stamps = ns.view("datetime64[ns]").copy()
-        stamps[ns == _NAT] = np.datetime64("NaT")
-        return pd.Series(stamps).dt.tz_localize("UTC")
+        return utc_times(self.time_ns(name))
 
     def text_into(self, name: str, out: np.ndarray) -> None:
         """A text column's values (None for missing) written into ``out`` (rows long)."""
@@ -231,6 +244,14 @@ class Reader:
         return out
 
 
+def utc_times(ns: np.ndarray) -> pd.Series:
+    """Stored int64 nanoseconds (missing = the smallest int64) as UTC datetimes, NaT for
+    missing (model conventions)."""
+    stamps = ns.view("datetime64[ns]").copy()
+    stamps[ns == _NAT] = np.datetime64("NaT")
+    return pd.Series(stamps).dt.tz_localize("UTC")
+
+
 def decode(blob: bytes, columns: Sequence[str] | None = None,
            patch: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None] | None = None) -> pd.DataFrame:
     """The frame a blob holds: text columns as object arrays with None for missing, time
@@ -250,8 +271,6 @@ def decode(blob: bytes, columns: Sequence[str] | None = None,
     if patch is not None:
         patch({name: table[j] for j, name in enumerate(text_names)}, times)
     frame = pd.DataFrame(table.T, columns=text_names, dtype=object, copy=False)
-    for name, ns in times.items():
-        stamps = ns.view("datetime64[ns]").copy()
-        stamps[ns == _NAT] = np.datetime64("NaT")
-        frame[name] = pd.Series(stamps).dt.tz_localize("UTC")
-    return frame[wanted] if list(frame.columns) != wanted else frame
+    for name, ns in times.items():  # in place: a reorder of the columns would copy the block
+        frame.insert(wanted.index(name), name, utc_times(ns))
+    return frame

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -45,31 +46,50 @@ def _text(value: Any) -> str | None:
 
 def _emails_of(frame: pd.DataFrame | None, key: str, ids: set[str] | None = None) -> dict[str, tuple[str, ...]]:
     """Per id in ``key`` (only ``ids`` when given), the lower-cased addresses of its
-    email columns."""
-    if frame is None or frame.empty or key not in frame:
+    email columns. Built from each column's list: the cost is the rows named, not a
+    pandas call per row (issue 15)."""
+    if frame is None or frame.empty or key not in frame or ids == set():
         return {}
     if ids is not None:
-        frame = frame[frame[key].astype(str).isin(ids).to_numpy()]
+        frame = frame[_named(frame[key], ids)]
     out: dict[str, tuple[str, ...]] = {}
-    cols = [c for c in EMAIL_FIELDS if c in frame]
-    for col in cols:
-        sub = frame[[key, col]].dropna()
-        for ident, addr in zip(sub[key].astype(str), email_key(sub[col]).fillna(""), strict=True):
+    keys = frame[key].to_numpy(dtype=object)
+    present = pd.notna(keys)
+    for col in (c for c in EMAIL_FIELDS if c in frame):
+        addrs = email_key(frame[col]).to_numpy(dtype=object)
+        keep = present & pd.notna(addrs)
+        for ident, addr in zip(keys[keep].tolist(), addrs[keep].tolist(), strict=True):
             if addr:
+                ident = str(ident)
                 out[ident] = (*out.get(ident, ()), addr)
     return out
 
 
+def _named(ids: pd.Series, wanted: set[str]) -> np.ndarray:
+    """The rows whose id (as text) is one of ``wanted``."""
+    return ids.astype(str).isin(wanted).to_numpy() & ids.notna().to_numpy()
+
+
+def _listed(values: pd.Series) -> list[Any]:
+    """A column's values as Python objects, None for every missing one (NaN, NaT, NA)."""
+    objects = values.to_numpy(dtype=object)
+    return np.where(pd.isna(objects), None, objects).tolist()
+
+
 def _values(frame: pd.DataFrame | None, key: str, ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per id in ``key`` (only ``ids`` when given), the row's field values (for a write's
-    "before")."""
+    "before"; the first row of an id). Built from each column's list, as
+    ``to_dict("index")`` boxes them, without its per-cell pandas calls (1 s for 2,000
+    rows at 1 % edits of 100,000, issue 15)."""
     if frame is None or frame.empty or key not in frame or ids == set():
         return {}
     if ids is not None:
-        frame = frame[frame[key].astype(str).isin(ids).to_numpy()]
+        frame = frame[_named(frame[key], ids)]
     cols = [c for c in FIELDS if c in frame]
-    sub = frame.drop_duplicates(key).set_index(key)[cols]
-    return {str(k): v for k, v in sub.to_dict("index").items()}
+    sub = frame.drop_duplicates(key)
+    keys = [str(k) for k in sub[key].tolist()]
+    columns = [_listed(sub[c]) for c in cols]
+    return {k: dict(zip(cols, values, strict=True)) for k, *values in zip(keys, *columns, strict=True)}
 
 
 def _ids(frames: Sequence[pd.DataFrame | None], column: str) -> set[str]:

@@ -12,15 +12,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from contactsync.model import conform
 from contactsync.plan.schema import LINK_COLUMNS, LINK_STATUS_ACTIVE
 from contactsync.state import blobs
 from contactsync.state.base import Store
-from contactsync.state.rows import bulk_insert, chunks, now_iso, read_frame, tuples
-from contactsync.state.schema import links_table
 from contactsync.vocab import LINK_STATUSES
 
 _STATUSES = LINK_STATUSES
@@ -64,7 +61,7 @@ class LinkStore(Store):
                 delta = delta.take(np.argsort(delta["crm_id"].to_numpy(dtype=object), kind="stable"))
                 blobs.compact(conn, blobs.LINKS, user, "", [(delta.reset_index(drop=True), ())])
                 return len(data)
-            self._save_link_rows(conn, user, data)
+            blobs.add_rows(conn, blobs.LINKS, user, "", data)
         return len(data)
 
     @staticmethod
@@ -75,10 +72,8 @@ class LinkStore(Store):
         new = data.dropna(subset=["outlook_id"])
         if new.empty:
             return False
-        t = links_table
-        held = [blobs.read_base(conn, blobs.LINKS, user, columns=("crm_id", "outlook_id"))]
-        held.append(read_frame(conn.execute(sa.select(t.c.crm_id, t.c.outlook_id).where(
-            t.c.crm_user == user, t.c.outlook_id.is_not(None))), plain=True))
+        held = [blobs.read_base(conn, blobs.LINKS, user, columns=("crm_id", "outlook_id")),
+                blobs.read_delta(conn, blobs.LINKS, user, columns=("crm_id", "outlook_id"))[0]]
         new_oids = new["outlook_id"].astype(str)
         for pairs in held:
             if pairs is None or pairs.empty:
@@ -92,19 +87,6 @@ class LinkStore(Store):
             if bool((~pd.isna(found) & (found != new["crm_id"].astype(str).to_numpy(dtype=object))).any()):
                 return True
         return False
-
-    @staticmethod
-    def _save_link_rows(conn: Connection, user: str, data: pd.DataFrame) -> None:
-        """Upsert rows into the delta: a row with the same crm_id or outlook_id goes."""
-        rows = tuples(data, LINK_COLUMNS, user, now_iso())
-        crm_ids = data["crm_id"].astype(str).tolist()
-        outlook_ids = data["outlook_id"].dropna().astype(str).tolist()
-        t = links_table
-        for chunk in chunks(crm_ids):
-            conn.execute(sa.delete(t).where(t.c.crm_user == user, t.c.crm_id.in_(chunk)))
-        for chunk in chunks(outlook_ids):
-            conn.execute(sa.delete(t).where(t.c.crm_user == user, t.c.outlook_id.in_(chunk)))
-        bulk_insert(conn, t, ("crm_user", "updated_at", *LINK_COLUMNS), rows)
 
     def remove_links(self, user: str, crm_ids: Sequence[str]) -> int:
         """Forget pairs (R11, R12, R13 unlink); returns how many existed. The rows leave

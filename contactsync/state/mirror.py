@@ -16,11 +16,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform
+from contactsync.model import OUTLOOK_COLUMNS, conform
 from contactsync.state import blobs
 from contactsync.state.base import Store
-from contactsync.state.rows import bulk_insert, chunks, iso_series, now_iso, tuples
-from contactsync.state.schema import delta_table, outlook_table
+from contactsync.state.rows import now_iso
+from contactsync.state.schema import delta_table
 
 
 class MirrorStore(Store):
@@ -82,25 +82,9 @@ class MirrorStore(Store):
                     blobs.write_base(conn, kind, user, folder_id, new)
                 else:  # column by column: the whole mirror is never decoded here (issue 15)
                     blobs.compact(conn, kind, user, folder_id, [(new, removed)])
-            else:
-                if removed:
-                    blobs.add_tombstones(conn, kind, user, folder_id, removed)
-                if data is not None:
-                    self._save_mirror_rows(conn, user, folder_id, data)
+            else:  # one segment of the delta: the contacts removed, then the rows changed
+                blobs.add_rows(conn, kind, user, folder_id, data, removed)
             self._save_mirror_token(conn, user, folder_id, delta_link)
-
-    @staticmethod
-    def _save_mirror_rows(conn: Connection, user: str, folder_id: str, data: pd.DataFrame) -> None:
-        """Upsert rows into the delta (rows of the same contacts replaced)."""
-        t = outlook_table
-        data = data.copy()
-        for col in OUTLOOK_TIMES:
-            data[col] = iso_series(data[col])
-        rows = tuples(data, OUTLOOK_COLUMNS, user, folder_id)
-        where = (t.c.crm_user == user, t.c.folder_id == folder_id)
-        for chunk in chunks(data["outlook_id"].astype(str).tolist()):
-            conn.execute(sa.delete(t).where(*where, t.c.outlook_id.in_(chunk)))
-        bulk_insert(conn, t, ("crm_user", "folder_id", *OUTLOOK_COLUMNS), rows)
 
     @staticmethod
     def _save_mirror_token(conn: Connection, user: str, folder_id: str, delta_link: str | None) -> None:

@@ -11,6 +11,8 @@ held equal value for value on the same database, and the way each engine reads i
 
 from __future__ import annotations
 
+import logging
+import sys
 from datetime import datetime
 from itertools import count
 from typing import Any
@@ -28,6 +30,7 @@ from contactsync.crm import extract as extract_mod
 from contactsync.crm.extract import CrmReader, street_from_lines, to_utc
 from contactsync.crm.load import CrmWriter
 from contactsync.crm.schema import crm_tables
+from contactsync.db import make_engine
 from contactsync.plan.schema import ACTION_COLUMNS
 
 from .conftest import GROUP, LEE, SAM
@@ -76,6 +79,28 @@ def test_each_engine_reads_the_way_it_can_safely(crm_engine: sa.Engine) -> None:
     else:
         assert reader.arrow is None
     assert CrmReader(crm_engine, schema=None, user_id=LEE, arrow=False).arrow is None
+
+
+def test_without_the_arrow_extra_postgresql_reads_through_sqlalchemy_to_the_same_frame(
+    crm_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default install has no ADBC driver (pyproject.toml's ``arrow`` extra): the
+    engine's reads then go through SQLAlchemy, to the frame ADBC gives, and say so once."""
+    with_adbc, _ = _both(crm_engine)
+    want, want_gid = with_adbc.read_group(GROUP)
+    for name in ("adbc_driver_postgresql", "adbc_driver_postgresql.dbapi"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError: not installed
+    engine = make_engine(crm_engine.url.render_as_string(hide_password=False))  # a new engine: decided anew
+    try:
+        caplog.set_level(logging.INFO, logger=arrow_read.__name__)
+        reader = CrmReader(engine, schema=None, user_id=LEE)
+        assert reader.arrow is None and arrow_read.source_for(engine) is None
+        got, got_gid = reader.read_group(GROUP)
+    finally:
+        engine.dispose()
+    _same(got, want)
+    assert got_gid == want_gid and len(got) > 0
+    assert any("no ADBC driver installed" in r.getMessage() for r in caplog.records)
 
 
 def test_the_group_read_equals_the_sqlalchemy_read_exactly(crm_engine: sa.Engine) -> None:

@@ -123,8 +123,15 @@ def test_pairs_are_recorded_while_the_load_still_waits_on_graph(tmp_path: Path, 
         out = real_record(self, sides, results)
         with rounds:
             made[:] = [(self, sides)]
-            rounds.notify_all()
         return out
+
+    real_round = record.StateRecorder.round
+
+    def round_done(self: record.StateRecorder) -> None:
+        # woken when a round is over: it records the pairs, then their history
+        real_round(self)
+        with rounds:
+            rounds.notify_all()
 
     def request(self: transport.GraphSession, method: str, url: str, *, data: Any = None, **kw: Any) -> Any:
         tags = [ep["value"] for r in (data or {}).get("requests", []) if r["method"] == "POST"
@@ -147,6 +154,7 @@ def test_pairs_are_recorded_while_the_load_still_waits_on_graph(tmp_path: Path, 
 
     folder: list[str] = []
     monkeypatch.setattr(PairStates, "record", recorded)
+    monkeypatch.setattr(record.StateRecorder, "round", round_done)
     monkeypatch.setattr(transport.GraphSession, "request", request)
     emu = Emulator(tmp_path / "graph.db")
     try:

@@ -12,17 +12,21 @@ merges every pair (``plan_every_pair``), frame for frame.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+from unittest.mock import patch
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contactsync.model import FIELDS
-from contactsync.plan import PlanSettings, plan_cycle
+from contactsync.plan import PlanSettings, merge, plan_cycle
 from contactsync.plan.cycle import plan_every_pair
-from tests.plan.helpers import crm, link, olk, plan_inputs
+from contactsync.plan.lookups import candidate_lookups, link_rows
+from tests.plan.helpers import crm, link, linked, olk, plan_inputs
 
 #: A value as the snapshot holds it, and the ways a side may hold it this cycle.
 BASE = st.sampled_from(["Ann", "ann@x.com", "Dev", "555", None])
@@ -66,6 +70,7 @@ def cycles(draw: st.DrawFn) -> tuple[Any, PlanSettings]:
             crm_rows.append(crm(f"N{j}", email1=email, first_name="New"))
         else:
             out_rows.append(olk(f"P{j}", email1=email, first_name="New"))
+    out_rows = draw(st.permutations(out_rows))  # the mirror's order is not the links' (gathers)
     rules = PlanSettings(
         conflict_policy=draw(st.sampled_from(["latest", "crm", "outlook"])),
         direction=draw(st.sampled_from(["two-way", "crm-to-outlook", "outlook-to-crm"])),
@@ -79,7 +84,12 @@ def cycles(draw: st.DrawFn) -> tuple[Any, PlanSettings]:
 
 def _same_plan(case: tuple[Any, PlanSettings]) -> None:
     inputs, rules = case
-    limited, full = plan_cycle(inputs, rules), plan_every_pair(inputs, rules)
+    full = plan_every_pair(inputs, rules)
+    # the plan as a cycle makes it (the links' rows found for the look-ups, handed over),
+    # with quiet_links' Outlook gathers a block of 2 rows at a time (many blocks)
+    handed = replace(inputs, link_rows=link_rows(inputs.crm, inputs.outlook, inputs.links))
+    with patch.object(merge, "SAME_BLOCK", 2):
+        limited = plan_cycle(handed, rules)
     for part in ("actions", "conflicts", "snapshots"):
         pd.testing.assert_frame_equal(getattr(limited, part), getattr(full, part), check_index_type=False)
     assert limited.guard == full.guard
@@ -105,3 +115,58 @@ def test_a_quiet_pair_is_not_merged_and_an_edited_one_is():
     updates = result.actions[result.actions["op"] == "update"]
     assert updates[["side", "crm_id", "rule", "fields"]].values.tolist() == [["outlook", "C2", "R8", "first_name"]]
     assert result.snapshots["crm_id"].tolist() == ["C2"]
+
+
+def test_an_edit_in_the_middle_of_a_big_quiet_set_is_planned():
+    """At scale the shortcuts are taken (fields None on every side and in every snapshot
+    skipped, the Outlook side gathered block by block in the mirror's shuffled order, the
+    links' rows handed over from the look-ups): an edit on either side among thousands
+    of quiet pairs, a one-character change in a field set on only one row, a pair whose
+    tag is missing and whose email is blank (R7a), are each found, and nothing else."""
+    block = 256
+    n = 3 * block + 17
+    values = {"first_name": "Ann", "last_name": "Lee", "email1": "a@x.com"}
+    crm_rows, out_rows, link_rows_ = [], [], []
+    for i in range(n):
+        c, o, lk = linked(f"C{i:05d}", f"O{i:05d}", **values)
+        crm_rows.append(c)
+        out_rows.append(o)
+        link_rows_.append(lk)
+    mid, late, rare, untagged = n // 2, n - 5, 2 * block + 3, 11
+    crm_rows[mid]["first_name"] = "Anna"  # a CRM edit (R8)
+    out_rows[late]["job_title"] = "Dev"  # an Outlook edit in a field no other row holds
+    for rows_ in (crm_rows, out_rows, link_rows_):  # a field only one pair holds, then edited in Outlook
+        rows_[rare]["spouse"] = "Bo"
+    out_rows[rare]["spouse"] = "Bob"
+    for rows_ in (crm_rows, out_rows, link_rows_):  # no email: R7 could not find the pair again
+        rows_[untagged]["email1"] = " "
+    out_rows[untagged]["crm_tag"] = None
+    order = np.random.default_rng(7).permutation(n)
+    inputs = plan_inputs(crm_rows, [out_rows[i] for i in order], link_rows_)
+    inputs = replace(inputs, link_rows=link_rows(inputs.crm, inputs.outlook, inputs.links))
+    assert candidate_lookups(inputs.outlook, inputs.links, inputs.link_rows) == ([], [])
+    with patch.object(merge, "SAME_BLOCK", block):
+        result = plan_cycle(inputs, PlanSettings())
+    got = sorted(zip(result.actions["side"], result.actions["op"], result.actions["crm_id"],
+                     result.actions["fields"].fillna(""), strict=True))
+    assert got == sorted([
+        ("outlook", "update", f"C{mid:05d}", "first_name"),
+        ("crm", "update", f"C{late:05d}", "job_title"),
+        ("crm", "update", f"C{rare:05d}", "spouse"),
+        ("outlook", "update", f"C{untagged:05d}", ""),  # the tag alone (R7a)
+    ])
+    pd.testing.assert_frame_equal(result.actions, plan_every_pair(inputs, PlanSettings()).actions)
+
+
+def test_rows_found_for_other_frames_are_not_used():
+    """``PlanInputs.link_rows`` counts only for the very frames it was found in: rows of
+    an earlier read (another order of the same contacts) are looked up again."""
+    same = {"first_name": "Ann", "email1": "ann@x.com"}
+    pairs = [linked("C1", "O1", **same), linked("C2", "O2", **{**same, "email1": "b@x.com"})]
+    before = plan_inputs([p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs])
+    edited = [pairs[1][1], {**pairs[0][1], "first_name": "Anne"}]  # Outlook read in another order
+    now = plan_inputs([p[0] for p in pairs], edited, [p[2] for p in pairs])
+    stale = link_rows(before.crm, before.outlook, before.links)
+    assert not stale.fits(now.crm, now.outlook, now.links)
+    result = plan_cycle(replace(now, link_rows=stale), PlanSettings())
+    assert result.actions[["side", "crm_id", "fields"]].values.tolist() == [["crm", "C1", "first_name"]]

@@ -23,7 +23,8 @@ from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state import StateStore, blobs, meta_table
 from contactsync.state.columnar import Reader, decode, encode, encode_columns
-from contactsync.state.schema import blobs_table
+from contactsync.state.rows import bulk_insert, iso_series, now_iso, tuples
+from contactsync.state.schema import blobs_table, segments_table
 
 from .conftest import USER
 
@@ -167,6 +168,16 @@ def test_mirror_reads_back_as_a_plain_table_would_hold_it(tmp_path_factory, monk
         store.close()
 
 
+def _as_rows(conn: sa.Connection, kind: blobs.Kind, user: str, folder: str, frame: pd.DataFrame) -> None:
+    """Rows as a version 2-4 program wrote them to the row tables (times as ISO text)."""
+    frame = frame.copy()
+    for col in kind.times:
+        frame[col] = iso_series(frame[col])
+    lead = {"crm_user": user, **({"folder_id": folder} if kind is blobs.MIRROR else {"updated_at": now_iso()})}
+    rows = tuples(frame, kind.columns, *lead.values())
+    bulk_insert(conn, kind.table, (*lead, *kind.columns), rows)
+
+
 def test_a_version_2_store_is_folded_into_blobs_and_keeps_every_row(store_url: str) -> None:
     """Migration 4: the rows an older program wrote become each user's base."""
     store = StateStore(store_url)
@@ -180,9 +191,11 @@ def test_a_version_2_store_is_folded_into_blobs_and_keeps_every_row(store_url: s
     with engine.begin() as conn:  # what version 2 left: the same data as rows, no blobs
         link_rows, mirror_rows = blobs.read(conn, blobs.LINKS, USER), blobs.read(conn, blobs.MIRROR, USER, "F")
         conn.execute(sa.delete(blobs_table))
-        StateStore._save_link_rows(conn, USER, link_rows)
-        StateStore._save_mirror_rows(conn, USER, "F", mirror_rows)
+        conn.execute(sa.delete(segments_table))
+        _as_rows(conn, blobs.LINKS, USER, "", link_rows)
+        _as_rows(conn, blobs.MIRROR, USER, "F", mirror_rows)
         conn.execute(sa.text("DROP TABLE state_blobs"))
+        conn.execute(sa.text("DROP TABLE state_segments"))
         conn.execute(sa.update(meta_table).values(value="2"))
     engine.dispose()
     store = StateStore(store_url)
@@ -284,3 +297,84 @@ def test_version_3_codes_few_distinct_values_and_version_2_blobs_still_read():
     assert len({id(v) for v in oslo}) == 1  # one object per distinct value
     assert decode(new, ("city",))["city"].tolist() == frame["city"].tolist()
     assert str(back.dtypes["t"]) == "datetime64[ns, UTC]" and (back["t"] == frame["t"]).all()
+
+
+@pytest.mark.parametrize("kind_name", ["links", "mirror"])
+def test_a_change_in_the_middle_of_a_big_unchanged_set_reads_back_without_a_compaction(
+    store: StateStore, kind_name: str
+) -> None:
+    """Issue 15's cheaper path: a small save goes to a delta segment (the base is not
+    rewritten) and reads back merged in key order: edits in the middle, a new key between
+    two stored ones, and (mirror) a removed one; then, after many saves, segments stay few."""
+    n = 5_000
+    if kind_name == "links":
+        store.save_pairs(USER, pd.DataFrame([_link(f"C{i:05d}", f"O{i:05d}", "t") for i in range(n)]))
+        store.save_pairs(USER, pd.DataFrame([_link(f"C{i:05d}", f"O{i:05d}", "new") for i in (2500, 2501)]
+                                            + [_link("C02500x", "O99999", "added")]))
+        got = store.load_links(USER)
+        kind, folder = blobs.LINKS, ""
+    else:
+        store.save_outlook(USER, "F", "t1", frame=pd.DataFrame([_contact(f"O{i:05d}", "c") for i in range(n)]),
+                           full=True)
+        store.save_outlook(USER, "F", "t2", changed=pd.DataFrame(
+            [_contact(f"O{i:05d}", "new") for i in (2500, 2501)] + [_contact("O02500x", "added")]),
+            removed_ids=["O04000"])
+        got = store.load_outlook(USER, "F")[1]
+        kind, folder = blobs.MIRROR, "F"
+    with store.engine.connect() as conn:
+        assert blobs.base_rows(conn, kind, USER, folder) == n  # not compacted
+        assert blobs.delta_rows(conn, kind, USER, folder) == 3 + (kind is blobs.MIRROR)
+    keys = got[kind.key].tolist()
+    assert keys == sorted(keys) and len(keys) == n + 1 - (kind is blobs.MIRROR)
+    column = "job_title" if kind is blobs.LINKS else "city"
+    at = keys.index(kind.key[0].upper() + "02500")
+    assert got[column].iloc[at - 1:at + 4].tolist() == ["c" if column == "city" else "t", "new", "added", "new",
+                                                       "c" if column == "city" else "t"]
+    assert (kind is blobs.LINKS) or "O04000" not in keys
+    for k in range(40):  # many small saves: the newest segments are folded into each new one
+        if kind is blobs.LINKS:
+            store.save_pairs(USER, pd.DataFrame([_link(f"C{k:05d}", f"O{k:05d}", f"s{k}")]))
+        else:
+            store.save_outlook(USER, "F", f"u{k}", changed=pd.DataFrame([_contact(f"O{k:05d}", f"s{k}")]))
+    with store.engine.connect() as conn:
+        assert len(blobs._segments(conn, kind, USER, folder)) <= 7
+    got = store.load_links(USER) if kind is blobs.LINKS else store.load_outlook(USER, "F")[1]
+    assert got[column].iloc[:40].tolist() == [f"s{k}" for k in range(40)]
+    assert got[column].iloc[40] == ("t" if kind is blobs.LINKS else "c")
+
+
+def test_a_version_4_delta_in_the_row_tables_reads_back_and_moves_to_a_segment_at_the_next_save(
+    store_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Schema 5: the rows a version-4 program left in ``links`` / ``outlook_contacts``
+    (tombstones included) still read, and the next save folds them into a segment."""
+    store = StateStore(store_url)
+    with monkeypatch.context() as m:  # the bases alone, no segment: what version 4 kept
+        m.setattr(blobs, "COMPACT_MIN", 1)
+        store.save_pairs(USER, pd.DataFrame([_link(f"C{i}", f"O{i}", "t") for i in range(6)]))
+    store.save_outlook(USER, "F", "tok", frame=pd.DataFrame([_contact(f"O{i}", "Oslo") for i in range(6)]),
+                       full=True)
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:  # what a version-4 save left: rows in the row tables
+        _as_rows(conn, blobs.LINKS, USER, "", conform(pd.DataFrame([_link("C2", "O2", "v4")]), LINK_COLUMNS))
+        mirror = pd.DataFrame([_contact("O3", "Bergen"), {"outlook_id": "O4", "change_key": blobs.MIRROR_GONE}])
+        _as_rows(conn, blobs.MIRROR, USER, "F", conform(mirror, OUTLOOK_COLUMNS))
+    engine.dispose()
+    try:
+        links, mirror = store.load_links(USER), store.load_outlook(USER, "F")[1]
+        assert links.set_index("crm_id")["job_title"].to_dict() == {**{f"C{i}": "t" for i in range(6)}, "C2": "v4"}
+        assert mirror.set_index("outlook_id")["city"].to_dict() == {
+            "O0": "Oslo", "O1": "Oslo", "O2": "Oslo", "O3": "Bergen", "O5": "Oslo"}
+        store.save_pairs(USER, pd.DataFrame([_link("C5", "O5", "later")]))
+        store.save_outlook(USER, "F", "tok2", changed=pd.DataFrame([_contact("O0", "later")]))
+        with store.engine.connect() as conn:
+            for kind, folder in ((blobs.LINKS, ""), (blobs.MIRROR, "F")):
+                assert blobs._legacy_rows(conn, kind, USER, folder) == 0
+                assert len(blobs._segments(conn, kind, USER, folder)) == 1
+        links, mirror = store.load_links(USER), store.load_outlook(USER, "F")[1]
+        assert links.set_index("crm_id")["job_title"].to_dict() == {
+            **{f"C{i}": "t" for i in range(6)}, "C2": "v4", "C5": "later"}
+        assert mirror.set_index("outlook_id")["city"].to_dict() == {
+            "O0": "later", "O1": "Oslo", "O2": "Oslo", "O3": "Bergen", "O5": "Oslo"}
+    finally:
+        store.close()

@@ -8,7 +8,6 @@ import pytest
 from contactsync.model import OUTLOOK_COLUMNS
 from contactsync.state import StateStore
 from contactsync.state import blobs as blobs_mod
-from contactsync.state import mirror as mirror_mod
 
 from .conftest import USER
 
@@ -90,9 +89,9 @@ def test_r18_token_does_not_advance_when_the_rows_fail(
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("disk full")
 
-    # the mirror's row write fails: the changed rows (delta) or, when rows leave the
-    # mirror, the rewritten columnar base (contactsync.state.blobs)
-    monkeypatch.setattr(mirror_mod, "bulk_insert", boom)
+    # the mirror's row write fails: the changed rows (a delta segment) or the rewritten
+    # columnar base (contactsync.state.blobs)
+    monkeypatch.setattr(blobs_mod, "add_rows", boom)
     monkeypatch.setattr(blobs_mod, "write_base", boom)
     with pytest.raises(RuntimeError):
         store.save_outlook(USER, FOLDER, "t2", changed=contacts(["c"]), removed_ids=removed)
