@@ -35,16 +35,14 @@ from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform, empty_fra
 from contactsync.outlook.client import GraphClient, GraphRequestError, GraphTransientError
 from contactsync.outlook.mapping import (
     ADDRESS_PROPS,
-    CRM_TAG_EXPAND,
-    CRM_TAG_PROPERTY_ID,
     EMAIL_INDEX,
     SCALAR_PROPS,
     contact_to_row,
     contacts_to_frame,
-    crm_tag_of,
     rows_to_frame,
     text_or_none,
 )
+from contactsync.outlook.tags import TAG_PAGE, read_tags, with_tags
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +97,6 @@ def _is_expired_token(exc: GraphRequestError) -> bool:
 
 #: Full reads whose own skip token expired half-way, started over at most this often.
 FULL_READ_ATTEMPTS = 3
-#: Contacts per page of the plain folder read that carries the tags.
-TAG_PAGE = 1000
 
 
 def _read_delta(
@@ -154,41 +150,6 @@ class FolderChanges:
         return not self.full and not self.items
 
 
-def read_tags(client: GraphClient, folder_id: str, ids: list[str] | None, folder_size: int = 0) -> dict[str, str | None]:
-    """The CrmContactId tags (R7a) of ``ids`` (None: of the whole folder), without delta.
-
-    Contact delta documents ``$select`` only (learn.microsoft.com/graph/api/contact-delta),
-    so the tags come from a plain read that carries the ``$expand``: the folder's pages of
-    1,000 (the most $top allows) when that is fewer requests, else the contacts one by one, 20 to a ``$batch``.
-    """
-    folder = client.path(f"contactFolders/{quote(folder_id, safe='')}/contacts")
-    if ids is not None and len(ids) == 0:
-        return {}
-    if ids is None or -(-folder_size // TAG_PAGE) <= -(-len(ids) // 20):
-        out: dict[str, str | None] = {}
-        params = {"$select": "id", "$expand": CRM_TAG_EXPAND, "$top": str(TAG_PAGE)}
-        for page in client.iter_pages(client.base_url + folder, params=params):
-            out.update({c["id"]: crm_tag_of(c) for c in page.get("value", []) if c.get("id")})
-        return out if ids is None else {i: out.get(i) for i in ids if i in out}
-    gets = [{"id": str(n), "method": "GET",
-             "url": client.path(f"contacts/{quote(i, safe='')}?$select=id&$expand={CRM_TAG_EXPAND}")}
-            for n, i in enumerate(ids)]
-    found: dict[str, str | None] = {}
-    for start in range(0, len(gets), 20):
-        for answer in client.batch(gets[start : start + 20]):
-            if 200 <= int(answer.get("status", 0)) < 300 and isinstance(answer.get("body"), dict):
-                found[ids[int(answer["id"])]] = crm_tag_of(answer["body"])
-    return found
-
-
-def _with_tags(items: dict[str, Any], tags: dict[str, str | None]) -> None:
-    """Put the tags read beside the delta into its items (as a ``$expand`` would)."""
-    for cid, tag in tags.items():
-        item = items.get(cid)
-        if item is not None:
-            item["singleValueExtendedProperties"] = [{"id": CRM_TAG_PROPERTY_ID, "value": tag}] if tag else []
-
-
 def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None, page_size: int = 500) -> FolderChanges:
     """One delta round: from ``delta_link``, or the whole folder without one (or when
     Graph no longer knows the token: 410 / SyncStateNotFound / resyncRequired).
@@ -226,7 +187,7 @@ def read_changes(client: GraphClient, folder_id: str, *, delta_link: str | None,
         tags = tags_read.result()
     pages += more
     pages += max(1, -(-len(tags) // TAG_PAGE))
-    for cid, tag in tags.items():  # the tags beside the rows, as _with_tags puts them in items
+    for cid, tag in tags.items():  # the tags beside the rows, as with_tags puts them in items
         row = items.get(cid)
         if row is not None:
             row["crm_tag"] = text_or_none(tag)
@@ -371,7 +332,7 @@ def apply_changes(changes: FolderChanges, snapshot: pd.DataFrame | None) -> Outl
         held = np.zeros(len(upserts), dtype=bool) if at is None else at >= 0
         untagged = sorted({str(c["id"]) for c, h in zip(upserts, held.tolist(), strict=True)
                            if not h and "singleValueExtendedProperties" not in c})
-        _with_tags(changes.items, changes.read_tags(untagged, 0 if snapshot is None else len(snapshot)))
+        with_tags(changes.items, changes.read_tags(untagged, 0 if snapshot is None else len(snapshot)))
     if not upserts:
         changed = empty_frame(OUTLOOK_COLUMNS)
     elif changes.rows:
