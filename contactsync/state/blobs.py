@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 from contactsync.model import OUTLOOK_COLUMNS, OUTLOOK_TIMES, conform, empty_frame
 from contactsync.plan.schema import LINK_COLUMNS
 from contactsync.state.columnar import Reader, decode, encode, encode_columns, time_ns, utc_times
+from contactsync.state.key_order import merge_order
 from contactsync.state.rows import now_iso, read_frame
 from contactsync.state.schema import blobs_table, links_table, outlook_table, segments_table
 
@@ -286,7 +287,7 @@ def compact(
 
     The same rows as ``write_base(merged(read(...), rows, removed))``, without the whole
     base decoded at once: the merge's order comes from the key columns alone
-    (:func:`_order`), then each column is decoded, merged, encoded and let go before the
+    (``key_order.merge_order``), then each column is decoded, merged, encoded and let go before the
     next. A first sync's Outlook load compacts the mirror several times while the cycle
     holds both sides; decoding the whole 100,000-row mirror there was its peak of memory
     (55-75 MB over the rest, issue 15)."""
@@ -302,7 +303,7 @@ def compact(
     for rows, removed in layers:
         row_keys = rows[kind.key].to_numpy(dtype=object)
         row_unique = None if kind.also_unique is None else rows[kind.also_unique].to_numpy(dtype=object)
-        order = _order(keys, unique, row_keys, row_unique, kind, removed)
+        order = merge_order(keys, unique, row_keys, row_unique, removed)
         if order is not None:
             pick = np.concatenate([pick, offset + np.arange(len(rows))])[order]
             keys = np.concatenate([keys, row_keys])[order]
@@ -342,10 +343,10 @@ def merged(
     if delta.empty and not len(removed):
         return base
     unique = kind.also_unique
-    order = _order(base[kind.key].to_numpy(dtype=object),
-                   None if unique is None else base[unique].to_numpy(dtype=object),
-                   delta[kind.key].to_numpy(dtype=object),
-                   None if unique is None else delta[unique].to_numpy(dtype=object), kind, removed)
+    order = merge_order(base[kind.key].to_numpy(dtype=object),
+                        None if unique is None else base[unique].to_numpy(dtype=object),
+                        delta[kind.key].to_numpy(dtype=object),
+                        None if unique is None else delta[unique].to_numpy(dtype=object), removed)
     if order is None:
         return base
     columns = list(base.columns)
@@ -361,69 +362,10 @@ def merged(
     return out[columns]
 
 
-def _order(
-    base_keys: np.ndarray, base_unique: np.ndarray | None, delta_keys: np.ndarray,
-    delta_unique: np.ndarray | None, kind: Kind, removed: Sequence[str],
-) -> np.ndarray | None:
-    """The merged rows as positions in [base rows; delta rows], in key order (both in key
-    order); None when the delta changes nothing. Found from the key columns alone, so the
-    same order serves a merge of frames (:func:`merged`) and one column at a time
-    (:func:`compact`, :func:`read`). One binary search of the delta's keys in the base's
-    serves every part: no hash of the base's keys (ids of 48 characters, 100,000 of them)."""
-    if not len(delta_keys) and not len(removed):
-        return None
-    n, d = len(base_keys), len(delta_keys)
-    at = np.searchsorted(base_keys, delta_keys) if n and d else np.zeros(d, dtype=np.int64)
-    hit = (at < n) & (base_keys[np.minimum(at, n - 1)] == delta_keys) if n and d else np.zeros(d, dtype=bool)
-    holders = _holders(base_unique, delta_unique)
-    replaced = _rows_replaced_in_place(n, at, hit, holders, removed)
-    if replaced is not None:
-        return replaced
-    gone = np.zeros(n, dtype=bool)
-    gone[at[hit]] = True
-    if len(removed) and n:
-        out = np.sort(np.asarray(removed, dtype=object))
-        where = np.minimum(np.searchsorted(base_keys, out), n - 1)
-        gone[where[base_keys[where] == out]] = True
-    gone[holders] = True  # R7: a base row whose Outlook contact a delta row takes goes
-    kept = np.flatnonzero(~gone)
-    at = at - np.concatenate([[0], np.cumsum(gone)])[at]  # the kept row each delta row goes before
-    before = np.zeros(len(kept) + 1, dtype=np.int64)
-    np.add.at(before, at, 1)
-    final = np.concatenate([np.arange(len(kept)) + np.cumsum(before)[:-1], at + np.arange(d)])
-    order = np.empty(len(final), dtype=np.int64)
-    order[final] = np.concatenate([kept, n + np.arange(d)])
-    return order
-
-
-def _holders(base_unique: np.ndarray | None, delta_unique: np.ndarray | None) -> np.ndarray:
-    """The base rows holding an Outlook contact a delta row holds (links, R7)."""
-    if base_unique is None or delta_unique is None:
-        return np.array([], dtype=np.int64)
-    moved = delta_unique[~pd.isna(delta_unique)]
-    if not moved.size:
-        return np.array([], dtype=np.int64)
-    return np.flatnonzero(pd.Series(base_unique, dtype=object).isin(moved).to_numpy())
-
-
-def _rows_replaced_in_place(
-    n: int, at: np.ndarray, hit: np.ndarray, holders: np.ndarray, removed: Sequence[str],
-) -> np.ndarray | None:
-    """The usual cycle's case: every delta row replaces the base row of its key (1 %
-    edits), none is new, none removed, no Outlook contact moves to another CRM id (R7):
-    the base's order with those rows swapped, no search over the kept rows. None = not
-    this case."""
-    if len(removed) or not len(at) or not bool(hit.all()) or not bool(np.isin(holders, at).all()):
-        return None
-    order = np.arange(n)
-    order[at] = n + np.arange(len(at))
-    return order
-
-
 def read(conn: Connection, kind: Kind, user: str, folder_id: str = "") -> pd.DataFrame:
     """The user's rows of ``kind``: base and delta merged (model conventions), in key order.
 
-    The merge's order comes from the base's key columns alone (:func:`_order`); then each
+    The merge's order comes from the base's key columns alone (``key_order.merge_order``); then each
     column is decoded and put in its place by one take, straight into the frame's one
     block: no frame of the base is made only to be merged into a second one."""
     delta, removed = read_delta(conn, kind, user, folder_id)
@@ -443,8 +385,8 @@ def _merged_from(base: Reader, delta: pd.DataFrame, removed: Sequence[str], kind
     n = base.rows
     keys = _base_text(base, kind.key, n)
     unique = None if kind.also_unique is None else _base_text(base, kind.also_unique, n)
-    order = _order(keys, unique, delta[kind.key].to_numpy(dtype=object),
-                   None if unique is None else delta[kind.also_unique].to_numpy(dtype=object), kind, removed)
+    order = merge_order(keys, unique, delta[kind.key].to_numpy(dtype=object),
+                        None if unique is None else delta[kind.also_unique].to_numpy(dtype=object), removed)
     if order is None:
         order = np.arange(n)
     texts = [c for c in kind.columns if c not in kind.times]

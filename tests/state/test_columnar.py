@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from contactsync.model import FIELDS, OUTLOOK_COLUMNS, conform
 from contactsync.plan.schema import LINK_COLUMNS
-from contactsync.state import StateStore, blobs, meta_table
+from contactsync.state import StateStore, blobs, key_order, meta_table
 from contactsync.state.columnar import Reader, decode, encode, encode_columns
 from contactsync.state.rows import bulk_insert, iso_series, now_iso, tuples
 from contactsync.state.schema import blobs_table, segments_table
@@ -249,7 +249,7 @@ def test_a_delta_of_known_keys_merges_in_place_as_the_general_merge_does(edits, 
     base, delta = conform(base, kind.columns), conform(delta, kind.columns)  # as the store reads them
     fast = blobs.merged(base, delta, kind)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(blobs, "_rows_replaced_in_place", lambda *a: None)
+        mp.setattr(key_order, "rows_replaced_in_place", lambda *a: None)
         general = blobs.merged(base, delta, kind)
     pd.testing.assert_frame_equal(fast, general)
 
