@@ -31,8 +31,7 @@ from contactsync import model
 from contactsync.crm import arrow_read
 from contactsync.crm.rows import read_frame
 from contactsync.crm.schema import CrmTables, crm_tables
-from contactsync.crm.values import dates, flag, newest, street_of, strings, to_utc
-from contactsync.crm.values import street_from_lines as street_from_lines  # (imported from here)
+from contactsync.crm.values import dates, flag, newest, street_from_lines, strings, to_utc
 from contactsync.errors import FatalError
 
 if TYPE_CHECKING:
@@ -359,7 +358,7 @@ class CrmReader:
             "read_only": flag(raw["_ro"]),
             "in_group": flag(raw["in_group"]),
             "birthday": dates(raw["_birthday"]),
-            "street": pd.Series(street_of([raw[f"_{c}"].to_numpy() for c in STREET_COLUMNS]), dtype=object),
+            "street": street_from_lines(raw[[f"_{c}" for c in STREET_COLUMNS]]),
         }
         columns = {c: made[c] if c in made else strings(raw[c]) for c in model.CRM_COLUMNS}
         return pd.DataFrame(columns).reset_index(drop=True)
