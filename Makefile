@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The slowest tests are listed at the end of every run: the ones to mark slow when `make test` grows.
 PYTEST_ARGS ?= --durations=25
 
-.PHONY: venv demo test test-slow test-all lint bench clean
+.PHONY: venv demo test test-slow test-all lint bench bench-floors clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP)
 # The CRM read at 100,000, old way beside new (bench/crm_read_bench.py; needs the cycles bench's cache).
 bench-crm-read: $(STAMP)
 	$(BIN)/python -m bench.crm_read_bench
+
+# The speed floors the timed tests used to assert, measured (bench/speed_floors.py, ~20 s).
+bench-floors: $(STAMP)
+	$(BIN)/python -m bench.speed_floors
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -290,20 +290,6 @@ def test_ensure_group_creates_the_sync_group_once(lee_writer: CrmWriter, crm_eng
     assert lee_writer.ensure_group(GROUP) == demo.LEE_GROUP
 
 
-@pytest.mark.slow
-def test_bulk_create_speed(lee_writer: CrmWriter, crm_engine: sa.Engine) -> None:
-    n = 5000
-    plan = actions(*(new_contact(100 + i, account_id=demo.aid(1), street="1 Road", city="X")
-                     for i in range(n)))
-    import time
-
-    start = time.perf_counter()
-    result = lee_writer.apply(plan, group_id=demo.LEE_GROUP)
-    elapsed = time.perf_counter() - start
-    assert (result["status"] == "applied").all()
-    assert n / elapsed > 1000, f"{n / elapsed:.0f} contacts/s"
-
-
 def test_r5_a_contact_whose_new_account_failed_is_not_created(
     lee_writer: CrmWriter, crm_engine: sa.Engine
 ) -> None:

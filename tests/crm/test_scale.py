@@ -1,8 +1,9 @@
-"""Scale: a 100,000-member group extracts in seconds; a first sync's creates run in bulk."""
+"""Scale: a 100,000-member group extracts whole and right; a first sync's 20,000 creates are
+all written in one call, each in the group. Their speed is bench/speed_floors.py's
+(crm_extract_100k, crm_create_20k), not a timed test's."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -41,14 +42,10 @@ def test_extract_of_100k_members_on_sqlite(tmp_path: Path) -> None:
         conn.execute(sa.insert(T.address), addresses)
         conn.execute(sa.insert(T.adhocgroup), members)
     reader = CrmReader(engine, schema=None, user_id=demo.LEE)
-    start, cpu = time.perf_counter(), time.process_time()
     frame = reader.extract_group(demo.GROUP_NAME)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"\nextract of {len(frame)} members: {wall:.2f} s wall, {cpu:.2f} s CPU")
-    assert len(frame) == n + 9
+    assert len(frame) == n + 9 and frame["crm_id"].is_unique
     row = frame.set_index("crm_id").loc["CBIGA0000001"]
     assert (row["street"], row["company"]) == ("1 Main St\nFloor 2", "Fabrikam Inc")
-    assert cpu < 6, f"extract took {cpu:.2f} s CPU"  # about 2 s on a busy 2-core machine
     engine.dispose()
 
 
@@ -66,13 +63,11 @@ def test_bulk_create_of_20k_contacts_on_sqlite(tmp_path: Path) -> None:
          "street": "1 Road\nFloor 2", "city": "Town", "work_phone": "+1 555 0100"} for i in range(n)
     ] + [{"action_id": "acct", "side": "crm", "op": "create_account", "account_key": "acct:Big Co",
           "account_name": "Big Co"}]).reindex(columns=list(ACTION_COLUMNS))
-    start, cpu = time.perf_counter(), time.process_time()
     result = writer.apply(plan, group_id=demo.LEE_GROUP)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"\ncreate of {n} contacts: {n / wall:.0f}/s wall, {n / cpu:.0f}/s CPU")
     assert (result["status"] == "applied").all()
-    assert n / cpu > 2500
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(T.adhocgroup)).scalar() == 20 + n
+        made = sa.select(sa.func.count(sa.distinct(T.contact.c.CONTACTID))).where(T.contact.c.EMAIL.like("%@y.example"))
+        assert conn.execute(made).scalar() == n
     engine.dispose()
     state.dispose()

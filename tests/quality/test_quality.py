@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -289,7 +287,9 @@ def test_r19_clean_inputs_give_no_problems_and_keep_the_whole_plan() -> None:
     assert len(kept) == 1 and out.empty
 
 
-def test_r19_record_problems_on_100k_rows_is_fast() -> None:
+def test_r19_record_problems_on_100k_rows_blame_only_the_bad_one() -> None:
+    """At a first sync's size the checks still name the one bad record (its speed:
+    bench/speed_floors.py record_problems_100k)."""
     n = 100_000
     i = np.arange(n).astype(str)
     frame = model.conform(pd.DataFrame({
@@ -301,11 +301,9 @@ def test_r19_record_problems_on_100k_rows_is_fast() -> None:
         "categories": "VIP, Kunde",
     }), model.OUTLOOK_COLUMNS)
     frame.loc[4242, "email1"] = "bad"
-    start = time.process_time()  # CPU time: robust when other jobs share the cores
     p = quality.record_problems(frame, side="outlook", id_column="outlook_id")
-    elapsed = time.process_time() - start
     assert p["record_id"].tolist() == ["AAMk4242"]
-    assert elapsed < 2.5  # ~0.5 s on an idle 2-core box; catches a per-row Python regression
+    assert p["rule"].eq("R19").all() and p["field"].tolist() == ["email1"]
 
 
 def test_r19_control_characters_are_blamed_on_the_right_rows() -> None:
