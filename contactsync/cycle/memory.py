@@ -8,6 +8,9 @@ heap stays in the process: RSS only grows, and the next step's frames land besid
 last one's garbage. ``malloc_trim(0)`` returns every free page of the heap (not only its
 top) with ``madvise``; it costs a few milliseconds and changes no value. Elsewhere than
 glibc (macOS, musl) there is nothing to call and :func:`release` does nothing.
+
+:func:`tune_allocator` goes at the cause: with the mmap threshold fixed, those columns are
+mmapped and unmapped when freed, so no hole is left to trim (it runs once per process).
 """
 
 from __future__ import annotations
@@ -35,6 +38,37 @@ def _libc() -> Any:
         return libc if hasattr(libc, "malloc_trim") else None
     except OSError:
         return None
+
+
+#: glibc's mallopt(3) parameters (malloc.h): M_MMAP_THRESHOLD and M_ARENA_MAX.
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+#: Blocks from this size up are mmapped, and unmapped when freed: a column of 100,000 rows
+#: (0.8 MB of pointers) goes back to the OS with its frame instead of leaving a hole in the
+#: heap. Setting it fixes the threshold (glibc's manual, "Malloc Tunable Parameters": the
+#: dynamic adjustment, which raised it to the size of every big block freed, is disabled).
+MMAP_THRESHOLD = 128 * 1024
+#: One arena for every thread: the CRM read runs in a thread beside the Outlook extract
+#: (cycle.run._extract_both), and a second arena kept that thread's freed pages apart from
+#: the main thread's, so the plan and the loads could not reuse them. The GIL serialises
+#: most allocations anyway; numpy and sqlite3 allocate outside it rarely enough.
+ARENA_MAX = 1
+
+
+@lru_cache(maxsize=1)
+def tune_allocator() -> bool:
+    """Set glibc's malloc up for a cycle's large, short-lived frames, once per process.
+
+    Issue 15 goal 3: the whole first sync at 100,000 contacts peaked at 583 MB with glibc's
+    defaults and at 512 MB with these two settings (``bench/allocator_bench.py``), for no
+    measurable CPU. Process-wide, which is why it runs at the cycle's start
+    (``cycle.run.run_cycle``) and not at import: the CLI, the flows' tasks and the Dask
+    workers all get it, a program merely importing the package does not. Where glibc is
+    absent (macOS, musl) nothing is set and False is returned; True when both were set.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(libc.mallopt(_M_ARENA_MAX, ARENA_MAX))
 
 
 #: Below this many rows a step freed too little to give back: skipped, because the full

@@ -29,7 +29,12 @@ import pandas as pd
 from contactsync.config import Settings, UserSettings
 from contactsync.cycle import load as load_step
 from contactsync.cycle import steps
-from contactsync.cycle.memory import RELEASE_MIN_ROWS, kept_through_the_loads, release
+from contactsync.cycle.memory import (
+    RELEASE_MIN_ROWS,
+    kept_through_the_loads,
+    release,
+    tune_allocator,
+)
 from contactsync.cycle.outcome import CycleOutcome
 from contactsync.cycle.settled import SUMMARY_KEY, is_settled
 from contactsync.cycle.sides import Sides, open_sides, plan_settings
@@ -158,6 +163,7 @@ def run_cycle(
     logger = run.logger()
     started = time.monotonic()
     uid = user.crm_user
+    tune_allocator()  # once per process: frames of 100,000 rows go back to the OS (issue 15)
     try:
         sides = open_sides(settings, user)
         with sides.store.lock(uid):
