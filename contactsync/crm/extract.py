@@ -31,7 +31,16 @@ from contactsync import model
 from contactsync.crm import arrow_read
 from contactsync.crm.rows import read_frame
 from contactsync.crm.schema import CrmTables, crm_tables
-from contactsync.crm.values import dates, flag, newest, street_from_lines, strings, to_utc
+from contactsync.crm.values import (
+    REPEATING_TEXT,
+    dates,
+    flag,
+    newest,
+    shared,
+    street_from_lines,
+    strings,
+    to_utc,
+)
 from contactsync.errors import FatalError
 
 if TYPE_CHECKING:
@@ -360,6 +369,8 @@ class CrmReader:
             "birthday": dates(raw["_birthday"]),
             "street": street_from_lines(raw[[f"_{c}" for c in STREET_COLUMNS]]),
         }
+        for c in REPEATING_TEXT:  # one object per distinct value (issue 15 goal 3)
+            made[c] = shared(strings(raw[c]))
         columns = {c: made[c] if c in made else strings(raw[c]) for c in model.CRM_COLUMNS}
         return pd.DataFrame(columns).reset_index(drop=True)
 
