@@ -59,8 +59,12 @@ class LoadOutcome:
 
 
 def allocate_ids(sides: Sides, actions: pd.DataFrame) -> pd.DataFrame:
-    """Give every CRM create its CONTACTID and every new account its ACCOUNTID up front."""
-    acts = actions.copy()
+    """Give every CRM create its CONTACTID and every new account its ACCOUNTID up front.
+
+    A shallow copy: under pandas' copy-on-write the writes below copy only the columns they
+    change, and the plan's actions and these share the rest (a deep copy of a first sync's
+    160,000 actions was 27 MB held through both loads, issue 15 goal 3)."""
+    acts = actions.copy(deep=False)
     creates = (acts["side"] == "crm") & (acts["op"] == "create") & acts["crm_id"].isna()
     if creates.any():
         ids = sides.writer.allocator.allocate("C", int(creates.sum()))
