@@ -56,7 +56,8 @@ def _best(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 # --- the state store ---------------------------------------------------------------------
-def _snapshots(n: int) -> pd.DataFrame:
+def snapshots(n: int) -> pd.DataFrame:
+    """``n`` pairs' snapshots, seven fields filled (the tests' data at scale too)."""
     from contactsync.model import FIELDS
     from contactsync.plan.schema import SNAPSHOT_COLUMNS
 
@@ -71,7 +72,7 @@ def _snapshots(n: int) -> pd.DataFrame:
 def state_links(folder: Path, n: int = 100_000) -> dict[str, float]:
     from contactsync.state import StateStore
 
-    snaps = _snapshots(n)
+    snaps = snapshots(n)
     changed = snaps.sample(1000, random_state=7).assign(city="Lyon")
     store = StateStore(f"sqlite:///{folder / 'links.db'}")
     try:
@@ -89,7 +90,7 @@ def state_mirror(folder: Path, n: int = 100_000) -> dict[str, float]:
     from contactsync.model import OUTLOOK_COLUMNS
     from contactsync.state import StateStore
 
-    frame = _snapshots(n).drop(columns=["crm_id", "new_key"]).assign(
+    frame = snapshots(n).drop(columns=["crm_id", "new_key"]).assign(
         change_key="EQAAABYAAAA", outlook_created=pd.Timestamp("2024-01-01", tz="UTC"),
         outlook_modified=pd.Timestamp("2024-06-01 10:00", tz="UTC")).reindex(columns=list(OUTLOOK_COLUMNS))
     store = StateStore(f"sqlite:///{folder / 'mirror.db'}")
@@ -107,14 +108,13 @@ def state_mirror(folder: Path, n: int = 100_000) -> dict[str, float]:
 
 
 # --- the CRM -----------------------------------------------------------------------------
-def _big_crm(folder: Path, n: int) -> sa.Engine:
+def big_group(url: str, n: int) -> sa.Engine:
+    """The demo CRM at ``url`` with ``n`` more contacts (CBIGA0000000...), each with an
+    address (every other one of two lines), all in Lee's sync group, visible to everyone."""
     from contactsync.crm import demo
     from contactsync.crm.schema import crm_tables, make_engine
     from contactsync.crm.setup import init_database
 
-    url = f"sqlite:///{folder / 'crm.db'}"
-    if (folder / "crm.db").exists():
-        return make_engine(url)
     init_database(url, demo=True)
     engine, t, now = make_engine(url), crm_tables(None), datetime(2025, 6, 1)
     contacts = [{"CONTACTID": f"CBIGA{i:07d}", "ACCOUNTID": demo.aid(1 + i % 7), "ACCOUNT": "x",
@@ -132,6 +132,13 @@ def _big_crm(folder: Path, n: int) -> sa.Engine:
     return engine
 
 
+def _big_crm(folder: Path, n: int) -> sa.Engine:
+    from contactsync.crm.schema import make_engine
+
+    url = f"sqlite:///{folder / 'crm.db'}"
+    return make_engine(url) if (folder / "crm.db").exists() else big_group(url, n)
+
+
 def crm_extract(folder: Path, n: int = 100_000) -> dict[str, float]:
     from contactsync.crm import demo
     from contactsync.crm.extract import CrmReader
@@ -145,13 +152,25 @@ def crm_extract(folder: Path, n: int = 100_000) -> dict[str, float]:
     return {"wall_s": wall, "cpu_s": cpu}
 
 
+def create_plan(n: int) -> pd.DataFrame:
+    """A first sync's CRM side: ``n`` creates (emails x{i}@y.example) under one new account."""
+    from contactsync.plan.schema import ACTION_COLUMNS
+
+    return pd.DataFrame([
+        {"action_id": f"a{i}", "side": "crm", "op": "create", "new_key": f"new:o{i}",
+         "account_key": "acct:Big Co", "fields": "first_name,last_name,email1,street,city,work_phone",
+         "first_name": f"F{i}", "last_name": f"L{i}", "email1": f"x{i}@y.example",
+         "street": "1 Road\nFloor 2", "city": "Town", "work_phone": "+1 555 0100"} for i in range(n)
+    ] + [{"action_id": "acct", "side": "crm", "op": "create_account", "account_key": "acct:Big Co",
+          "account_name": "Big Co"}]).reindex(columns=list(ACTION_COLUMNS))
+
+
 def crm_create(folder: Path, n: int = 20_000) -> dict[str, float]:
     from contactsync.crm import demo
     from contactsync.crm.ids import IdAllocator
     from contactsync.crm.load import CrmWriter
     from contactsync.crm.schema import make_engine
     from contactsync.crm.setup import init_database
-    from contactsync.plan.schema import ACTION_COLUMNS
 
     for name in ("create.db", "create-state.db"):
         (folder / name).unlink(missing_ok=True)
@@ -160,13 +179,7 @@ def crm_create(folder: Path, n: int = 20_000) -> dict[str, float]:
     engine, state = make_engine(url), make_engine(f"sqlite:///{folder / 'create-state.db'}")
     writer = CrmWriter(engine, schema=None, user_id=demo.LEE, site_code="SYNC",
                        allocator=IdAllocator(state, engine, None, "SYNC"))
-    plan = pd.DataFrame([
-        {"action_id": f"a{i}", "side": "crm", "op": "create", "new_key": f"new:o{i}",
-         "account_key": "acct:Big Co", "fields": "first_name,last_name,email1,street,city,work_phone",
-         "first_name": f"F{i}", "last_name": f"L{i}", "email1": f"x{i}@y.example",
-         "street": "1 Road\nFloor 2", "city": "Town", "work_phone": "+1 555 0100"} for i in range(n)
-    ] + [{"action_id": "acct", "side": "crm", "op": "create_account", "account_key": "acct:Big Co",
-          "account_name": "Big Co"}]).reindex(columns=list(ACTION_COLUMNS))
+    plan = create_plan(n)
     try:
         wall, cpu, result = _timed(lambda: writer.apply(plan, group_id=demo.LEE_GROUP))
         assert (result["status"] == "applied").all()
@@ -177,8 +190,9 @@ def crm_create(folder: Path, n: int = 20_000) -> dict[str, float]:
 
 
 # --- R19's checks --------------------------------------------------------------------------
-def record_problems(_folder: Path, n: int = 100_000) -> dict[str, float]:
-    from contactsync import model, quality
+def outlook_rows(n: int) -> pd.DataFrame:
+    """``n`` valid Outlook contacts but row 4242, whose email1 is "bad" (R19)."""
+    from contactsync import model
 
     i = np.arange(n).astype(str)
     frame = model.conform(pd.DataFrame({
@@ -189,6 +203,13 @@ def record_problems(_folder: Path, n: int = 100_000) -> dict[str, float]:
         "postal_code": "10115", "country": "DE", "birthday": "1980-05-04", "categories": "VIP, Kunde",
     }), model.OUTLOOK_COLUMNS)
     frame.loc[4242, "email1"] = "bad"
+    return frame
+
+
+def record_problems(_folder: Path, n: int = 100_000) -> dict[str, float]:
+    from contactsync import quality
+
+    frame = outlook_rows(n)
     wall, cpu, problems = _timed(lambda: quality.record_problems(frame, side="outlook", id_column="outlook_id"))
     assert problems["record_id"].tolist() == ["AAMk4242"]
     return {"wall_s": wall, "cpu_s": cpu}

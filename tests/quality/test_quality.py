@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from bench.speed_floors import outlook_rows
 from contactsync import model, quality
 from contactsync.plan.schema import ACTION_COLUMNS
 
@@ -290,17 +290,7 @@ def test_r19_clean_inputs_give_no_problems_and_keep_the_whole_plan() -> None:
 def test_r19_record_problems_on_100k_rows_blame_only_the_bad_one() -> None:
     """At a first sync's size the checks still name the one bad record (its speed:
     bench/speed_floors.py record_problems_100k)."""
-    n = 100_000
-    i = np.arange(n).astype(str)
-    frame = model.conform(pd.DataFrame({
-        "outlook_id": np.char.add("AAMk", i), "first_name": np.char.add("Anna", i),
-        "last_name": "Berg", "job_title": "Engineer", "company": "ACME",
-        "email1": np.char.add(np.char.add("anna.", i), "+x@example.com"),
-        "work_phone": "+49 30 1234", "street": "Hauptstr. 1\nHinterhaus", "city": "Berlin",
-        "postal_code": "10115", "country": "DE", "birthday": "1980-05-04",
-        "categories": "VIP, Kunde",
-    }), model.OUTLOOK_COLUMNS)
-    frame.loc[4242, "email1"] = "bad"
+    frame = outlook_rows(100_000)
     p = quality.record_problems(frame, side="outlook", id_column="outlook_id")
     assert p["record_id"].tolist() == ["AAMk4242"]
     assert p["rule"].eq("R19").all() and p["field"].tolist() == ["email1"]

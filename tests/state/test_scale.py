@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from contactsync.model import FIELDS, OUTLOOK_COLUMNS
-from contactsync.plan.schema import SNAPSHOT_COLUMNS
+from bench.speed_floors import snapshots
+from contactsync.model import OUTLOOK_COLUMNS
 from contactsync.state import StateStore
 
 from .conftest import USER
@@ -16,18 +16,9 @@ from .conftest import USER
 N = 100_000
 
 
-def big_snapshots(n: int) -> pd.DataFrame:
-    frame = pd.DataFrame({"crm_id": [f"CSYNC{i:07d}" for i in range(n)],
-                          "outlook_id": [f"AAMkAGI2THVSAAA{i:09d}=" for i in range(n)]})
-    for f in FIELDS:
-        frame[f] = [f"{f} {i}" for i in range(n)] if f in (
-            "first_name", "last_name", "email1", "company", "job_title", "city", "work_phone") else None
-    return frame.reindex(columns=list(SNAPSHOT_COLUMNS))
-
-
 @pytest.mark.slow
 def test_100k_links_round_trip_and_a_1000_row_upsert_changes_those_rows(store: StateStore) -> None:
-    snaps = big_snapshots(N)
+    snaps = snapshots(N)
     store.save_pairs(USER, snaps)
     links = store.load_links(USER)
     assert len(links) == N
@@ -40,7 +31,7 @@ def test_100k_links_round_trip_and_a_1000_row_upsert_changes_those_rows(store: S
 
 @pytest.mark.slow
 def test_100k_outlook_snapshot_round_trip(store: StateStore) -> None:
-    snaps = big_snapshots(N)
+    snaps = snapshots(N)
     frame = snaps.drop(columns=["crm_id", "new_key"]).assign(
         change_key="EQAAABYAAAA", outlook_created=pd.Timestamp("2024-01-01", tz="UTC"),
         outlook_modified=pd.Timestamp("2024-06-01 10:00", tz="UTC"))
