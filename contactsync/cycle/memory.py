@@ -58,9 +58,9 @@ ARENA_MAX = 1
 def tune_allocator() -> bool:
     """Set glibc's malloc up for a cycle's large, short-lived frames, once per process.
 
-    Issue 15 goal 3: the whole first sync at 100,000 contacts peaked at 583 MB with glibc's
-    defaults and at 512 MB with these two settings (``bench/allocator_bench.py``), for no
-    measurable CPU. Process-wide, which is why it runs at the cycle's start
+    Issue 15 goal 3: the whole first sync at 100,000 contacts peaked at 570.6 MB with
+    glibc's defaults and at 506.9 MB with these two settings, for 1.03x its steps' CPU (one
+    run, ``bench/allocator_bench.py``, ``bench/results/allocator.json``). Process-wide, which is why it runs at the cycle's start
     (``cycle.run.run_cycle``) and not at import: the CLI, the flows' tasks and the Dask
     workers all get it, a program merely importing the package does not. Where glibc is
     absent (macOS, musl) nothing is set and False is returned; True when both were set.
